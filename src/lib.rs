@@ -1,0 +1,29 @@
+//! hecto-watch — shepherds merchants through the Hecto Financial (헥토파이낸셜) contract.
+//!
+//! # Layout
+//!
+//! Data flows one way; each stage is a folder and knows nothing of the stages after it:
+//!
+//! ```text
+//! config ─► imap (connect, folders, cursor, IDLE/poll) ─► mail (parse → classify, pure)
+//!        ─► merchant (stage machine, matching, pure) ─► store (sled, one transaction per mail)
+//!        ─► schedule (business days, due reminders) ─► notify (outbox → SMTP)
+//! ```
+//!
+//! - [`config`]: the TOML file, validated all at once; secrets with a redacted `Debug`.
+//! - [`mail`]: raw RFC 5322 bytes → [`mail::Classified`]. Pure; never panics.
+//! - [`merchant`]: stages, the forward-only stage machine and mail → merchant matching. Pure.
+//! - [`store`]: the only module that touches sled. One transaction per mail.
+//! - [`schedule`]: Korean business days and what is due at a given instant. Pure.
+//! - [`ingest`]: one mail's path classify → match → apply, shared by IMAP and `import-mail`.
+//! - [`cli`]: the command line, a thin layer over the library.
+//!
+//! The binary (`src/main.rs`) only parses arguments and calls [`cli::main`].
+
+pub mod cli;
+pub mod config;
+pub mod ingest;
+pub mod mail;
+pub mod merchant;
+pub mod schedule;
+pub mod store;

@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(hecto_watch::cli::main());
+}
