@@ -6,14 +6,14 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::calendar::{end_of_day, kst_date, Calendar};
 use crate::config::{Reminders, Windows};
 use crate::merchant::{Merchant, Stage};
 use crate::store::{NoticeFacts, NoticeKind, OutboxEntry};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Window {
     Guidance,
@@ -30,11 +30,11 @@ impl Window {
 }
 
 /// A merchant's open window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deadline {
     pub window: Window,
     /// When the window opened (application, or review request).
-    #[serde(skip)]
+    #[serde(skip_serializing, default)]
     pub opened: DateTime<Utc>,
     /// The end of the last day allowed (23:59:59 KST).
     pub due: DateTime<Utc>,
@@ -164,7 +164,7 @@ pub fn due_reminders(
 }
 
 /// One row of `status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusRow {
     pub id: String,
     pub name: String,

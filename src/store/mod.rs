@@ -107,6 +107,9 @@ pub struct Export {
     pub unassigned: Vec<SeqUnassigned>,
     pub cursors: Vec<CursorRecord>,
     pub outbox: Vec<OutboxEntry>,
+    /// Folder roles last detected per account.
+    #[serde(default)]
+    pub folders: BTreeMap<String, Vec<(String, FolderRole)>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,6 +151,7 @@ pub struct Store {
     unassigned: sled::Tree,
     cursors: sled::Tree,
     outbox: sled::Tree,
+    folders: sled::Tree,
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -264,6 +268,7 @@ impl Store {
             unassigned: open("unassigned")?,
             cursors: open("cursors")?,
             outbox: open("outbox")?,
+            folders: open("folders")?,
             path: dir.to_owned(),
             db,
         };
@@ -470,6 +475,31 @@ impl Store {
         self.cursors
             .transaction(|cursors| tx_advance_cursor(cursors, account, folder, to))
             .map_err(flatten_tx_error)
+    }
+
+    /// Record the folders an account's sync found and their roles (for `folders` output and for
+    /// naming the watched spam folder in reminders).
+    pub fn set_folder_roles(
+        &self,
+        account: &str,
+        roles: &[(String, FolderRole)],
+    ) -> anyhow::Result<()> {
+        self.folders.insert(account.as_bytes(), enc(&roles))?;
+        Ok(())
+    }
+
+    /// Every account's recorded folders and roles.
+    pub fn folder_roles(&self) -> anyhow::Result<BTreeMap<String, Vec<(String, FolderRole)>>> {
+        self.folders
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    dec("folder roles", &v)?,
+                ))
+            })
+            .collect()
     }
 
     // ---- one mail -----------------------------------------------------------------------------
@@ -751,6 +781,7 @@ impl Store {
             unassigned,
             cursors: self.cursors()?,
             outbox: self.outbox_entries()?,
+            folders: self.folder_roles()?,
         })
     }
 
@@ -804,7 +835,11 @@ impl Store {
                     Ok(())
                 },
             )
-            .map_err(flatten_tx_error)
+            .map_err(flatten_tx_error)?;
+        for (account, roles) in &data.folders {
+            self.set_folder_roles(account, roles)?;
+        }
+        Ok(())
     }
 }
 
