@@ -21,9 +21,11 @@
 //! The binary (`src/main.rs`) only parses arguments and calls [`cli::main`].
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod ingest;
 pub mod mail;
 pub mod merchant;
+pub mod ops;
 pub mod schedule;
 pub mod store;

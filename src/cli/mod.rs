@@ -1,4 +1,490 @@
-//! cli
+//! `cli`: the command line (SPEC §7), a thin layer over [`crate::ops`] and friends.
+//!
+//! Data goes to stdout, logs to stderr; `--json` gives machine output. Exit status 0 on success,
+//! 1 on a runtime failure, 2 on bad usage or configuration, with a one-line reason on stderr.
+
+mod print;
+mod table;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+
+use crate::clock::Clock;
+use crate::config::{Config, ConfigErrors, LogFormat};
+use crate::ingest::{role_from_name, Ingest, MailSource};
+use crate::mail;
+use crate::ops;
+use crate::schedule::Calendar;
+use crate::store::{Refused, Store};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hecto-watch",
+    version,
+    about = "Shepherds merchants through the Hecto Financial contract"
+)]
+pub struct Cli {
+    /// Configuration file [default: /etc/hecto-watch/config.toml when it exists, else built-in defaults]
+    #[arg(long, global = true, env = "HECTO_WATCH_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// The sled database directory (overrides [store] path)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Evaluate as if it were this instant (RFC 3339, e.g. 2027-02-15T09:00:00+09:00)
+    #[arg(long, global = true, value_name = "RFC3339")]
+    pub now: Option<String>,
+    /// Machine-readable output: one JSON object per line (or one document)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log format on stderr [default: from the config, else text]
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the configuration and report every problem at once
+    CheckConfig,
+    /// Classify .eml files offline (`-` reads stdin); changes nothing
+    Classify {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Manage merchants
+    #[command(subcommand)]
+    Merchant(MerchantCmd),
+    /// Per merchant: stage, since, deadline, overdue, found in spam
+    Status,
+    /// What is due now (reminders, spam notices, operator notices), sending nothing
+    Reminders(RemindersArgs),
+    /// Feed .eml files through the same pipeline as IMAP mail
+    ImportMail {
+        /// The folder the mail was in; its role (inbox, junk, sent) comes from the name
+        #[arg(long, value_name = "NAME")]
+        folder: String,
+        /// The account name recorded as evidence
+        #[arg(long, default_value = "import")]
+        account: String,
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Write the whole database as JSON (stdout, or --output)
+    Export {
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Load an export into an empty state directory
+    Import {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RemindersArgs {
+    /// List the messages that failed permanently instead
+    #[arg(long)]
+    pub failed: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MerchantCmd {
+    /// Register a merchant (stage `applied`)
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// The contact address on the Hecto application
+        #[arg(long)]
+        contact: String,
+        /// 사업자등록번호 (123-45-67891)
+        #[arg(long)]
+        business_no: Option<String>,
+        /// A MID already known (repeatable)
+        #[arg(long = "mid")]
+        mids: Vec<String>,
+        /// When the application was made (2026-11-02 or RFC 3339) [default: now]
+        #[arg(long)]
+        applied_at: Option<String>,
+    },
+    /// List merchants
+    List,
+    /// A merchant with its timeline and evidence
+    Show { id: String },
+    /// Set a merchant's stage (any stage, forward or back)
+    Advance {
+        id: String,
+        stage: String,
+        /// When it happened (2026-11-02 or RFC 3339) [default: now]
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Remove a merchant (its events are kept)
+    Remove { id: String },
+}
+
+/// An error with the exit status it deserves.
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        let usage =
+            e.downcast_ref::<Refused>().is_some() || e.downcast_ref::<ConfigErrors>().is_some();
+        Failure {
+            code: if usage { 2 } else { 1 },
+            message: format!("{e:#}"),
+        }
+    }
+}
+
+/// Entry point of the binary; returns the exit status.
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("hecto-watch: {}", f.message);
+            f.code
+        }
+    }
+}
+
+/// Everything a command needs, resolved from the global options.
+pub struct Ctx {
+    pub config: Config,
+    pub clock: Clock,
+    pub json: bool,
+    state_dir: Option<PathBuf>,
+}
+
+impl Ctx {
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| self.config.store.path.clone())
+    }
+
+    pub fn open_store(&self) -> Result<Store, Failure> {
+        Ok(Store::open(&self.state_dir())?)
+    }
+
+    pub fn calendar(&self) -> Result<Calendar, Failure> {
+        Calendar::from_config(&self.config.calendar).map_err(|e| Failure::usage(format!("{e:#}")))
+    }
+}
+
+fn load_config(path: Option<&Path>, required: bool) -> Result<Config, Failure> {
+    let path = match path {
+        Some(p) => Some(p.to_owned()),
+        None if Path::new(crate::config::DEFAULT_PATH).exists() => {
+            Some(PathBuf::from(crate::config::DEFAULT_PATH))
+        }
+        None => None,
+    };
+    match path {
+        Some(p) => Config::load(&p).map_err(|e| Failure::usage(e.to_string())),
+        None if required => Err(Failure::usage(format!(
+            "no configuration file: {} does not exist — pass --config PATH (see config/hecto-watch.toml)",
+            crate::config::DEFAULT_PATH
+        ))),
+        None => Ok(Config::builtin()),
+    }
+}
+
+fn init_logging(config: &Config, format: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match format {
+        Some(f) => f == "json",
+        None => config.log.format == LogFormat::Json,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second init (tests calling run twice) is harmless: keep the first subscriber.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+pub fn run(cli: Cli) -> Result<i32, Failure> {
+    let required = matches!(cli.command, Command::CheckConfig);
+    let config = load_config(cli.config.as_deref(), required)?;
+    init_logging(&config, cli.log_format.as_deref());
+    let clock = match &cli.now {
+        Some(raw) => Clock::Fixed(
+            ops::parse_time(raw, "--now").map_err(|e| Failure::usage(format!("{e:#}")))?,
+        ),
+        None => Clock::System,
+    };
+    let ctx = Ctx {
+        config,
+        clock,
+        json: cli.json,
+        state_dir: cli.state_dir,
+    };
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::CheckConfig => check_config(&ctx, &mut out),
+        Command::Classify { files } => classify(&ctx, &files, &mut out),
+        Command::Merchant(cmd) => merchant(&ctx, cmd, &mut out),
+        Command::Status => {
+            let store = ctx.open_store()?;
+            let rows = ops::status(&store, &ctx.config, &ctx.calendar()?, ctx.now())?;
+            print::status(&mut out, &rows, ctx.json, ctx.now())?;
+            Ok(0)
+        }
+        Command::Reminders(args) => {
+            let store = ctx.open_store()?;
+            if args.failed {
+                let failed = ops::failed(&store)?;
+                print::failed(&mut out, &failed, ctx.json)?;
+            } else {
+                let (_, items) =
+                    ops::reminders_due(&store, &ctx.config, &ctx.calendar()?, ctx.now())?;
+                print::due(&mut out, &items, ctx.json)?;
+            }
+            Ok(0)
+        }
+        Command::ImportMail {
+            folder,
+            account,
+            files,
+        } => import_mail(&ctx, &account, &folder, &files, &mut out),
+        Command::Export { output } => {
+            let store = ctx.open_store()?;
+            let data = store.export()?;
+            let text =
+                serde_json::to_string_pretty(&data).context("cannot serialise the export")?;
+            match output {
+                Some(path) => {
+                    // Write beside the target and rename, so a failed export never leaves half a file.
+                    let tmp = path.with_extension("partial");
+                    std::fs::write(&tmp, text.as_bytes())
+                        .with_context(|| format!("cannot write {}", tmp.display()))?;
+                    std::fs::rename(&tmp, &path)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                None => writeln!(out, "{text}").context("cannot write to stdout")?,
+            }
+            Ok(0)
+        }
+        Command::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?;
+            let data: crate::store::Export = serde_json::from_str(&text).map_err(|e| {
+                Failure::usage(format!(
+                    "{} is not a hecto-watch export: {e}",
+                    file.display()
+                ))
+            })?;
+            let store = ctx.open_store()?;
+            store.import(&data)?;
+            store.flush_blocking()?;
+            eprintln!(
+                "imported {} merchants, {} events, {} outbox entries into {}",
+                data.merchants.len(),
+                data.events.len(),
+                data.outbox.len(),
+                ctx.state_dir().display()
+            );
+            Ok(0)
+        }
+    }
+}
+
+fn check_config(ctx: &Ctx, out: &mut impl Write) -> Result<i32, Failure> {
+    let mut problems = Vec::new();
+    if let Err(e) = Calendar::from_config(&ctx.config.calendar) {
+        problems.push(format!("{e:#}"));
+    }
+    for (i, a) in ctx.config.accounts.iter().enumerate() {
+        if let Err(e) = a.password.reveal() {
+            problems.push(format!("accounts[{i}].password: {e:#}"));
+        }
+    }
+    if let Some(s) = &ctx.config.smtp {
+        if let Some(Err(e)) = s.password.as_ref().map(|p| p.reveal()) {
+            problems.push(format!("smtp.password: {e:#}"));
+        }
+    }
+    let source = ctx
+        .config
+        .source
+        .as_ref()
+        .map_or("built-in defaults".into(), |p| p.display().to_string());
+    if problems.is_empty() {
+        writeln!(out, "{source}: ok ({} accounts)", ctx.config.accounts.len())
+            .context("cannot write to stdout")?;
+        Ok(0)
+    } else {
+        let errors = ConfigErrors {
+            file: ctx.config.source.clone(),
+            problems,
+        };
+        Err(Failure::usage(errors.to_string()))
+    }
+}
+
+fn read_input(path: &Path) -> std::io::Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin().lock().read_to_end(&mut buf)?;
+        Ok(buf)
+    } else {
+        std::fs::read(path)
+    }
+}
+
+fn classify(ctx: &Ctx, files: &[PathBuf], out: &mut impl Write) -> Result<i32, Failure> {
+    let mut status = 0;
+    for path in files {
+        let name = path.display().to_string();
+        let raw = match read_input(path) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("hecto-watch: cannot read {name}: {e}");
+                status = 1;
+                continue;
+            }
+        };
+        let c = mail::classify(&raw, &ctx.config.rules);
+        if c.unparseable {
+            eprintln!("hecto-watch: {name}: unparseable mail, classified as not_hecto");
+        }
+        print::classified(out, &name, &c, ctx.json)?;
+    }
+    Ok(status)
+}
+
+fn merchant(ctx: &Ctx, cmd: MerchantCmd, out: &mut impl Write) -> Result<i32, Failure> {
+    let store = ctx.open_store()?;
+    let now = ctx.now();
+    match cmd {
+        MerchantCmd::Add {
+            id,
+            name,
+            contact,
+            business_no,
+            mids,
+            applied_at,
+        } => {
+            let m = ops::merchant_add(
+                &store,
+                &ops::NewMerchant {
+                    id,
+                    name,
+                    contact,
+                    business_no,
+                    mids,
+                    applied_at,
+                },
+                now,
+            )?;
+            store.flush_blocking()?;
+            print::merchants(out, std::slice::from_ref(&m), ctx.json)?;
+        }
+        MerchantCmd::List => print::merchants(out, &store.merchants()?, ctx.json)?,
+        MerchantCmd::Show { id } => {
+            let detail = ops::merchant_show(&store, &ctx.config, &ctx.calendar()?, &id)?;
+            print::merchant_detail(out, &detail, ctx.json, now)?;
+        }
+        MerchantCmd::Advance {
+            id,
+            stage,
+            at,
+            note,
+        } => {
+            let m = ops::merchant_advance(&store, &id, &stage, at.as_deref(), note, now)?;
+            store.flush_blocking()?;
+            print::merchants(out, std::slice::from_ref(&m), ctx.json)?;
+        }
+        MerchantCmd::Remove { id } => {
+            let m = store.remove_merchant(&id)?;
+            store.flush_blocking()?;
+            if ctx.json {
+                print::json_line(out, &m)?;
+            } else {
+                writeln!(out, "removed {} ({}); its timeline is kept", m.id, m.name)
+                    .context("cannot write to stdout")?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn import_mail(
+    ctx: &Ctx,
+    account: &str,
+    folder: &str,
+    files: &[PathBuf],
+    out: &mut impl Write,
+) -> Result<i32, Failure> {
+    let store = ctx.open_store()?;
+    let ingest = Ingest::new(store.clone(), &ctx.config, ctx.clock);
+    let role = role_from_name(folder);
+    let mut status = 0;
+    for path in files {
+        let name = path.display().to_string();
+        let raw = match read_input(path) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("hecto-watch: cannot read {name}: {e}");
+                status = 1;
+                continue;
+            }
+        };
+        let internal_date = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .map(DateTime::<Utc>::from);
+        let source = MailSource {
+            account: account.to_owned(),
+            folder: folder.to_owned(),
+            role,
+            uid: None,
+            uid_validity: None,
+            internal_date,
+        };
+        let (c, applied) = ingest.apply(&source, &raw)?;
+        print::imported(out, &name, &c, &applied, ctx.json)?;
+    }
+    store.flush_blocking()?;
+    Ok(status)
 }

@@ -1,1 +1,788 @@
-//! config
+//! `config`: the TOML file (SPEC §8), first stage of the flow. Everything that can be checked is
+//! checked when the file loads — cron strings, addresses, ports, TLS choices — and **all** problems
+//! are reported at once, each with its key path (`accounts[1].port: …`), so an operator fixes the
+//! file in one round. Nothing here opens a socket or the database.
+
+mod secret;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Deserializer};
+
+pub use secret::Secret;
+
+use crate::mail::Rules;
+
+/// Where the configuration is read from when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/hecto-watch/config.toml";
+
+/// A configuration that failed to load: every problem found, one per line.
+#[derive(Debug)]
+pub struct ConfigErrors {
+    pub file: Option<PathBuf>,
+    pub problems: Vec<String>,
+}
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.problems.len();
+        match &self.file {
+            Some(p) => write!(
+                f,
+                "{}: {n} problem{}",
+                p.display(),
+                if n == 1 { "" } else { "s" }
+            )?,
+            None => write!(
+                f,
+                "configuration: {n} problem{}",
+                if n == 1 { "" } else { "s" }
+            )?,
+        }
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    #[default]
+    Implicit,
+    Starttls,
+    None,
+}
+
+/// `junk` / `sent`: find the folder, do not watch it, or use this name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum FolderChoice {
+    #[default]
+    Auto,
+    Off,
+    Named(String),
+}
+
+impl<'de> Deserialize<'de> for FolderChoice {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "auto" => FolderChoice::Auto,
+            "off" => FolderChoice::Off,
+            _ => FolderChoice::Named(s),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("/var/lib/hecto-watch")
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: default_store_path(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    pub name: String,
+    pub host: String,
+    #[serde(default = "default_imap_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub tls: TlsMode,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub allow_insecure: bool,
+    pub username: String,
+    pub password: Secret,
+    #[serde(default = "default_folders")]
+    pub folders: Vec<String>,
+    #[serde(default)]
+    pub junk: FolderChoice,
+    #[serde(default)]
+    pub sent: FolderChoice,
+    #[serde(default = "yes")]
+    pub idle: bool,
+    #[serde(default = "default_poll", deserialize_with = "de_duration")]
+    pub poll_interval: Duration,
+    #[serde(default = "default_backfill")]
+    pub backfill_days: u32,
+    #[serde(default)]
+    pub move_found_in_spam: bool,
+}
+
+fn default_imap_port() -> u16 {
+    993
+}
+fn default_folders() -> Vec<String> {
+    vec!["INBOX".to_owned()]
+}
+fn yes() -> bool {
+    true
+}
+fn default_poll() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_backfill() -> u32 {
+    60
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub tls: TlsMode,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub allow_insecure: bool,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    pub from: String,
+    /// Bound on one whole SMTP send (connect, AUTH, DATA); lettre's own timeout covers only the connect.
+    #[serde(default = "default_smtp_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+}
+
+fn default_smtp_port() -> u16 {
+    465
+}
+fn default_smtp_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Language {
+    #[default]
+    Ko,
+    En,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reminders {
+    #[serde(default = "default_schedule")]
+    pub schedule: String,
+    #[serde(default)]
+    pub operators: Vec<String>,
+    #[serde(default = "default_repeat")]
+    pub repeat_every_business_days: u32,
+    #[serde(default = "default_max_reminders")]
+    pub max_reminders: u32,
+    #[serde(default)]
+    pub language: Language,
+    /// A folder of template files overriding the built-in ones (`config/templates/`).
+    #[serde(default)]
+    pub templates_dir: Option<PathBuf>,
+    /// How the reminder tells people to reach Hecto's contract team and PortOne.
+    #[serde(default = "default_hecto_contact")]
+    pub hecto_contact: String,
+    #[serde(default = "default_portone_contact")]
+    pub portone_contact: String,
+}
+
+fn default_schedule() -> String {
+    "0 0 9 * * Mon-Fri".to_owned()
+}
+fn default_repeat() -> u32 {
+    2
+}
+fn default_max_reminders() -> u32 {
+    3
+}
+fn default_hecto_contact() -> String {
+    "헥토파이낸셜 계약팀 (PG 영업/계약 담당) — 1600-5220".to_owned()
+}
+fn default_portone_contact() -> String {
+    "PortOne 고객센터 — support@portone.io".to_owned()
+}
+
+impl Default for Reminders {
+    fn default() -> Self {
+        Reminders {
+            schedule: default_schedule(),
+            operators: Vec::new(),
+            repeat_every_business_days: default_repeat(),
+            max_reminders: default_max_reminders(),
+            language: Language::default(),
+            templates_dir: None,
+            hecto_contact: default_hecto_contact(),
+            portone_contact: default_portone_contact(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Windows {
+    #[serde(default = "default_guidance_days")]
+    pub guidance_business_days: u32,
+    #[serde(default = "default_card_review_days")]
+    pub card_review_days: u32,
+}
+
+fn default_guidance_days() -> u32 {
+    3
+}
+fn default_card_review_days() -> u32 {
+    14
+}
+
+impl Default for Windows {
+    fn default() -> Self {
+        Windows {
+            guidance_business_days: default_guidance_days(),
+            card_review_days: default_card_review_days(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarConfig {
+    /// ISO dates (`"2027-06-09"`) that are not business days, added to the shipped calendar.
+    #[serde(default, deserialize_with = "de_dates")]
+    pub extra_holidays: Vec<NaiveDate>,
+    /// A holiday data file replacing the built-in `config/holidays-kr.toml`.
+    #[serde(default)]
+    pub holidays_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `RUST_LOG`-style filter; `RUST_LOG` in the environment wins.
+    #[serde(default = "default_log_filter")]
+    pub filter: String,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+fn default_log_filter() -> String {
+    "info".to_owned()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: default_log_filter(),
+            format: LogFormat::default(),
+        }
+    }
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub store: StoreConfig,
+    pub accounts: Vec<Account>,
+    pub smtp: Option<Smtp>,
+    pub reminders: Reminders,
+    pub windows: Windows,
+    pub calendar: CalendarConfig,
+    pub rules: Rules,
+    pub log: LogConfig,
+    /// `reminders.schedule`, parsed once at load.
+    pub schedule: Option<cron::Schedule>,
+    /// The file this came from; `None` for the built-in defaults.
+    pub source: Option<PathBuf>,
+}
+
+impl Config {
+    /// The built-in defaults: what the offline commands use when there is no config file.
+    pub fn builtin() -> Config {
+        let mut c = Config::default();
+        c.schedule = cron::Schedule::from_str(&c.reminders.schedule).ok();
+        c
+    }
+
+    /// Read and validate a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            file: Some(path.to_owned()),
+            problems: vec![format!("cannot read the configuration file: {e}")],
+        })?;
+        let mut config = Config::parse(&text).map_err(|mut e| {
+            e.file = Some(path.to_owned());
+            e
+        })?;
+        config.source = Some(path.to_owned());
+        Ok(config)
+    }
+
+    /// Parse and validate TOML text, collecting every problem.
+    pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        let mut problems = Vec::new();
+        let table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(ConfigErrors {
+                    file: None,
+                    problems: vec![format!(
+                        "not valid TOML: {}",
+                        e.to_string().trim().replace('\n', " ")
+                    )],
+                })
+            }
+        };
+        let mut config = Config::builtin();
+        for (key, value) in table {
+            match key.as_str() {
+                "store" => section(&key, value, &mut problems, &mut config.store),
+                "smtp" => {
+                    let mut smtp = None;
+                    if let Some(s) = deserialize_collecting::<Smtp>(&key, value, &mut problems) {
+                        smtp = Some(s);
+                    }
+                    config.smtp = smtp;
+                }
+                "reminders" => section(&key, value, &mut problems, &mut config.reminders),
+                "windows" => section(&key, value, &mut problems, &mut config.windows),
+                "calendar" => section(&key, value, &mut problems, &mut config.calendar),
+                "rules" => section(&key, value, &mut problems, &mut config.rules),
+                "log" => section(&key, value, &mut problems, &mut config.log),
+                "accounts" => match value {
+                    toml::Value::Array(items) => {
+                        for (i, item) in items.into_iter().enumerate() {
+                            let path = format!("accounts[{i}]");
+                            if let Some(a) = deserialize_collecting::<Account>(&path, item, &mut problems) {
+                                config.accounts.push(a);
+                            }
+                        }
+                    }
+                    _ => problems.push("accounts: must be an array of tables ([[accounts]])".to_owned()),
+                },
+                other => problems.push(format!(
+                    "{other}: unknown section (known: store, accounts, smtp, reminders, windows, calendar, rules, log)"
+                )),
+            }
+        }
+        config.validate(&mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors {
+                file: None,
+                problems,
+            })
+        }
+    }
+
+    /// Semantic checks on values that deserialised.
+    fn validate(&mut self, problems: &mut Vec<String>) {
+        let mut names = BTreeSet::new();
+        for (i, a) in self.accounts.iter().enumerate() {
+            let p = format!("accounts[{i}]");
+            if a.name.trim().is_empty() {
+                problems.push(format!("{p}.name: must not be empty"));
+            } else if !names.insert(a.name.clone()) {
+                problems.push(format!(
+                    "{p}.name: {:?} is used by another account; names must be unique",
+                    a.name
+                ));
+            }
+            if a.host.trim().is_empty() {
+                problems.push(format!("{p}.host: must not be empty"));
+            }
+            if a.port == 0 {
+                problems.push(format!(
+                    "{p}.port: 0 is not a port; IMAPS is 993, IMAP with STARTTLS 143"
+                ));
+            }
+            check_tls(
+                &p,
+                a.tls,
+                a.port,
+                &a.host,
+                a.allow_insecure,
+                (993, 143),
+                problems,
+            );
+            check_ca(&p, &a.ca_file, problems);
+            if a.folders.is_empty() && a.junk == FolderChoice::Off && a.sent == FolderChoice::Off {
+                problems.push(format!(
+                    "{p}.folders: nothing to watch (no folders, junk and sent off)"
+                ));
+            }
+            if a.poll_interval < Duration::from_secs(1) {
+                problems.push(format!("{p}.poll_interval: must be at least 1s"));
+            }
+            if a.username.is_empty() {
+                problems.push(format!("{p}.username: must not be empty"));
+            }
+        }
+        if let Some(s) = &self.smtp {
+            let p = "smtp";
+            if s.host.trim().is_empty() {
+                problems.push(format!("{p}.host: must not be empty"));
+            }
+            if s.port == 0 {
+                problems.push(format!(
+                    "{p}.port: 0 is not a port; SMTPS is 465, submission with STARTTLS 587"
+                ));
+            }
+            check_tls(
+                p,
+                s.tls,
+                s.port,
+                &s.host,
+                s.allow_insecure,
+                (465, 587),
+                problems,
+            );
+            check_ca(p, &s.ca_file, problems);
+            if s.from.parse::<lettre::message::Mailbox>().is_err() {
+                problems.push(format!("{p}.from: {:?} is not a mail address like \"Hecto Watch <noreply@example.com>\"", s.from));
+            }
+            if s.password.is_some() && s.username.is_none() {
+                problems.push(format!(
+                    "{p}.username: a password is set but no username; AUTH needs both"
+                ));
+            }
+            if s.timeout < Duration::from_secs(1) {
+                problems.push(format!("{p}.timeout: must be at least 1s"));
+            }
+        }
+        match cron::Schedule::from_str(&self.reminders.schedule) {
+            Ok(s) => self.schedule = Some(s),
+            Err(e) => {
+                self.schedule = None;
+                problems.push(format!(
+                    "reminders.schedule: {:?} is not a cron expression with seconds (like \"0 0 9 * * Mon-Fri\"): {e}",
+                    self.reminders.schedule
+                ));
+            }
+        }
+        for (i, op) in self.reminders.operators.iter().enumerate() {
+            if op.parse::<lettre::Address>().is_err() {
+                problems.push(format!(
+                    "reminders.operators[{i}]: {op:?} is not a mail address"
+                ));
+            }
+        }
+        if self.reminders.max_reminders > 100 {
+            problems.push(
+                "reminders.max_reminders: more than 100 reminders is surely a mistake".to_owned(),
+            );
+        }
+        if self.reminders.repeat_every_business_days == 0 {
+            problems.push("reminders.repeat_every_business_days: must be at least 1".to_owned());
+        }
+        if self.windows.guidance_business_days == 0 || self.windows.guidance_business_days > 60 {
+            problems.push("windows.guidance_business_days: must be between 1 and 60".to_owned());
+        }
+        if self.windows.card_review_days == 0 || self.windows.card_review_days > 365 {
+            problems.push("windows.card_review_days: must be between 1 and 365".to_owned());
+        }
+        if let Some(f) = &self.calendar.holidays_file {
+            if !f.is_file() {
+                problems.push(format!(
+                    "calendar.holidays_file: {} does not exist",
+                    f.display()
+                ));
+            }
+        }
+        problems.extend(self.rules.validate());
+    }
+
+    /// Whether a sending side is configured (the `reminders`/`remind` commands work without one).
+    pub fn operators(&self) -> &[String] {
+        &self.reminders.operators
+    }
+}
+
+fn check_tls(
+    p: &str,
+    tls: TlsMode,
+    port: u16,
+    host: &str,
+    allow_insecure: bool,
+    ports: (u16, u16),
+    problems: &mut Vec<String>,
+) {
+    let (implicit_port, starttls_port) = ports;
+    match tls {
+        TlsMode::None if !allow_insecure && !is_loopback(host) => problems.push(format!(
+            "{p}.tls: \"none\" sends the password in clear to {host}; use \"starttls\" or \"implicit\", or set {p}.allow_insecure = true"
+        )),
+        TlsMode::Implicit if port == starttls_port => problems.push(format!(
+            "{p}.port: {port} is the STARTTLS port but tls = \"implicit\" — did you mean tls = \"starttls\" (or port {implicit_port})?"
+        )),
+        TlsMode::Starttls if port == implicit_port => problems.push(format!(
+            "{p}.port: {port} is the implicit-TLS port but tls = \"starttls\" — did you mean tls = \"implicit\" (or port {starttls_port})?"
+        )),
+        _ => {}
+    }
+}
+
+fn check_ca(p: &str, ca: &Option<PathBuf>, problems: &mut Vec<String>) {
+    if let Some(f) = ca {
+        if !f.is_file() {
+            problems.push(format!("{p}.ca_file: {} does not exist", f.display()));
+        }
+    }
+}
+
+/// `localhost`, `127.0.0.0/8` or `::1`: where plain text cannot be overheard.
+pub fn is_loopback(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Deserialise one section into `target`, keeping the defaults when it fails.
+fn section<T: serde::de::DeserializeOwned>(
+    key: &str,
+    value: toml::Value,
+    problems: &mut Vec<String>,
+    target: &mut T,
+) {
+    if let Some(v) = deserialize_collecting(key, value, problems) {
+        *target = v;
+    }
+}
+
+/// Deserialise a table, reporting every bad or unknown key: after each error the offending key is
+/// removed and the table tried again, so one typo does not hide the next.
+fn deserialize_collecting<T: serde::de::DeserializeOwned>(
+    path: &str,
+    value: toml::Value,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    let toml::Value::Table(mut table) = value else {
+        problems.push(format!("{path}: must be a table"));
+        return None;
+    };
+    let mut removed = BTreeSet::new();
+    for _ in 0..64 {
+        let attempt = toml::Value::Table(table.clone());
+        match serde_path_to_error::deserialize::<_, T>(attempt) {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                let inner = e.inner().to_string();
+                let field = e
+                    .path()
+                    .iter()
+                    .next()
+                    .map(|s| s.to_string())
+                    .filter(|s| s != "?");
+                // An unknown key is reported by serde at the table itself; find its name.
+                let unknown = inner
+                    .strip_prefix("unknown field `")
+                    .and_then(|rest| rest.split('`').next())
+                    .map(str::to_owned);
+                let key = unknown.clone().or(field);
+                let full = match (&key, e.path().to_string().as_str()) {
+                    (Some(_), p) if p != "." && unknown.is_none() => format!("{path}.{p}"),
+                    (Some(k), _) => format!("{path}.{k}"),
+                    (None, _) => path.to_owned(),
+                };
+                let missing_after_removal = inner
+                    .strip_prefix("missing field `")
+                    .and_then(|r| r.split('`').next())
+                    .is_some_and(|k| removed.contains(k));
+                if !missing_after_removal {
+                    let msg = if unknown.is_some() {
+                        format!("unknown key ({inner})")
+                    } else {
+                        inner
+                    };
+                    problems.push(format!("{full}: {msg}"));
+                }
+                match key {
+                    Some(k) if table.remove(&k).is_some() => {
+                        removed.insert(k);
+                    }
+                    _ => return None,
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `"60s"`, `"5m"`, `"1h"`, `"500ms"`, or a bare integer of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like \"60s\", \"5m\" or \"1h\""))?;
+    let d = match unit.trim() {
+        "" | "s" | "sec" | "secs" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" | "min" | "mins" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("{s:?} has an unknown unit; use ms, s, m or h")),
+    };
+    Ok(d)
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Str(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Int(n) => Ok(Duration::from_secs(n)),
+        Raw::Str(s) => parse_duration(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_dates<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NaiveDate>, D::Error> {
+    // TOML has native dates (2027-06-09) and operators also write strings ("2027-06-09").
+    let raw = Vec::<toml::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|v| {
+            let s = match &v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Datetime(dt) => dt.to_string(),
+                other => {
+                    return Err(serde::de::Error::custom(format!(
+                        "{other} is not a date like \"2027-06-09\""
+                    )))
+                }
+            };
+            NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|_| {
+                serde::de::Error::custom(format!("{s:?} is not a date like \"2027-06-09\""))
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_example_config_is_valid_and_its_rules_are_the_builtin_defaults() {
+        let text = include_str!("../../config/hecto-watch.toml");
+        let c = Config::parse(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.rules,
+            Rules::default(),
+            "config/hecto-watch.toml [rules] must equal Rules::default()"
+        );
+        assert_eq!(c.accounts.len(), 1);
+        assert!(c.smtp.is_some());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key_path() {
+        let text = r#"
+[[accounts]]
+name = "a"
+host = "imap.example.com"
+username = "u"
+password = { value = "x" }
+
+[[accounts]]
+name = "b"
+host = "imap.example.com"
+port = "nine"
+username = "u"
+password = { value = "x" }
+colour = "blue"
+
+[reminders]
+schedule = "every morning"
+operators = ["not an address"]
+
+[bogus]
+x = 1
+"#;
+        let err = Config::parse(text).unwrap_err();
+        let all = err.problems.join("\n");
+        assert!(all.contains("accounts[1].port"), "{all}");
+        assert!(all.contains("accounts[1].colour"), "{all}");
+        assert!(all.contains("reminders.schedule"), "{all}");
+        assert!(all.contains("reminders.operators[0]"), "{all}");
+        assert!(all.contains("bogus"), "{all}");
+        assert_eq!(err.problems.len(), 5, "{all}");
+    }
+
+    #[test]
+    fn plain_text_is_refused_unless_loopback_or_allowed() {
+        let acc = |host: &str, allow: bool| {
+            format!(
+                "[[accounts]]\nname=\"a\"\nhost=\"{host}\"\nport=143\ntls=\"none\"\nallow_insecure={allow}\nusername=\"u\"\npassword={{ value = \"x\" }}\n"
+            )
+        };
+        assert!(Config::parse(&acc("127.0.0.1", false)).is_ok());
+        assert!(Config::parse(&acc("localhost", false)).is_ok());
+        assert!(Config::parse(&acc("imap.example.com", true)).is_ok());
+        let err = Config::parse(&acc("imap.example.com", false)).unwrap_err();
+        assert!(err.problems[0].starts_with("accounts[0].tls"), "{err}");
+    }
+
+    #[test]
+    fn implicit_tls_on_the_starttls_port_gets_advice() {
+        let t = "[[accounts]]\nname=\"a\"\nhost=\"imap.example.com\"\nport=143\nusername=\"u\"\npassword={ value = \"x\" }\n";
+        let err = Config::parse(t).unwrap_err();
+        assert!(
+            err.problems[0].contains("did you mean tls = \"starttls\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn durations_and_dates_parse_in_their_documented_forms() {
+        assert_eq!(parse_duration("60s").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("soon").is_err());
+        let c =
+            Config::parse("[calendar]\nextra_holidays = [\"2027-06-09\", 2027-06-10]\n").unwrap();
+        assert_eq!(c.calendar.extra_holidays.len(), 2);
+        assert!(Config::parse("[calendar]\nextra_holidays = [\"June 9\"]\n").is_err());
+    }
+
+    #[test]
+    fn an_empty_file_is_the_builtin_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.windows.guidance_business_days, 3);
+        assert_eq!(c.reminders.max_reminders, 3);
+        assert!(c.schedule.is_some());
+    }
+}

@@ -139,3 +139,51 @@ pub fn classify(raw: &[u8], rules: &Rules) -> Classified {
         unparseable: true,
     }
 }
+
+/// Placeholder until the classifier lands (see the `mail` branch).
+pub fn valid_business_number(digits: &str) -> bool {
+    let d: Vec<u32> = digits.chars().filter_map(|c| c.to_digit(10)).collect();
+    if d.len() != 10 || digits.len() != 10 {
+        return false;
+    }
+    let w = [1, 3, 7, 1, 3, 7, 1, 3, 5];
+    let mut sum: u32 = d.iter().zip(w).map(|(a, b)| a * b).sum();
+    sum += d[8] * 5 / 10;
+    (10 - sum % 10) % 10 == d[9]
+}
+
+/// The public JSON of `classify` (SPEC §3), fields in this order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifyReport {
+    pub file: String,
+    pub message_id: Option<String>,
+    pub kind: MailKind,
+    pub direction: Option<Direction>,
+    pub sender: Option<String>,
+    pub recipients: Vec<String>,
+    pub subject: String,
+    pub authenticated: Authenticated,
+    pub spam_flagged: bool,
+    pub business_numbers: Vec<String>,
+    pub mids: Vec<String>,
+    pub card_companies: Vec<String>,
+}
+
+impl Classified {
+    pub fn report(&self, file: &str) -> ClassifyReport {
+        ClassifyReport {
+            file: file.to_owned(),
+            message_id: self.message_id.clone(),
+            kind: self.kind,
+            direction: self.direction,
+            sender: self.sender.clone(),
+            recipients: self.recipients.clone(),
+            subject: self.subject.clone(),
+            authenticated: self.authenticated,
+            spam_flagged: self.spam_flagged,
+            business_numbers: self.business_numbers.clone(),
+            mids: self.mids.clone(),
+            card_companies: self.card_companies.clone(),
+        }
+    }
+}

@@ -1,1 +1,898 @@
-//! store
+//! `store`: the only module that touches sled (SPEC §2, §4, §5). Fourth stage of the flow.
+//!
+//! Trees:
+//! - `meta`: `schema_version`, `next_seq` (event/unassigned sequence), `merchants_gen` (bumped on
+//!   every merchant add/remove so a mail matched against a stale merchant list is re-matched);
+//! - `merchants`: id → [`Merchant`];
+//! - `events`: `merchant id` 0x00 `seq u64 BE` → [`Event`] (a timeline per merchant, in order);
+//! - `seen`: mail identity (Message-ID, else content hash) → [`SeenMail`];
+//! - `unassigned`: `seq u64 BE` → [`UnassignedMail`];
+//! - `cursors`: `account` 0x00 `folder` → [`Cursor`];
+//! - `outbox`: idempotency key → [`OutboxEntry`].
+//!
+//! Applying one mail is one multi-tree transaction whose closure does no I/O and no logging (sled
+//! may run it more than once); callers flush before acknowledging work that must survive a crash.
+
+pub mod outbox;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use chrono::{DateTime, Utc};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+
+use crate::mail::{Classified, MailKind, Rules};
+use crate::merchant::{self, Change, Event, FolderRole, MailSource, MatchOutcome, Merchant};
+pub use outbox::{Delivery, NoticeFacts, NoticeKind, OutboxEntry, Rendered};
+
+/// Bumped when the layout of a tree changes; `export`/`import` carry data across.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Where a folder's sync has got to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub uid_validity: u32,
+    pub last_uid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CursorRecord {
+    pub account: String,
+    pub folder: String,
+    pub cursor: Cursor,
+}
+
+/// A mail already processed, so a rescan or a second copy changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenMail {
+    pub first_seen: DateTime<Utc>,
+    pub account: String,
+    pub folder: String,
+    pub uid: Option<u32>,
+    pub kind: MailKind,
+    pub merchant: Option<String>,
+}
+
+/// A Hecto mail no single merchant could be found for; operators were told once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnassignedMail {
+    pub identity: String,
+    pub recorded_at: DateTime<Utc>,
+    pub source: MailSource,
+    pub message_id: Option<String>,
+    pub kind: MailKind,
+    pub sender: Option<String>,
+    pub recipients: Vec<String>,
+    pub subject: String,
+    pub date: Option<DateTime<Utc>>,
+    pub business_numbers: Vec<String>,
+    pub mids: Vec<String>,
+    pub candidates: Vec<String>,
+    pub reason: String,
+}
+
+/// What applying one mail did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub kind: Option<MailKind>,
+    /// Already seen (same Message-ID or content): nothing changed but the cursor.
+    pub duplicate: bool,
+    /// Our own reminder/notice (`X-Hecto-Watch`): ignored.
+    pub own_mail: bool,
+    pub merchant: Option<String>,
+    pub stage_changed: bool,
+    pub found_in_spam: bool,
+    pub unassigned: bool,
+    /// Outbox keys enqueued by this mail (spam and operator notices).
+    pub enqueued: Vec<String>,
+}
+
+impl Applied {
+    pub fn is_hecto(&self) -> bool {
+        self.kind.is_some_and(MailKind::is_hecto) && !self.own_mail
+    }
+}
+
+/// One whole database, for `export`/`import`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Export {
+    pub schema_version: u64,
+    pub next_seq: u64,
+    pub merchants: Vec<Merchant>,
+    pub events: Vec<SeqEvent>,
+    pub seen: BTreeMap<String, SeenMail>,
+    pub unassigned: Vec<SeqUnassigned>,
+    pub cursors: Vec<CursorRecord>,
+    pub outbox: Vec<OutboxEntry>,
+    /// Folder roles last detected per account.
+    #[serde(default)]
+    pub folders: BTreeMap<String, Vec<(String, FolderRole)>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeqEvent {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeqUnassigned {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub mail: UnassignedMail,
+}
+
+/// A mistake in what the caller asked for (exit status 2), as opposed to a failure (1).
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("merchant {0:?} already exists")]
+    Duplicate(String),
+    #[error("no merchant {0:?} (see `hecto-watch merchant list`)")]
+    UnknownMerchant(String),
+    #[error("the state directory {0} is not empty; import only into an empty one")]
+    NotEmpty(PathBuf),
+    #[error("{0}")]
+    BadInput(String),
+}
+
+/// Handle on the database. Cheap to clone (sled trees are `Arc`s).
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    path: PathBuf,
+    meta: sled::Tree,
+    merchants: sled::Tree,
+    events: sled::Tree,
+    seen: sled::Tree,
+    unassigned: sled::Tree,
+    cursors: sled::Tree,
+    outbox: sled::Tree,
+    folders: sled::Tree,
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising our own plain structs to JSON cannot fail (no maps with non-string keys).
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn dec<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> anyhow::Result<T> {
+    serde_json::from_slice(bytes).with_context(|| format!("corrupt {what} record in the database"))
+}
+
+fn u64_be(bytes: Option<sled::IVec>) -> u64 {
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+fn event_key(merchant: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(merchant.len() + 9);
+    k.extend_from_slice(merchant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn cursor_key(account: &str, folder: &str) -> Vec<u8> {
+    let mut k = account.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(folder.as_bytes());
+    k
+}
+
+/// A short stable name for a mail in outbox keys.
+pub fn mail_tag(identity: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(identity.as_bytes())[..8])
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<anyhow::Error>>;
+
+fn abort<T>(e: anyhow::Error) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn tx_get<T: DeserializeOwned>(
+    tree: &TransactionalTree,
+    what: &str,
+    key: &[u8],
+) -> TxResult<Option<T>> {
+    match tree.get(key)? {
+        Some(v) => match dec(what, &v) {
+            Ok(x) => Ok(Some(x)),
+            Err(e) => abort(e),
+        },
+        None => Ok(None),
+    }
+}
+
+fn tx_next_seq(meta: &TransactionalTree) -> TxResult<u64> {
+    let seq = u64_be(meta.get(b"next_seq")?);
+    meta.insert(b"next_seq".as_slice(), &(seq + 1).to_be_bytes())?;
+    Ok(seq)
+}
+
+fn tx_advance_cursor(
+    cursors: &TransactionalTree,
+    account: &str,
+    folder: &str,
+    to: Cursor,
+) -> TxResult<()> {
+    let key = cursor_key(account, folder);
+    let current: Option<Cursor> = tx_get(cursors, "cursor", &key)?;
+    let next = match current {
+        // Same UIDVALIDITY: only forward. A new UIDVALIDITY replaces the cursor (rescan).
+        Some(c) if c.uid_validity == to.uid_validity && c.last_uid >= to.last_uid => return Ok(()),
+        _ => to,
+    };
+    cursors.insert(key, enc(&next))?;
+    Ok(())
+}
+
+fn flatten_tx_error(e: TransactionError<anyhow::Error>) -> anyhow::Error {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => anyhow!(e).context("database error"),
+    }
+}
+
+impl Store {
+    /// Open (or create) the database in `dir`.
+    pub fn open(dir: &Path) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "cannot create the state directory {} — check --state-dir and permissions",
+                dir.display()
+            )
+        })?;
+        let db = sled::Config::new().path(dir).open().map_err(|e| match &e {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => anyhow!(
+                "the database in {} is in use by another process (is `hecto-watch run` running? then the command goes through it)",
+                dir.display()
+            ),
+            _ => anyhow!(e).context(format!("cannot open the database in {}", dir.display())),
+        })?;
+        let open = |name: &str| {
+            db.open_tree(name)
+                .with_context(|| format!("cannot open tree {name}"))
+        };
+        let store = Store {
+            meta: open("meta")?,
+            merchants: open("merchants")?,
+            events: open("events")?,
+            seen: open("seen")?,
+            unassigned: open("unassigned")?,
+            cursors: open("cursors")?,
+            outbox: open("outbox")?,
+            folders: open("folders")?,
+            path: dir.to_owned(),
+            db,
+        };
+        match store.meta.get(b"schema_version")? {
+            None => {
+                store
+                    .meta
+                    .insert(b"schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+            }
+            Some(v) => {
+                let found = u64_be(Some(v));
+                if found > SCHEMA_VERSION {
+                    bail!(
+                        "the database in {} has schema version {found}, newer than this hecto-watch ({SCHEMA_VERSION}); \
+                         upgrade hecto-watch or import an export into a new directory",
+                        dir.display()
+                    );
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub async fn flush(&self) -> anyhow::Result<()> {
+        self.db
+            .flush_async()
+            .await
+            .context("cannot flush the database to disk")?;
+        Ok(())
+    }
+
+    pub fn flush_blocking(&self) -> anyhow::Result<()> {
+        self.db
+            .flush()
+            .context("cannot flush the database to disk")?;
+        Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        [
+            &self.merchants,
+            &self.events,
+            &self.seen,
+            &self.unassigned,
+            &self.cursors,
+            &self.outbox,
+        ]
+        .iter()
+        .all(|t| t.is_empty())
+    }
+
+    // ---- merchants --------------------------------------------------------------------------
+
+    pub fn merchant(&self, id: &str) -> anyhow::Result<Option<Merchant>> {
+        self.merchants
+            .get(id.as_bytes())?
+            .map(|v| dec("merchant", &v))
+            .transpose()
+    }
+
+    pub fn merchants(&self) -> anyhow::Result<Vec<Merchant>> {
+        self.merchants
+            .iter()
+            .values()
+            .map(|v| dec("merchant", &v?))
+            .collect()
+    }
+
+    pub fn merchant_count(&self) -> usize {
+        self.merchants.len()
+    }
+
+    /// Register a merchant with its `Registered` event. Refuses a duplicate id.
+    pub fn add_merchant(
+        &self,
+        m: &Merchant,
+        note: Option<String>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let event = Event {
+            merchant: m.id.clone(),
+            at: m.applied_at,
+            recorded_at: now,
+            change: Change::Registered { stage: m.stage },
+            evidence: merchant::Evidence::Operator { note },
+        };
+        (&self.meta, &self.merchants, &self.events)
+            .transaction(|(meta, merchants, events)| {
+                if merchants.get(m.id.as_bytes())?.is_some() {
+                    return abort(Refused::Duplicate(m.id.clone()).into());
+                }
+                merchants.insert(m.id.as_bytes(), enc(m))?;
+                let seq = tx_next_seq(meta)?;
+                events.insert(event_key(&m.id, seq), enc(&event))?;
+                let gen = u64_be(meta.get(b"merchants_gen")?);
+                meta.insert(b"merchants_gen".as_slice(), &(gen + 1).to_be_bytes())?;
+                Ok(())
+            })
+            .map_err(flatten_tx_error)
+    }
+
+    /// Replace a merchant record and append events, in one transaction (operator changes).
+    pub fn update_merchant(&self, m: &Merchant, new_events: &[Event]) -> anyhow::Result<()> {
+        (&self.meta, &self.merchants, &self.events)
+            .transaction(|(meta, merchants, events)| {
+                if merchants.get(m.id.as_bytes())?.is_none() {
+                    return abort(Refused::UnknownMerchant(m.id.clone()).into());
+                }
+                merchants.insert(m.id.as_bytes(), enc(m))?;
+                for e in new_events {
+                    let seq = tx_next_seq(meta)?;
+                    events.insert(event_key(&m.id, seq), enc(e))?;
+                }
+                Ok(())
+            })
+            .map_err(flatten_tx_error)
+    }
+
+    /// Remove a merchant. Its events stay (evidence is kept forever); its pending outbox entries
+    /// are dropped so nobody is reminded about a merchant that no longer exists.
+    pub fn remove_merchant(&self, id: &str) -> anyhow::Result<Merchant> {
+        let pending: Vec<Vec<u8>> = self
+            .outbox_entries()?
+            .into_iter()
+            .filter(|e| e.merchant.as_deref() == Some(id) && e.status == Delivery::Pending)
+            .map(|e| e.key.into_bytes())
+            .collect();
+        (&self.meta, &self.merchants, &self.outbox)
+            .transaction(|(meta, merchants, outbox)| {
+                let Some(m) = tx_get::<Merchant>(merchants, "merchant", id.as_bytes())? else {
+                    return abort(Refused::UnknownMerchant(id.to_owned()).into());
+                };
+                merchants.remove(id.as_bytes())?;
+                for k in &pending {
+                    outbox.remove(k.as_slice())?;
+                }
+                let gen = u64_be(meta.get(b"merchants_gen")?);
+                meta.insert(b"merchants_gen".as_slice(), &(gen + 1).to_be_bytes())?;
+                Ok(m)
+            })
+            .map_err(flatten_tx_error)
+    }
+
+    pub fn events(&self, merchant: &str) -> anyhow::Result<Vec<Event>> {
+        let mut prefix = merchant.as_bytes().to_vec();
+        prefix.push(0);
+        self.events
+            .scan_prefix(prefix)
+            .values()
+            .map(|v| dec("event", &v?))
+            .collect()
+    }
+
+    pub fn unassigned(&self) -> anyhow::Result<Vec<UnassignedMail>> {
+        self.unassigned
+            .iter()
+            .values()
+            .map(|v| dec("unassigned mail", &v?))
+            .collect()
+    }
+
+    pub fn seen_count(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_seen(&self, identity: &str) -> anyhow::Result<bool> {
+        Ok(self.seen.contains_key(identity.as_bytes())?)
+    }
+
+    // ---- cursors ------------------------------------------------------------------------------
+
+    pub fn cursor(&self, account: &str, folder: &str) -> anyhow::Result<Option<Cursor>> {
+        self.cursors
+            .get(cursor_key(account, folder))?
+            .map(|v| dec("cursor", &v))
+            .transpose()
+    }
+
+    pub fn cursors(&self) -> anyhow::Result<Vec<CursorRecord>> {
+        self.cursors
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let mut parts = k.splitn(2, |b| *b == 0);
+                let account =
+                    String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+                let folder = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+                Ok(CursorRecord {
+                    account,
+                    folder,
+                    cursor: dec("cursor", &v)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Move a folder's cursor past mail that needed no processing (forward only within one
+    /// UIDVALIDITY; a new UIDVALIDITY replaces it).
+    pub fn advance_cursor(&self, account: &str, folder: &str, to: Cursor) -> anyhow::Result<()> {
+        self.cursors
+            .transaction(|cursors| tx_advance_cursor(cursors, account, folder, to))
+            .map_err(flatten_tx_error)
+    }
+
+    /// Record the folders an account's sync found and their roles (for `folders` output and for
+    /// naming the watched spam folder in reminders).
+    pub fn set_folder_roles(
+        &self,
+        account: &str,
+        roles: &[(String, FolderRole)],
+    ) -> anyhow::Result<()> {
+        self.folders.insert(account.as_bytes(), enc(&roles))?;
+        Ok(())
+    }
+
+    /// Every account's recorded folders and roles.
+    pub fn folder_roles(&self) -> anyhow::Result<BTreeMap<String, Vec<(String, FolderRole)>>> {
+        self.folders
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    dec("folder roles", &v)?,
+                ))
+            })
+            .collect()
+    }
+
+    // ---- one mail -----------------------------------------------------------------------------
+
+    /// Apply one classified mail: match it, change the merchant, record events and evidence,
+    /// queue spam/operator notices and advance the folder's cursor — all in one transaction.
+    pub fn apply_mail(
+        &self,
+        mail: &Classified,
+        source: &MailSource,
+        rules: &Rules,
+        operators: &[String],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Applied> {
+        let cursor = match (source.uid_validity, source.uid) {
+            (Some(v), Some(u)) => Some(Cursor {
+                uid_validity: v,
+                last_uid: u,
+            }),
+            _ => None,
+        };
+        let identity = mail.identity();
+        let relevant = mail.kind.is_hecto() && !mail.self_sent && !mail.unparseable;
+        // Matching needs every merchant, and sled transactions cannot iterate, so match against a
+        // snapshot and let the transaction check that no merchant was added/removed meanwhile.
+        let (gen, outcome) = if relevant {
+            loop {
+                let gen = u64_be(self.meta.get(b"merchants_gen")?);
+                let all = self.merchants()?;
+                let outcome = merchant::match_mail(mail, all.iter());
+                if u64_be(self.meta.get(b"merchants_gen")?) == gen {
+                    break (gen, Some(outcome));
+                }
+            }
+        } else {
+            (0, None)
+        };
+
+        let trees = (
+            &self.meta,
+            &self.merchants,
+            &self.events,
+            &self.seen,
+            &self.unassigned,
+            &self.cursors,
+            &self.outbox,
+        );
+        let result = trees.transaction(
+            |(meta, merchants, events, seen, unassigned, cursors, outbox)| {
+                let mut applied = Applied {
+                    kind: Some(mail.kind),
+                    own_mail: mail.self_sent,
+                    ..Applied::default()
+                };
+                if let Some(c) = cursor {
+                    tx_advance_cursor(cursors, &source.account, &source.folder, c)?;
+                }
+                let Some(outcome) = &outcome else {
+                    return Ok(applied);
+                };
+                if seen.get(identity.as_bytes())?.is_some() {
+                    applied.duplicate = true;
+                    return Ok(applied);
+                }
+                if u64_be(meta.get(b"merchants_gen")?) != gen {
+                    // A merchant was added or removed since we matched: retry from the top.
+                    return abort(anyhow!(StaleMatch));
+                }
+                let tag = mail_tag(&identity);
+                let mut seen_merchant = None;
+                match outcome {
+                    MatchOutcome::Matched { id, rule } => {
+                        let Some(m) = tx_get::<Merchant>(merchants, "merchant", id.as_bytes())?
+                        else {
+                            return abort(anyhow!(StaleMatch));
+                        };
+                        let effect = merchant::apply_mail(&m, mail, source, rules, rule, now);
+                        merchants.insert(id.as_bytes(), enc(&effect.merchant))?;
+                        for e in &effect.events {
+                            let seq = tx_next_seq(meta)?;
+                            events.insert(event_key(id, seq), enc(e))?;
+                        }
+                        applied.merchant = Some(id.clone());
+                        applied.stage_changed = effect.stage_changed;
+                        applied.found_in_spam = effect.spam_notice;
+                        seen_merchant = Some(id.clone());
+                        let mail_date = merchant::mail_time(mail, source, now);
+                        if effect.spam_notice {
+                            let key = format!("spam/{id}/{tag}");
+                            let entry = OutboxEntry::pending(
+                                key.clone(),
+                                NoticeKind::SpamNotice,
+                                Some(id.clone()),
+                                "spam".into(),
+                                1,
+                                NoticeFacts::SpamNotice {
+                                    merchant_name: effect.merchant.name.clone(),
+                                    account: source.account.clone(),
+                                    folder: source.folder.clone(),
+                                    subject: mail.subject.clone(),
+                                    mail_date,
+                                    message_id: mail.message_id.clone(),
+                                    kind: mail.kind.as_str().into(),
+                                    moved_to_inbox: false,
+                                },
+                                now,
+                            )
+                            .to_contact(&effect.merchant.contact, operators);
+                            if outbox.get(key.as_bytes())?.is_none() {
+                                outbox.insert(key.as_bytes(), enc(&entry))?;
+                                applied.enqueued.push(key);
+                            }
+                        }
+                        if mail.kind == MailKind::Suspicious {
+                            let key = operator_notice(
+                                outbox,
+                                mail,
+                                source,
+                                "suspicious",
+                                &tag,
+                                format!("for merchant {id}"),
+                                vec![id.clone()],
+                                operators,
+                                now,
+                            )?;
+                            applied.enqueued.extend(key);
+                        }
+                    }
+                    MatchOutcome::Unassigned { candidates, reason } => {
+                        applied.unassigned = true;
+                        let seq = tx_next_seq(meta)?;
+                        let record = UnassignedMail {
+                            identity: identity.clone(),
+                            recorded_at: now,
+                            source: source.clone(),
+                            message_id: mail.message_id.clone(),
+                            kind: mail.kind,
+                            sender: mail.sender.clone(),
+                            recipients: mail.recipients.clone(),
+                            subject: mail.subject.clone(),
+                            date: mail.date.map(|d| d.with_timezone(&Utc)),
+                            business_numbers: mail.business_numbers.clone(),
+                            mids: mail.mids.clone(),
+                            candidates: candidates.clone(),
+                            reason: reason.clone(),
+                        };
+                        unassigned.insert(&seq.to_be_bytes(), enc(&record))?;
+                        let why = if mail.kind == MailKind::Suspicious {
+                            "suspicious"
+                        } else {
+                            "unassigned"
+                        };
+                        let key = operator_notice(
+                            outbox,
+                            mail,
+                            source,
+                            why,
+                            &tag,
+                            reason.clone(),
+                            candidates.clone(),
+                            operators,
+                            now,
+                        )?;
+                        applied.enqueued.extend(key);
+                    }
+                }
+                let record = SeenMail {
+                    first_seen: now,
+                    account: source.account.clone(),
+                    folder: source.folder.clone(),
+                    uid: source.uid,
+                    kind: mail.kind,
+                    merchant: seen_merchant,
+                };
+                seen.insert(identity.as_bytes(), enc(&record))?;
+                Ok(applied)
+            },
+        );
+        match result {
+            Ok(a) => Ok(a),
+            Err(TransactionError::Abort(e)) if e.is::<StaleMatch>() => {
+                self.apply_mail(mail, source, rules, operators, now)
+            }
+            Err(e) => Err(flatten_tx_error(e)),
+        }
+    }
+
+    // ---- outbox -------------------------------------------------------------------------------
+
+    pub fn outbox_entries(&self) -> anyhow::Result<Vec<OutboxEntry>> {
+        self.outbox
+            .iter()
+            .values()
+            .map(|v| dec("outbox entry", &v?))
+            .collect()
+    }
+
+    pub fn outbox_entry(&self, key: &str) -> anyhow::Result<Option<OutboxEntry>> {
+        self.outbox
+            .get(key.as_bytes())?
+            .map(|v| dec("outbox entry", &v))
+            .transpose()
+    }
+
+    /// Entries under a key prefix (e.g. `reminder/acme/`), in key order.
+    pub fn outbox_prefix(&self, prefix: &str) -> anyhow::Result<Vec<OutboxEntry>> {
+        self.outbox
+            .scan_prefix(prefix.as_bytes())
+            .values()
+            .map(|v| dec("outbox entry", &v?))
+            .collect()
+    }
+
+    /// Insert entries whose key is not there yet; returns the keys inserted. One transaction.
+    pub fn enqueue(&self, entries: &[OutboxEntry]) -> anyhow::Result<Vec<String>> {
+        self.outbox
+            .transaction(|outbox| {
+                let mut added = Vec::new();
+                for e in entries {
+                    if outbox.get(e.key.as_bytes())?.is_none() {
+                        outbox.insert(e.key.as_bytes(), enc(e))?;
+                        added.push(e.key.clone());
+                    }
+                }
+                Ok(added)
+            })
+            .map_err(flatten_tx_error)
+    }
+
+    /// Replace an existing outbox entry (delivery state, rendering).
+    pub fn put_outbox(&self, entry: &OutboxEntry) -> anyhow::Result<()> {
+        self.outbox.insert(entry.key.as_bytes(), enc(entry))?;
+        Ok(())
+    }
+
+    // ---- export / import ----------------------------------------------------------------------
+
+    pub fn export(&self) -> anyhow::Result<Export> {
+        let events = self
+            .events
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let seq = k
+                    .len()
+                    .checked_sub(8)
+                    .map_or(0, |i| u64_be(Some(sled::IVec::from(&k[i..]))));
+                Ok(SeqEvent {
+                    seq,
+                    event: dec("event", &v)?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let seen = self
+            .seen
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), dec("seen", &v)?))
+            })
+            .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+        let unassigned = self
+            .unassigned
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok(SeqUnassigned {
+                    seq: u64_be(Some(k)),
+                    mail: dec("unassigned mail", &v)?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Export {
+            schema_version: SCHEMA_VERSION,
+            next_seq: u64_be(self.meta.get(b"next_seq")?),
+            merchants: self.merchants()?,
+            events,
+            seen,
+            unassigned,
+            cursors: self.cursors()?,
+            outbox: self.outbox_entries()?,
+            folders: self.folder_roles()?,
+        })
+    }
+
+    /// Load an export into this (empty) database.
+    pub fn import(&self, data: &Export) -> anyhow::Result<()> {
+        if data.schema_version > SCHEMA_VERSION {
+            return Err(Refused::BadInput(format!(
+                "the export has schema version {}, newer than this hecto-watch ({SCHEMA_VERSION})",
+                data.schema_version
+            ))
+            .into());
+        }
+        if !self.is_empty() {
+            return Err(Refused::NotEmpty(self.path.clone()).into());
+        }
+        let trees = (
+            &self.meta,
+            &self.merchants,
+            &self.events,
+            &self.seen,
+            &self.unassigned,
+            &self.cursors,
+            &self.outbox,
+        );
+        trees
+            .transaction(
+                |(meta, merchants, events, seen, unassigned, cursors, outbox)| {
+                    for m in &data.merchants {
+                        merchants.insert(m.id.as_bytes(), enc(m))?;
+                    }
+                    let mut max_seq = data.next_seq;
+                    for e in &data.events {
+                        events.insert(event_key(&e.event.merchant, e.seq), enc(&e.event))?;
+                        max_seq = max_seq.max(e.seq + 1);
+                    }
+                    for (k, v) in &data.seen {
+                        seen.insert(k.as_bytes(), enc(v))?;
+                    }
+                    for u in &data.unassigned {
+                        unassigned.insert(&u.seq.to_be_bytes(), enc(&u.mail))?;
+                        max_seq = max_seq.max(u.seq + 1);
+                    }
+                    for c in &data.cursors {
+                        cursors.insert(cursor_key(&c.account, &c.folder), enc(&c.cursor))?;
+                    }
+                    for o in &data.outbox {
+                        outbox.insert(o.key.as_bytes(), enc(o))?;
+                    }
+                    meta.insert(b"next_seq".as_slice(), &max_seq.to_be_bytes())?;
+                    meta.insert(b"merchants_gen".as_slice(), &1u64.to_be_bytes())?;
+                    Ok(())
+                },
+            )
+            .map_err(flatten_tx_error)?;
+        for (account, roles) in &data.folders {
+            self.set_folder_roles(account, roles)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("merchant list changed while matching")]
+struct StaleMatch;
+
+#[allow(clippy::too_many_arguments)]
+fn operator_notice(
+    outbox: &TransactionalTree,
+    mail: &Classified,
+    source: &MailSource,
+    reason: &str,
+    tag: &str,
+    detail: String,
+    candidates: Vec<String>,
+    operators: &[String],
+    now: DateTime<Utc>,
+) -> TxResult<Option<String>> {
+    let key = format!("operator/{reason}/{tag}");
+    if outbox.get(key.as_bytes())?.is_some() {
+        return Ok(None);
+    }
+    let entry = OutboxEntry::pending(
+        key.clone(),
+        NoticeKind::OperatorNotice,
+        None,
+        reason.into(),
+        1,
+        NoticeFacts::OperatorNotice {
+            reason: reason.into(),
+            detail,
+            account: source.account.clone(),
+            folder: source.folder.clone(),
+            subject: mail.subject.clone(),
+            sender: mail.sender.clone(),
+            message_id: mail.message_id.clone(),
+            kind: mail.kind.as_str().into(),
+            candidates,
+        },
+        now,
+    )
+    .to_operators(operators);
+    outbox.insert(key.as_bytes(), enc(&entry))?;
+    Ok(Some(key))
+}
+
+/// `FolderRole` as a word, for evidence and messages.
+pub fn role_name(role: FolderRole) -> &'static str {
+    match role {
+        FolderRole::Inbox => "inbox",
+        FolderRole::Junk => "junk",
+        FolderRole::Sent => "sent",
+        FolderRole::Other => "other",
+    }
+}

@@ -1,0 +1,375 @@
+//! How command results look: JSON lines with `--json`, aligned tables for people. Times are shown
+//! in Asia/Seoul for people and as RFC 3339 in JSON.
+
+use std::io::Write;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use chrono_tz::Asia::Seoul;
+use serde::Serialize;
+
+use super::table::Table;
+use super::Failure;
+use crate::mail::Classified;
+use crate::merchant::{Change, Evidence, Merchant};
+use crate::ops::{DueItem, MerchantDetail};
+use crate::schedule::StatusRow;
+use crate::store::{Applied, OutboxEntry};
+
+type Out<'a> = &'a mut dyn Write;
+
+fn w(out: Out, text: &str) -> Result<(), Failure> {
+    out.write_all(text.as_bytes())
+        .context("cannot write to stdout")?;
+    Ok(())
+}
+
+pub fn json_line<T: Serialize>(out: &mut impl Write, v: &T) -> Result<(), Failure> {
+    let line = serde_json::to_string(v).context("cannot serialise output")?;
+    writeln!(out, "{line}").context("cannot write to stdout")?;
+    Ok(())
+}
+
+/// `2026-11-04 11:00 KST`
+pub fn kst(t: DateTime<Utc>) -> String {
+    t.with_timezone(&Seoul)
+        .format("%Y-%m-%d %H:%M KST")
+        .to_string()
+}
+
+fn or_dash(s: Option<&str>) -> String {
+    s.filter(|s| !s.is_empty()).unwrap_or("-").to_owned()
+}
+
+pub fn classified(
+    out: &mut impl Write,
+    file: &str,
+    c: &Classified,
+    json: bool,
+) -> Result<(), Failure> {
+    if json {
+        return json_line(out, &c.report(file));
+    }
+    let dir = match c.direction {
+        Some(crate::mail::Direction::Incoming) => "incoming",
+        Some(crate::mail::Direction::Outgoing) => "outgoing",
+        None => "-",
+    };
+    let mut line = format!(
+        "{file}: {} ({dir}) from {} — {}",
+        c.kind.as_str(),
+        or_dash(c.sender.as_deref()),
+        c.subject
+    );
+    if c.spam_flagged {
+        line.push_str(" [spam-flagged]");
+    }
+    let extra: Vec<String> = [
+        ("business numbers", &c.business_numbers),
+        ("MIDs", &c.mids),
+        ("card companies", &c.card_companies),
+    ]
+    .iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(k, v)| format!("{k}: {}", v.join(", ")))
+    .collect();
+    if !extra.is_empty() {
+        line.push_str(&format!(" ({})", extra.join("; ")));
+    }
+    writeln!(out, "{line}").context("cannot write to stdout")?;
+    Ok(())
+}
+
+pub fn status(
+    out: &mut impl Write,
+    rows: &[StatusRow],
+    json: bool,
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    if json {
+        for r in rows {
+            json_line(out, r)?;
+        }
+        return Ok(());
+    }
+    let mut t = Table::new(&[
+        "ID", "NAME", "STAGE", "SINCE", "WINDOW", "DUE", "OVERDUE", "SPAM",
+    ]);
+    for r in rows {
+        t.row(vec![
+            r.id.clone(),
+            r.name.clone(),
+            r.stage.id().to_owned(),
+            kst(r.stage_since),
+            r.deadline
+                .map_or("-".into(), |d| d.window.as_str().to_owned()),
+            r.deadline.map_or("-".into(), |d| kst(d.due)),
+            if r.overdue {
+                "OVERDUE".into()
+            } else {
+                "-".into()
+            },
+            if r.found_in_spam {
+                "found in spam".into()
+            } else {
+                "-".into()
+            },
+        ]);
+    }
+    let overdue = rows.iter().filter(|r| r.overdue).count();
+    w(out, &t.render())?;
+    w(
+        out,
+        &format!(
+            "{} merchants, {overdue} overdue, as of {}\n",
+            rows.len(),
+            kst(now)
+        ),
+    )
+}
+
+pub fn due(out: &mut impl Write, items: &[DueItem], json: bool) -> Result<(), Failure> {
+    if json {
+        for i in items {
+            json_line(out, i)?;
+        }
+        return Ok(());
+    }
+    if items.is_empty() {
+        return w(out, "nothing is due\n");
+    }
+    let mut t = Table::new(&["KIND", "MERCHANT", "WINDOW", "N", "TO", "CC", "STATE"]);
+    for i in items {
+        t.row(vec![
+            i.kind.clone(),
+            or_dash(i.merchant.as_deref()),
+            i.window.clone(),
+            i.n.to_string(),
+            i.to.join(", "),
+            if i.cc.is_empty() {
+                "-".into()
+            } else {
+                i.cc.join(", ")
+            },
+            i.state.clone(),
+        ]);
+    }
+    w(out, &t.render())
+}
+
+pub fn failed(out: &mut impl Write, entries: &[OutboxEntry], json: bool) -> Result<(), Failure> {
+    if json {
+        for e in entries {
+            json_line(out, e)?;
+        }
+        return Ok(());
+    }
+    if entries.is_empty() {
+        return w(out, "no failed messages\n");
+    }
+    let mut t = Table::new(&["KEY", "TO", "ATTEMPTS", "LAST ERROR"]);
+    for e in entries {
+        t.row(vec![
+            e.key.clone(),
+            e.to.join(", "),
+            e.attempts.to_string(),
+            or_dash(e.last_error.as_deref()),
+        ]);
+    }
+    w(out, &t.render())
+}
+
+pub fn merchants(out: &mut impl Write, list: &[Merchant], json: bool) -> Result<(), Failure> {
+    if json {
+        for m in list {
+            json_line(out, m)?;
+        }
+        return Ok(());
+    }
+    let mut t = Table::new(&[
+        "ID",
+        "NAME",
+        "CONTACT",
+        "BUSINESS NO",
+        "MIDS",
+        "STAGE",
+        "SINCE",
+    ]);
+    for m in list {
+        t.row(vec![
+            m.id.clone(),
+            m.name.clone(),
+            m.contact.clone(),
+            m.business_no
+                .as_deref()
+                .map_or("-".into(), format_business_no),
+            if m.mids.is_empty() {
+                "-".into()
+            } else {
+                m.mids.join(",")
+            },
+            m.stage.id().to_owned(),
+            kst(m.stage_since),
+        ]);
+    }
+    w(out, &t.render())
+}
+
+fn format_business_no(d: &str) -> String {
+    if d.len() == 10 && d.is_ascii() {
+        format!("{}-{}-{}", &d[..3], &d[3..5], &d[5..])
+    } else {
+        d.to_owned()
+    }
+}
+
+pub fn merchant_detail(
+    out: &mut impl Write,
+    d: &MerchantDetail,
+    json: bool,
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    if json {
+        return json_line(out, d);
+    }
+    let m = &d.merchant;
+    let mut s = String::new();
+    s.push_str(&format!("{}  {}  <{}>\n", m.id, m.name, m.contact));
+    s.push_str(&format!(
+        "  stage:        {} ({}) since {}\n",
+        m.stage.id(),
+        m.stage.korean(),
+        kst(m.stage_since)
+    ));
+    s.push_str(&format!("  applied:      {}\n", kst(m.applied_at)));
+    s.push_str(&format!(
+        "  business no:  {}\n",
+        m.business_no
+            .as_deref()
+            .map_or("-".into(), format_business_no)
+    ));
+    s.push_str(&format!(
+        "  MIDs:         {}\n",
+        if m.mids.is_empty() {
+            "-".into()
+        } else {
+            m.mids.join(", ")
+        }
+    ));
+    if !m.card_approvals.is_empty() {
+        let list: Vec<String> = m
+            .card_approvals
+            .iter()
+            .map(|(c, t)| format!("{c} ({})", kst(*t)))
+            .collect();
+        s.push_str(&format!("  approvals:    {}\n", list.join(", ")));
+    }
+    s.push_str(&format!(
+        "  in spam:      {}\n",
+        if m.found_in_spam { "yes" } else { "no" }
+    ));
+    match &d.deadline {
+        Some(dl) => s.push_str(&format!(
+            "  deadline:     {} due {}{}\n",
+            dl.window.as_str(),
+            kst(dl.due),
+            if now > dl.due { "  OVERDUE" } else { "" }
+        )),
+        None => s.push_str("  deadline:     -\n"),
+    }
+    s.push_str("timeline:\n");
+    for e in &d.events {
+        let what = match &e.change {
+            Change::Registered { stage } => format!("registered ({stage})"),
+            Change::Stage { from, to } => format!("{from} → {to}"),
+            Change::MidsRecorded { mids } => format!("MIDs recorded: {}", mids.join(", ")),
+            Change::CardApproval { companies } => {
+                format!("card approval: {}", companies.join(", "))
+            }
+            Change::FoundInSpam => "found in spam folder".to_owned(),
+            Change::MailRecorded { kind, reason } => format!("{} mail ({reason})", kind.as_str()),
+        };
+        let evidence = match &e.evidence {
+            Evidence::Operator { note } => format!(
+                "operator{}",
+                note.as_deref()
+                    .map(|n| format!(": {n}"))
+                    .unwrap_or_default()
+            ),
+            Evidence::Mail {
+                account,
+                folder,
+                message_id,
+                uid,
+                subject,
+                rule,
+                ..
+            } => format!(
+                "mail {account}/{folder}{} <{}> \"{subject}\" [{rule}]",
+                uid.map(|u| format!(" uid {u}")).unwrap_or_default(),
+                message_id.as_deref().unwrap_or("no Message-ID"),
+            ),
+        };
+        s.push_str(&format!("  {}  {what}\n      {evidence}\n", kst(e.at)));
+    }
+    w(out, &s)
+}
+
+#[derive(Serialize)]
+struct ImportedLine<'a> {
+    file: &'a str,
+    message_id: Option<&'a str>,
+    kind: &'a str,
+    merchant: Option<&'a str>,
+    stage_changed: bool,
+    found_in_spam: bool,
+    duplicate: bool,
+    unassigned: bool,
+    own_mail: bool,
+}
+
+pub fn imported(
+    out: &mut impl Write,
+    file: &str,
+    c: &Classified,
+    a: &Applied,
+    json: bool,
+) -> Result<(), Failure> {
+    if json {
+        return json_line(
+            out,
+            &ImportedLine {
+                file,
+                message_id: c.message_id.as_deref(),
+                kind: c.kind.as_str(),
+                merchant: a.merchant.as_deref(),
+                stage_changed: a.stage_changed,
+                found_in_spam: a.found_in_spam,
+                duplicate: a.duplicate,
+                unassigned: a.unassigned,
+                own_mail: a.own_mail,
+            },
+        );
+    }
+    let what = if a.own_mail {
+        "our own notice, ignored".to_owned()
+    } else if !c.kind.is_hecto() {
+        "not Hecto's, ignored".to_owned()
+    } else if a.duplicate {
+        "already seen".to_owned()
+    } else if a.unassigned {
+        "unassigned — operators will be told".to_owned()
+    } else {
+        let m = a.merchant.as_deref().unwrap_or("-");
+        let mut s = format!("merchant {m}");
+        if a.stage_changed {
+            s.push_str(", stage changed");
+        }
+        if a.found_in_spam {
+            s.push_str(", found in spam");
+        }
+        s
+    };
+    writeln!(out, "{file}: {} — {what}", c.kind.as_str()).context("cannot write to stdout")?;
+    Ok(())
+}

@@ -1,0 +1,378 @@
+//! The operations behind the commands, as library calls returning data: the CLI prints what they
+//! return, and the running daemon answers the same calls over its control socket, so a command
+//! gives the same answer whether or not `run` holds the database.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Asia::Seoul;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, FolderChoice};
+use crate::merchant::{self, input, Event, FolderRole, Merchant, Stage};
+use crate::schedule::{due, Calendar, StatusRow};
+use crate::store::{Delivery, NoticeKind, OutboxEntry, Refused, Store};
+
+/// `merchant add` arguments.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NewMerchant {
+    pub id: String,
+    pub name: String,
+    pub contact: String,
+    pub business_no: Option<String>,
+    pub mids: Vec<String>,
+    /// RFC 3339 or `YYYY-MM-DD` (Asia/Seoul); default now.
+    pub applied_at: Option<String>,
+}
+
+fn bad(msg: String) -> anyhow::Error {
+    Refused::BadInput(msg).into()
+}
+
+/// `2026-11-02` (midnight in Seoul) or an RFC 3339 instant.
+pub fn parse_time(raw: &str, what: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        if let Some(t) = Seoul
+            .from_local_datetime(&d.and_time(NaiveTime::MIN))
+            .earliest()
+        {
+            return Ok(t.with_timezone(&Utc));
+        }
+    }
+    Err(bad(format!(
+        "{what} {raw:?} is not a date like 2026-11-02 or 2026-11-02T10:00:00+09:00"
+    )))
+}
+
+pub fn merchant_add(
+    store: &Store,
+    new: &NewMerchant,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Merchant> {
+    let id = input::merchant_id(&new.id).map_err(bad)?;
+    if new.name.trim().is_empty() {
+        return Err(bad("merchant name must not be empty".into()));
+    }
+    let contact = input::contact(&new.contact).map_err(bad)?;
+    let business_no = new
+        .business_no
+        .as_deref()
+        .map(input::business_no)
+        .transpose()
+        .map_err(bad)?;
+    let mids = new
+        .mids
+        .iter()
+        .map(|m| input::mid(m))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    let applied_at = match &new.applied_at {
+        Some(raw) => parse_time(raw, "--applied-at")?,
+        None => now,
+    };
+    let m = Merchant {
+        id,
+        name: new.name.trim().to_owned(),
+        contact,
+        business_no,
+        mids,
+        stage: Stage::Applied,
+        stage_since: applied_at,
+        applied_at,
+        found_in_spam: false,
+        card_approvals: BTreeMap::new(),
+        created_at: now,
+    };
+    store.add_merchant(&m, None, now)?;
+    Ok(m)
+}
+
+pub fn merchant_get(store: &Store, id: &str) -> anyhow::Result<Merchant> {
+    store
+        .merchant(id)?
+        .ok_or_else(|| Refused::UnknownMerchant(id.to_owned()).into())
+}
+
+/// `merchant show`: the record and its timeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MerchantDetail {
+    pub merchant: Merchant,
+    pub deadline: Option<due::Deadline>,
+    pub events: Vec<Event>,
+}
+
+pub fn merchant_show(
+    store: &Store,
+    config: &Config,
+    cal: &Calendar,
+    id: &str,
+) -> anyhow::Result<MerchantDetail> {
+    let merchant = merchant_get(store, id)?;
+    let deadline = due::deadline(&merchant, &config.windows, cal);
+    Ok(MerchantDetail {
+        events: store.events(id)?,
+        deadline,
+        merchant,
+    })
+}
+
+pub fn merchant_advance(
+    store: &Store,
+    id: &str,
+    stage: &str,
+    at: Option<&str>,
+    note: Option<String>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Merchant> {
+    let stage: Stage = stage.parse().map_err(bad)?;
+    let at = at
+        .map(|a| parse_time(a, "--at"))
+        .transpose()?
+        .unwrap_or(now);
+    let m = merchant_get(store, id)?;
+    let (m, event) = merchant::advance(&m, stage, at, note, now);
+    store.update_merchant(&m, &[event])?;
+    Ok(m)
+}
+
+pub fn status(
+    store: &Store,
+    config: &Config,
+    cal: &Calendar,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<StatusRow>> {
+    Ok(due::status(&store.merchants()?, &config.windows, cal, now))
+}
+
+/// One line of `reminders`: something that would be sent now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DueItem {
+    pub merchant: Option<String>,
+    pub window: String,
+    pub kind: String,
+    pub n: u32,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub key: String,
+    /// `due` for a reminder computed now, `pending`/`retrying` for what waits in the outbox.
+    pub state: String,
+}
+
+impl DueItem {
+    fn from_entry(e: &OutboxEntry, state: &str) -> DueItem {
+        DueItem {
+            merchant: e.merchant.clone(),
+            window: e.window.clone(),
+            kind: e.kind.as_str().to_owned(),
+            n: e.n,
+            to: e.to.clone(),
+            cc: e.cc.clone(),
+            key: e.key.clone(),
+            state: state.to_owned(),
+        }
+    }
+}
+
+/// The spam folders named in reminders: what the daemon detected, else what is configured.
+pub fn spam_folders(store: &Store, config: &Config) -> anyhow::Result<Vec<String>> {
+    let detected = store.folder_roles()?;
+    let mut out = Vec::new();
+    for a in &config.accounts {
+        let found: Vec<&String> = detected
+            .get(&a.name)
+            .map(|roles| {
+                roles
+                    .iter()
+                    .filter(|(_, r)| *r == FolderRole::Junk)
+                    .map(|(n, _)| n)
+                    .collect()
+            })
+            .unwrap_or_default();
+        match (&a.junk, found.as_slice()) {
+            (FolderChoice::Off, _) => {}
+            (FolderChoice::Named(n), _) => out.push(n.clone()),
+            (FolderChoice::Auto, []) => {}
+            (FolderChoice::Auto, names) => out.extend(names.iter().map(|n| (*n).clone())),
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// What the reminder schedule would enqueue now, plus what already waits in the outbox.
+pub fn reminders_due(
+    store: &Store,
+    config: &Config,
+    cal: &Calendar,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(Vec<OutboxEntry>, Vec<DueItem>)> {
+    let merchants = store.merchants()?;
+    let reminders = store.outbox_prefix("reminder/")?;
+    let log = due::reminder_log(reminders.iter());
+    let spam = spam_folders(store, config)?;
+    let new = due::due_reminders(
+        &merchants,
+        &log,
+        &config.windows,
+        &config.reminders,
+        &spam,
+        cal,
+        now,
+    );
+    let mut items: Vec<DueItem> = new.iter().map(|e| DueItem::from_entry(e, "due")).collect();
+    for e in store.outbox_entries()? {
+        if e.status == Delivery::Pending {
+            let state = if e.attempts > 0 {
+                "retrying"
+            } else {
+                "pending"
+            };
+            items.push(DueItem::from_entry(&e, state));
+        }
+    }
+    items.sort_by(|a, b| {
+        (kind_order(&a.kind), &a.merchant, &a.key).cmp(&(kind_order(&b.kind), &b.merchant, &b.key))
+    });
+    Ok((new, items))
+}
+
+fn kind_order(kind: &str) -> u8 {
+    match kind {
+        k if k == NoticeKind::SpamNotice.as_str() => 0,
+        k if k == NoticeKind::Reminder.as_str() => 1,
+        _ => 2,
+    }
+}
+
+/// Outbox entries that gave up (`reminders --failed`).
+pub fn failed(store: &Store) -> anyhow::Result<Vec<OutboxEntry>> {
+    Ok(store
+        .outbox_entries()?
+        .into_iter()
+        .filter(|e| e.status == Delivery::Failed)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        (dir, s)
+    }
+
+    fn now() -> DateTime<Utc> {
+        parse_time("2026-11-27T09:00:00+09:00", "now").unwrap()
+    }
+
+    fn acme() -> NewMerchant {
+        NewMerchant {
+            id: "acme".into(),
+            name: "주식회사 에이씨미".into(),
+            contact: "Pay@Acme.test".into(),
+            business_no: Some("123-45-67891".into()),
+            mids: vec![],
+            applied_at: Some("2026-11-23".into()),
+        }
+    }
+
+    #[test]
+    fn bad_input_is_refused_and_leaves_the_database_unchanged() {
+        let (_d, s) = store();
+        merchant_add(&s, &acme(), now()).unwrap();
+        let before = s.export().unwrap();
+        let cases: Vec<(&str, anyhow::Error)> = vec![
+            (
+                "duplicate id",
+                merchant_add(&s, &acme(), now()).unwrap_err(),
+            ),
+            (
+                "bad check digit",
+                merchant_add(
+                    &s,
+                    &NewMerchant {
+                        id: "b".into(),
+                        business_no: Some("123-45-67890".into()),
+                        ..acme()
+                    },
+                    now(),
+                )
+                .unwrap_err(),
+            ),
+            (
+                "wrong length",
+                merchant_add(
+                    &s,
+                    &NewMerchant {
+                        id: "c".into(),
+                        business_no: Some("12345".into()),
+                        ..acme()
+                    },
+                    now(),
+                )
+                .unwrap_err(),
+            ),
+            (
+                "bad date",
+                merchant_add(
+                    &s,
+                    &NewMerchant {
+                        id: "d".into(),
+                        applied_at: Some("yesterday".into()),
+                        ..acme()
+                    },
+                    now(),
+                )
+                .unwrap_err(),
+            ),
+            (
+                "unknown stage",
+                merchant_advance(&s, "acme", "signed", None, None, now()).unwrap_err(),
+            ),
+            (
+                "unknown merchant",
+                merchant_advance(&s, "nobody", "live", None, None, now()).unwrap_err(),
+            ),
+        ];
+        for (what, err) in cases {
+            assert!(
+                err.downcast_ref::<Refused>().is_some(),
+                "{what}: {err:#} should be a refusal (exit 2)"
+            );
+        }
+        assert_eq!(s.export().unwrap(), before);
+    }
+
+    #[test]
+    fn advance_records_an_operator_event_and_status_shows_the_deadline() {
+        let (_d, s) = store();
+        merchant_add(&s, &acme(), now()).unwrap();
+        let cal = Calendar::builtin();
+        let cfg = Config::builtin();
+        let rows = status(&s, &cfg, &cal, now()).unwrap();
+        assert_eq!(
+            rows[0].deadline.unwrap().due,
+            parse_time("2026-11-26T23:59:59+09:00", "").unwrap()
+        );
+        assert!(rows[0].overdue);
+        merchant_advance(
+            &s,
+            "acme",
+            "channel_configured",
+            Some("2026-11-25"),
+            Some("set in console".into()),
+            now(),
+        )
+        .unwrap();
+        let detail = merchant_show(&s, &cfg, &cal, "acme").unwrap();
+        assert_eq!(detail.merchant.stage, Stage::ChannelConfigured);
+        assert_eq!(detail.events.len(), 2);
+        assert!(detail.deadline.is_none());
+    }
+}
