@@ -23,6 +23,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod ingest;
 pub mod mail;
 pub mod merchant;

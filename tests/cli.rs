@@ -26,8 +26,18 @@ fn add_acme(state: &Path) {
     let o = hw(
         state,
         &[
-            "merchant", "add", "--id", "acme", "--name", "주식회사 에이씨미", "--contact", "pay@acme.test",
-            "--business-no", "123-45-67891", "--applied-at", "2027-02-05",
+            "merchant",
+            "add",
+            "--id",
+            "acme",
+            "--name",
+            "주식회사 에이씨미",
+            "--contact",
+            "pay@acme.test",
+            "--business-no",
+            "123-45-67891",
+            "--applied-at",
+            "2027-02-05",
         ],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -163,8 +173,7 @@ fn import_mail_into_junk_counts_as_found_in_spam() {
     let o = hw(&state, &["import-mail", "--json", "--folder", "Junk", eml.to_str().unwrap()]);
     let line: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(line["duplicate"], true);
-    let status: serde_json::Value =
-        serde_json::from_str(stdout(&hw(&state, &["status", "--json"])).trim()).unwrap();
+    let status: serde_json::Value = serde_json::from_str(stdout(&hw(&state, &["status", "--json"])).trim()).unwrap();
     assert_eq!(status["stage"], "guidance_received");
     assert_eq!(status["found_in_spam"], true);
     assert_eq!(status["stage_since"], "2027-02-09T01:00:00Z");

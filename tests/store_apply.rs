@@ -75,7 +75,8 @@ fn guidance_in_junk_changes_stage_queues_one_spam_notice_and_advances_the_cursor
 
     // A rescan (same Message-ID, e.g. after a UIDVALIDITY change) changes nothing.
     let events_before = s.events("acme").unwrap().len();
-    let again = s.apply_mail(&guidance("pay@acme.test", Some("g1@hecto")), &junk(1), &Rules::default(), OPS, now).unwrap();
+    let again =
+        s.apply_mail(&guidance("pay@acme.test", Some("g1@hecto")), &junk(1), &Rules::default(), OPS, now).unwrap();
     assert!(again.duplicate && again.enqueued.is_empty());
     assert_eq!(s.events("acme").unwrap().len(), events_before);
     assert_eq!(s.outbox_entries().unwrap().len(), 1);
