@@ -45,25 +45,15 @@ fn fixtures_match_expected_reports_in_lf_and_crlf() {
         .filter(|p| p.extension().is_some_and(|x| x == "eml"))
         .collect();
     emls.sort();
-    assert!(
-        emls.len() >= MIN_FIXTURES,
-        "found only {} fixtures in {}",
-        emls.len(),
-        fixture_dir().display()
-    );
+    assert!(emls.len() >= MIN_FIXTURES, "found only {} fixtures in {}", emls.len(), fixture_dir().display());
 
     let mut failures = Vec::new();
     for eml in &emls {
-        let file = eml
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_owned();
+        let file = eml.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
         let raw = fs::read(eml).expect("read eml");
         let json_path = eml.with_extension("json");
         let actual = serde_json::to_value(classify(&raw, &rules).report(&file)).expect("serialise");
-        let actual_crlf = serde_json::to_value(classify(&to_crlf(&raw), &rules).report(&file))
-            .expect("serialise");
+        let actual_crlf = serde_json::to_value(classify(&to_crlf(&raw), &rules).report(&file)).expect("serialise");
 
         if bless {
             fs::write(&json_path, pretty(&actual)).expect("bless");
@@ -74,11 +64,7 @@ fn fixtures_match_expected_reports_in_lf_and_crlf() {
         };
         let actual_path = eml.with_extension("actual.json");
         if actual != expected || actual_crlf != expected {
-            let shown = if actual != expected {
-                &actual
-            } else {
-                &actual_crlf
-            };
+            let shown = if actual != expected { &actual } else { &actual_crlf };
             fs::write(&actual_path, pretty(shown)).expect("write actual");
             failures.push(format!(
                 "{file}: {} differs (see {})",
@@ -89,12 +75,7 @@ fn fixtures_match_expected_reports_in_lf_and_crlf() {
             let _ = fs::remove_file(&actual_path);
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} mismatches:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
@@ -125,19 +106,14 @@ fn eight_megabyte_attachment_finishes_and_classifies() {
 
 #[test]
 fn huge_text_body_is_capped() {
-    let mut raw = String::from(
-        "From: contract@hectofinancial.co.kr\nTo: pay@dalbitshop.co.kr\nSubject: x\n\nMID: early_mid_1\n",
-    );
+    let mut raw =
+        String::from("From: contract@hectofinancial.co.kr\nTo: pay@dalbitshop.co.kr\nSubject: x\n\nMID: early_mid_1\n");
     while raw.len() < 2 * 1024 * 1024 {
         raw.push_str("사업자등록번호 220-81-62517 가나다라마바사 아자차카타파하\n");
     }
     raw.push_str("MID: late_mid_99\n");
     let c = classify(raw.as_bytes(), &Rules::default());
-    assert_eq!(
-        c.mids,
-        vec!["early_mid_1"],
-        "text beyond the scan limit is not read"
-    );
+    assert_eq!(c.mids, vec!["early_mid_1"], "text beyond the scan limit is not read");
     assert_eq!(c.business_numbers, vec!["2208162517"]);
     assert!(c.text.len() <= hecto_watch::mail::TEXT_LIMIT);
 }

@@ -164,13 +164,19 @@ fn import_mail_into_junk_counts_as_found_in_spam() {
          Content-Type: text/plain; charset=utf-8\r\n\r\n계약 안내드립니다.\r\n",
     )
     .unwrap();
-    let o = hw(&state, &["import-mail", "--json", "--folder", "Junk", eml.to_str().unwrap()]);
+    let o = hw(
+        &state,
+        &["import-mail", "--json", "--now", "2027-02-10T09:00:00+09:00", "--folder", "Junk", eml.to_str().unwrap()],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let line: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(line["kind"], "guidance", "{line}");
     assert_eq!(line["merchant"], "acme");
     assert_eq!(line["found_in_spam"], true);
-    let o = hw(&state, &["import-mail", "--json", "--folder", "Junk", eml.to_str().unwrap()]);
+    let o = hw(
+        &state,
+        &["import-mail", "--json", "--now", "2027-02-10T09:00:00+09:00", "--folder", "Junk", eml.to_str().unwrap()],
+    );
     let line: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(line["duplicate"], true);
     let status: serde_json::Value = serde_json::from_str(stdout(&hw(&state, &["status", "--json"])).trim()).unwrap();

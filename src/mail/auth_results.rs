@@ -46,9 +46,7 @@ impl MethodResult {
     pub fn prop(&self, ptype: &str, property: &str) -> Option<&str> {
         self.props
             .iter()
-            .find(|p| {
-                p.ptype.eq_ignore_ascii_case(ptype) && p.property.eq_ignore_ascii_case(property)
-            })
+            .find(|p| p.ptype.eq_ignore_ascii_case(ptype) && p.property.eq_ignore_ascii_case(property))
             .map(|p| p.value.as_str())
     }
 }
@@ -196,12 +194,7 @@ pub fn parse(value: &str) -> AuthResults {
 fn parse_resinfo(cur: &mut Cursor<'_>) -> Option<MethodResult> {
     let method = cur.token(&['=']);
     // `dkim/1`: the method version is irrelevant to us.
-    let method = method
-        .split('/')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let method = method.split('/').next().unwrap_or("").trim().to_ascii_lowercase();
     cur.skip_cfws();
     if method.is_empty() || cur.peek() != Some('=') {
         // `; none` (RFC 8601 no-result) and garbage both end up here.
@@ -213,11 +206,7 @@ fn parse_resinfo(cur: &mut Cursor<'_>) -> Option<MethodResult> {
     if result.is_empty() {
         return None;
     }
-    let mut info = MethodResult {
-        method,
-        result,
-        ..MethodResult::default()
-    };
+    let mut info = MethodResult { method, result, ..MethodResult::default() };
     loop {
         cur.skip_cfws();
         match cur.peek() {
@@ -239,11 +228,7 @@ fn parse_resinfo(cur: &mut Cursor<'_>) -> Option<MethodResult> {
         if key.eq_ignore_ascii_case("reason") {
             info.reason = Some(value);
         } else if let Some((ptype, property)) = key.split_once('.') {
-            info.props.push(Prop {
-                ptype: ptype.to_ascii_lowercase(),
-                property: property.to_ascii_lowercase(),
-                value,
-            });
+            info.props.push(Prop { ptype: ptype.to_ascii_lowercase(), property: property.to_ascii_lowercase(), value });
         }
     }
     Some(info)
@@ -258,9 +243,7 @@ fn aligned(signer: &str, from_domain: &str) -> bool {
     let Some((first, tld)) = signer.split_once('.') else {
         return false;
     };
-    const SECOND_LEVEL: &[&str] = &[
-        "co", "or", "go", "ne", "re", "pe", "ac", "com", "net", "org", "gov", "edu",
-    ];
+    const SECOND_LEVEL: &[&str] = &["co", "or", "go", "ne", "re", "pe", "ac", "com", "net", "org", "gov", "edu"];
     if tld.len() == 2 && SECOND_LEVEL.iter().any(|s| s.eq_ignore_ascii_case(first)) {
         return false;
     }
@@ -270,9 +253,7 @@ fn aligned(signer: &str, from_domain: &str) -> bool {
     }
     from.len() > signer.len()
         && from.as_bytes().get(from.len() - signer.len() - 1) == Some(&b'.')
-        && from
-            .get(from.len() - signer.len()..)
-            .is_some_and(|tail| tail.eq_ignore_ascii_case(signer))
+        && from.get(from.len() - signer.len()..).is_some_and(|tail| tail.eq_ignore_ascii_case(signer))
 }
 
 /// SPEC §3 verdict for one header: `pass` when `dmarc=pass` or an aligned `dkim=pass`; `fail` when
@@ -285,18 +266,14 @@ pub fn verdict(results: &AuthResults, from_domain: Option<&str>) -> Authenticate
             && (r.method == "dmarc"
                 || (r.method == "dkim"
                     && from_domain.is_some_and(|from| {
-                        r.prop("header", "d")
-                            .or_else(|| r.prop("header", "i"))
-                            .is_some_and(|d| aligned(d, from))
+                        r.prop("header", "d").or_else(|| r.prop("header", "i")).is_some_and(|d| aligned(d, from))
                     })))
     });
     if passed {
         return Authenticated::Pass;
     }
-    let failed = results
-        .results
-        .iter()
-        .any(|r| r.result == "fail" && matches!(r.method.as_str(), "dmarc" | "dkim" | "spf"));
+    let failed =
+        results.results.iter().any(|r| r.result == "fail" && matches!(r.method.as_str(), "dmarc" | "dkim" | "spf"));
     if failed {
         Authenticated::Fail
     } else {
@@ -314,10 +291,7 @@ pub fn evaluate<'v>(
 ) -> Authenticated {
     for value in values {
         let parsed = parse(value);
-        let believed = trusted.is_empty()
-            || trusted
-                .iter()
-                .any(|t| t.trim().eq_ignore_ascii_case(&parsed.authserv_id));
+        let believed = trusted.is_empty() || trusted.iter().any(|t| t.trim().eq_ignore_ascii_case(&parsed.authserv_id));
         if believed {
             return verdict(&parsed, from_domain);
         }
@@ -337,20 +311,11 @@ mod tests {
         assert_eq!(r.results.len(), 3);
         assert_eq!(r.results[0].method, "dkim");
         assert_eq!(r.results[0].result, "pass");
-        assert_eq!(
-            r.results[0].prop("header", "i"),
-            Some("@hectofinancial.co.kr")
-        );
+        assert_eq!(r.results[0].prop("header", "i"), Some("@hectofinancial.co.kr"));
         assert_eq!(r.results[0].prop("header", "b"), Some("Ab+c/d="));
         assert_eq!(r.results[1].method, "spf");
-        assert_eq!(
-            r.results[1].prop("smtp", "mailfrom"),
-            Some("contract@hectofinancial.co.kr")
-        );
-        assert_eq!(
-            r.results[2].prop("header", "from"),
-            Some("hectofinancial.co.kr")
-        );
+        assert_eq!(r.results[1].prop("smtp", "mailfrom"), Some("contract@hectofinancial.co.kr"));
+        assert_eq!(r.results[2].prop("header", "from"), Some("hectofinancial.co.kr"));
     }
 
     #[test]
@@ -370,9 +335,7 @@ mod tests {
 
     #[test]
     fn semicolons_inside_quotes_and_comments_do_not_split() {
-        let r = parse(
-            "mx.example.net; dkim=fail reason=\"bad; signature\" (x; y) header.d=a.example; spf=none",
-        );
+        let r = parse("mx.example.net; dkim=fail reason=\"bad; signature\" (x; y) header.d=a.example; spf=none");
         assert_eq!(r.results.len(), 2);
         assert_eq!(r.results[0].reason.as_deref(), Some("bad; signature"));
         assert_eq!(r.results[0].prop("header", "d"), Some("a.example"));
@@ -389,24 +352,10 @@ mod tests {
 
     #[test]
     fn garbage_never_panics_and_yields_nothing_useful() {
-        for v in [
-            "",
-            ";",
-            ";;;=",
-            "(((",
-            "\"",
-            "a; =pass",
-            "a; dkim=",
-            "a; dkim=pass header.d",
-            "é; ü=ß ö.x=\u{fffd}",
-        ] {
+        for v in ["", ";", ";;;=", "(((", "\"", "a; =pass", "a; dkim=", "a; dkim=pass header.d", "é; ü=ß ö.x=\u{fffd}"]
+        {
             let r = parse(v);
-            assert!(
-                r.results
-                    .iter()
-                    .all(|m| !m.method.is_empty() && !m.result.is_empty()),
-                "{v:?}"
-            );
+            assert!(r.results.iter().all(|m| !m.method.is_empty() && !m.result.is_empty()), "{v:?}");
         }
     }
 
@@ -416,46 +365,22 @@ mod tests {
 
     #[test]
     fn verdict_pass_by_dmarc_or_aligned_dkim() {
-        assert_eq!(
-            v("mx; dmarc=pass header.from=mail.hectofinancial.co.kr"),
-            Authenticated::Pass
-        );
-        assert_eq!(
-            v("mx; dkim=pass header.d=hectofinancial.co.kr; spf=fail"),
-            Authenticated::Pass
-        );
-        assert_eq!(
-            v("mx; dkim=pass header.d=mail.hectofinancial.co.kr"),
-            Authenticated::Pass
-        );
+        assert_eq!(v("mx; dmarc=pass header.from=mail.hectofinancial.co.kr"), Authenticated::Pass);
+        assert_eq!(v("mx; dkim=pass header.d=hectofinancial.co.kr; spf=fail"), Authenticated::Pass);
+        assert_eq!(v("mx; dkim=pass header.d=mail.hectofinancial.co.kr"), Authenticated::Pass);
     }
 
     #[test]
     fn verdict_unaligned_dkim_pass_does_not_rescue_a_failure() {
-        assert_eq!(
-            v("mx; dkim=pass header.d=evil.example; dmarc=fail"),
-            Authenticated::Fail
-        );
-        assert_eq!(
-            v("mx; dkim=pass header.d=co.kr; spf=fail"),
-            Authenticated::Fail
-        );
-        assert_eq!(
-            v("mx; dkim=pass header.d=kr; spf=fail"),
-            Authenticated::Fail
-        );
-        assert_eq!(
-            v("mx; dkim=pass header.d=ectofinancial.co.kr"),
-            Authenticated::None
-        );
+        assert_eq!(v("mx; dkim=pass header.d=evil.example; dmarc=fail"), Authenticated::Fail);
+        assert_eq!(v("mx; dkim=pass header.d=co.kr; spf=fail"), Authenticated::Fail);
+        assert_eq!(v("mx; dkim=pass header.d=kr; spf=fail"), Authenticated::Fail);
+        assert_eq!(v("mx; dkim=pass header.d=ectofinancial.co.kr"), Authenticated::None);
     }
 
     #[test]
     fn verdict_fail_and_none() {
-        assert_eq!(
-            v("mx; dkim=fail header.d=hectofinancial.co.kr"),
-            Authenticated::Fail
-        );
+        assert_eq!(v("mx; dkim=fail header.d=hectofinancial.co.kr"), Authenticated::Fail);
         assert_eq!(v("mx; spf=fail smtp.mailfrom=x@y.z"), Authenticated::Fail);
         assert_eq!(v("mx; spf=softfail; dkim=neutral"), Authenticated::None);
         assert_eq!(v("mx; none"), Authenticated::None);
@@ -468,19 +393,10 @@ mod tests {
             "mx.ours.example; dkim=fail header.d=hectofinancial.co.kr",
             "mx.ours.example; dmarc=pass",
         ];
-        assert_eq!(
-            evaluate(headers, &[], Some("hectofinancial.co.kr")),
-            Authenticated::Pass
-        );
+        assert_eq!(evaluate(headers, &[], Some("hectofinancial.co.kr")), Authenticated::Pass);
         let trusted = vec!["MX.OURS.EXAMPLE".to_owned()];
-        assert_eq!(
-            evaluate(headers, &trusted, Some("hectofinancial.co.kr")),
-            Authenticated::Fail
-        );
+        assert_eq!(evaluate(headers, &trusted, Some("hectofinancial.co.kr")), Authenticated::Fail);
         let nobody = vec!["other.example".to_owned()];
-        assert_eq!(
-            evaluate(headers, &nobody, Some("hectofinancial.co.kr")),
-            Authenticated::None
-        );
+        assert_eq!(evaluate(headers, &nobody, Some("hectofinancial.co.kr")), Authenticated::None);
     }
 }

@@ -90,11 +90,7 @@ mod tests {
             b"Content-Type: text/plain; charset=cp9490\n\nx",
             b"Subject: tel 02-949-1234\n\nx",
         ] {
-            assert!(
-                matches!(normalise_labels(raw), Cow::Borrowed(_)),
-                "{:?}",
-                String::from_utf8_lossy(raw)
-            );
+            assert!(matches!(normalise_labels(raw), Cow::Borrowed(_)), "{:?}", String::from_utf8_lossy(raw));
         }
     }
 

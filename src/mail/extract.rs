@@ -38,15 +38,12 @@ static BIZ_LABELLED: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(r"사업자(?:\s*등록)?(?:\s*번호)?[^0-9]{0,20}?([0-9]{10})").ok());
 
 fn is_digit_at(text: &str, idx: Option<usize>) -> bool {
-    idx.and_then(|i| text.as_bytes().get(i))
-        .is_some_and(u8::is_ascii_digit)
+    idx.and_then(|i| text.as_bytes().get(i)).is_some_and(u8::is_ascii_digit)
 }
 
 /// The byte before `start`, if any (only ASCII matters for the boundary checks).
 fn byte_before(text: &str, start: usize) -> Option<u8> {
-    start
-        .checked_sub(1)
-        .and_then(|i| text.as_bytes().get(i).copied())
+    start.checked_sub(1).and_then(|i| text.as_bytes().get(i).copied())
 }
 
 /// Whether the match `[start, end)` continues a longer number: a digit right next to it, or the
@@ -57,8 +54,7 @@ fn embedded(text: &str, start: usize, end: usize, sep: Option<u8>) -> bool {
         return true;
     }
     if let Some(sep) = sep {
-        let before =
-            start >= 2 && b.get(start - 1) == Some(&sep) && is_digit_at(text, Some(start - 2));
+        let before = start >= 2 && b.get(start - 1) == Some(&sep) && is_digit_at(text, Some(start - 2));
         let after = b.get(end) == Some(&sep) && is_digit_at(text, Some(end + 1));
         if before || after {
             return true;
@@ -74,11 +70,7 @@ pub fn business_numbers(text: &str) -> Vec<String> {
     if let Some(re) = BIZ_SEPARATED.as_ref() {
         for m in re.find_iter(text) {
             let s = m.as_str();
-            let sep = s
-                .as_bytes()
-                .get(3)
-                .copied()
-                .filter(|&c| c == b'-' || c == b' ');
+            let sep = s.as_bytes().get(3).copied().filter(|&c| c == b'-' || c == b' ');
             if embedded(text, m.start(), m.end(), sep) {
                 continue;
             }
@@ -108,13 +100,11 @@ pub fn business_numbers(text: &str) -> Vec<String> {
 /// `MID`, `상점아이디`, `상점ID` then separators (spaces, colons, a closing bracket of
 /// "MID(상점아이디):", table-cell gaps) then the token. The token's class excludes nothing
 /// that could follow it, so the boundary is checked afterwards.
-static MID_LABELLED: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"(?:MID|상점\s?아이디|상점\s?ID)[\s:：)\]|\-=]*([A-Za-z0-9_]{4,21})").ok()
-});
+static MID_LABELLED: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"(?:MID|상점\s?아이디|상점\s?ID)[\s:：)\]|\-=]*([A-Za-z0-9_]{4,21})").ok());
 
 /// PortOne-style `imp_` identifiers anywhere: the whole token.
-static MID_IMP: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"imp_[A-Za-z0-9]{4}[A-Za-z0-9_]{0,56}").ok());
+static MID_IMP: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"imp_[A-Za-z0-9]{4}[A-Za-z0-9_]{0,56}").ok());
 
 fn is_word_byte(b: Option<u8>) -> bool {
     b.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -131,8 +121,7 @@ pub fn mids(text: &str) -> Vec<String> {
             // "AMID"/"MIDI" are words, not the label; a 21st token character means the token is
             // longer than a MID can be.
             let label_ok = !byte_before(text, all.start()).is_some_and(|b| b.is_ascii_alphabetic());
-            let token_ok =
-                tok.as_str().len() <= 20 && !is_word_byte(text.as_bytes().get(tok.end()).copied());
+            let token_ok = tok.as_str().len() <= 20 && !is_word_byte(text.as_bytes().get(tok.end()).copied());
             // `MIDhecto123` (cells glued together without a separator) is not accepted: with no
             // gap the token may just be the rest of a word such as "MIDDLE".
             let gap = tok.start() > all.start() + label_len(all.as_str());
@@ -143,8 +132,8 @@ pub fn mids(text: &str) -> Vec<String> {
     }
     if let Some(re) = MID_IMP.as_ref() {
         for m in re.find_iter(text) {
-            let boundary = !is_word_byte(byte_before(text, m.start()))
-                && !is_word_byte(text.as_bytes().get(m.end()).copied());
+            let boundary =
+                !is_word_byte(byte_before(text, m.start())) && !is_word_byte(text.as_bytes().get(m.end()).copied());
             if boundary {
                 found.push((m.start(), m.as_str()));
             }
@@ -167,11 +156,7 @@ fn label_len(m: &str) -> usize {
     } else {
         // 상점 + optional space + 아이디/ID
         let rest = m.trim_start_matches("상점").trim_start();
-        let label = if rest.starts_with("아이디") {
-            "아이디".len()
-        } else {
-            2
-        };
+        let label = if rest.starts_with("아이디") { "아이디".len() } else { 2 };
         m.len() - rest.len() + label
     }
 }
@@ -200,19 +185,7 @@ const CARD_NAMES: &[(&str, &str, Strength)] = &[
     (
         "삼성",
         "samsung",
-        Strength::Strong(&[
-            "동",
-            "로",
-            "역",
-            "전자",
-            "생명",
-            "화재",
-            "물산",
-            "증권",
-            "중공업",
-            "바이오",
-            "SDS",
-        ]),
+        Strength::Strong(&["동", "로", "역", "전자", "생명", "화재", "물산", "증권", "중공업", "바이오", "SDS"]),
     ),
     (
         "롯데",
@@ -267,8 +240,7 @@ pub fn card_companies(text: &str) -> Vec<&'static str> {
         return out;
     };
     for m in re.find_iter(text) {
-        let Some(&(name, id, strength)) = CARD_NAMES.iter().find(|(n, _, _)| *n == m.as_str())
-        else {
+        let Some(&(name, id, strength)) = CARD_NAMES.iter().find(|(n, _, _)| *n == m.as_str()) else {
             continue;
         };
         let before = text.get(..m.start()).and_then(|s| s.chars().next_back());
@@ -277,9 +249,7 @@ pub fn card_companies(text: &str) -> Vec<&'static str> {
         let ascii = name.is_ascii();
         // ASCII ids are words of their own: not "KBank", "ABC", "NHN".
         if ascii {
-            if before.is_some_and(|c| c.is_ascii_alphanumeric())
-                || after.is_some_and(|c| c.is_ascii_alphanumeric())
-            {
+            if before.is_some_and(|c| c.is_ascii_alphanumeric()) || after.is_some_and(|c| c.is_ascii_alphanumeric()) {
                 continue;
             }
         } else if before.is_some_and(is_hangul_syllable) {
@@ -303,10 +273,7 @@ pub fn card_companies(text: &str) -> Vec<&'static str> {
 /// or a list separator / end of text.
 fn weak_context(after: &str) -> bool {
     let trimmed = after.trim_start_matches([' ', '\u{a0}']);
-    if ["카드", "은행", "뱅크", "BC", "비씨"]
-        .iter()
-        .any(|w| trimmed.starts_with(w))
-    {
+    if ["카드", "은행", "뱅크", "BC", "비씨"].iter().any(|w| trimmed.starts_with(w)) {
         return true;
     }
     match after.chars().next() {
@@ -332,12 +299,8 @@ mod tests {
 
     #[test]
     fn business_numbers_hyphenated_spaced_and_labelled() {
-        let text =
-            "사업자등록번호: 123-45-67891\n다른 번호 220 81 62517 그리고 사업자번호 (2148630918)";
-        assert_eq!(
-            business_numbers(text),
-            vec!["1234567891", "2208162517", "2148630918"]
-        );
+        let text = "사업자등록번호: 123-45-67891\n다른 번호 220 81 62517 그리고 사업자번호 (2148630918)";
+        assert_eq!(business_numbers(text), vec!["1234567891", "2208162517", "2148630918"]);
     }
 
     #[test]
@@ -368,16 +331,7 @@ mod tests {
     fn mids_after_labels_and_imp_tokens() {
         let text = "MID: hecto12345\n상점아이디 : nxca_jt_il\n상점ID：T_test_0001\n\
                     PortOne imp_12345678 and imp_ab12, MID hecto12345";
-        assert_eq!(
-            mids(text),
-            vec![
-                "hecto12345",
-                "nxca_jt_il",
-                "T_test_0001",
-                "imp_12345678",
-                "imp_ab12"
-            ]
-        );
+        assert_eq!(mids(text), vec!["hecto12345", "nxca_jt_il", "T_test_0001", "imp_12345678", "imp_ab12"]);
     }
 
     #[test]
@@ -425,14 +379,8 @@ mod tests {
 
     #[test]
     fn card_companies_alias_forms() {
-        assert_eq!(
-            card_companies("외환카드 / 비씨카드 / 농협카드 / 국민카드"),
-            vec!["hana", "bc", "nh", "kb"]
-        );
-        assert_eq!(
-            card_companies("신한, 우리, 하나"),
-            vec!["shinhan", "woori", "hana"]
-        );
+        assert_eq!(card_companies("외환카드 / 비씨카드 / 농협카드 / 국민카드"), vec!["hana", "bc", "nh", "kb"]);
+        assert_eq!(card_companies("신한, 우리, 하나"), vec!["shinhan", "woori", "hana"]);
         assert_eq!(card_companies("KB 심사"), vec!["kb"]);
     }
 
@@ -445,9 +393,6 @@ mod tests {
 
     #[test]
     fn card_companies_kakaobank_and_kbank_are_not_kb() {
-        assert_eq!(
-            card_companies("카카오뱅크 케이뱅크"),
-            vec!["kakaobank", "kbank"]
-        );
+        assert_eq!(card_companies("카카오뱅크 케이뱅크"), vec!["kakaobank", "kbank"]);
     }
 }

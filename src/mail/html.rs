@@ -31,10 +31,7 @@ pub fn to_text(html: &str, limit: usize) -> String {
         }
         // A tag, comment or declaration.
         if let Some(after) = rest.strip_prefix("<!--") {
-            rest = after
-                .find("-->")
-                .and_then(|end| after.get(end + 3..))
-                .unwrap_or("");
+            rest = after.find("-->").and_then(|end| after.get(end + 3..)).unwrap_or("");
             continue;
         }
         let end = rest.find('>').map_or(rest.len(), |i| i + 1);
@@ -77,8 +74,7 @@ enum Sep {
 
 fn separator(name: &str) -> Sep {
     const INLINE: &[&str] = &[
-        "a", "b", "i", "u", "s", "em", "strong", "span", "font", "small", "big", "sub", "sup",
-        "mark", "code", "abbr",
+        "a", "b", "i", "u", "s", "em", "strong", "span", "font", "small", "big", "sub", "sup", "mark", "code", "abbr",
     ];
     const CELL: &[&str] = &["td", "th"];
     const LINE: &[&str] = &[
@@ -125,17 +121,13 @@ fn separator(name: &str) -> Sep {
 /// `"/td class=x"` → `"td"`.
 fn tag_name(tag: &str) -> &str {
     let t = tag.trim_start_matches('/');
-    let end = t
-        .find(|c: char| !c.is_ascii_alphanumeric())
-        .unwrap_or(t.len());
+    let end = t.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(t.len());
     t.get(..end).unwrap_or("")
 }
 
 fn find_ci(hay: &str, needle: &str) -> Option<usize> {
     let n = needle.len();
-    hay.as_bytes()
-        .windows(n)
-        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    hay.as_bytes().windows(n).position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// Source white space collapses to one space, as in a browser.
@@ -166,16 +158,10 @@ fn push_sep(out: &mut String, sep: char, pending_space: &mut bool) {
 /// Decodes the entity at the start of `s` (which starts with `&`). Returns the character, if
 /// recognised, and the bytes consumed (1 when not an entity, so `&` is kept literally).
 fn entity(s: &str) -> (Option<char>, usize) {
-    let body_end = s
-        .get(1..)
-        .and_then(|r| r.find(|c: char| !(c.is_ascii_alphanumeric() || c == '#')))
-        .map_or(s.len(), |i| i + 1);
+    let body_end =
+        s.get(1..).and_then(|r| r.find(|c: char| !(c.is_ascii_alphanumeric() || c == '#'))).map_or(s.len(), |i| i + 1);
     let name = s.get(1..body_end).unwrap_or("");
-    let used = if s.get(body_end..body_end + 1) == Some(";") {
-        body_end + 1
-    } else {
-        body_end
-    };
+    let used = if s.get(body_end..body_end + 1) == Some(";") { body_end + 1 } else { body_end };
     let c = if let Some(num) = name.strip_prefix('#') {
         let code = match num.strip_prefix(['x', 'X']) {
             Some(hex) => u32::from_str_radix(hex, 16).ok(),
@@ -206,20 +192,15 @@ mod tests {
 
     #[test]
     fn table_cells_stay_apart() {
-        let html = "<table><tr><td>MID</td><td>hecto12345</td></tr>\n<tr><th>사업자번호</th><td>1234567891</td></tr></table>";
-        assert_eq!(
-            to_text(html, 1000),
-            "MID\thecto12345\n사업자번호\t1234567891\n"
-        );
+        let html =
+            "<table><tr><td>MID</td><td>hecto12345</td></tr>\n<tr><th>사업자번호</th><td>1234567891</td></tr></table>";
+        assert_eq!(to_text(html, 1000), "MID\thecto12345\n사업자번호\t1234567891\n");
     }
 
     #[test]
     fn inline_markup_does_not_split_words_and_entities_decode() {
         assert_eq!(
-            to_text(
-                "<p>신한<b>카드</b>&nbsp;심사&amp;승인 &#54620;&#xD55C; &bogus; a&b</p>",
-                1000
-            ),
+            to_text("<p>신한<b>카드</b>&nbsp;심사&amp;승인 &#54620;&#xD55C; &bogus; a&b</p>", 1000),
             "신한카드 심사&승인 한한 &bogus; a&b\n"
         );
     }

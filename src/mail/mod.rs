@@ -230,10 +230,7 @@ pub fn classify(raw: &[u8], rules: &Rules) -> Classified {
 /// The raw value bytes of a header as text (unfolding is left to the consumers, which treat
 /// CR/LF as white space).
 fn raw_value<'m>(raw: &'m [u8], h: &mail_parser::Header<'_>) -> Cow<'m, str> {
-    String::from_utf8_lossy(
-        raw.get(h.offset_start as usize..h.offset_end as usize)
-            .unwrap_or_default(),
-    )
+    String::from_utf8_lossy(raw.get(h.offset_start as usize..h.offset_end as usize).unwrap_or_default())
 }
 
 fn other_name<'h>(h: &'h mail_parser::Header<'_>) -> Option<&'h str> {
@@ -244,10 +241,7 @@ fn other_name<'h>(h: &'h mail_parser::Header<'_>) -> Option<&'h str> {
 }
 
 fn domain_of(address: &str) -> Option<&str> {
-    address
-        .rsplit_once('@')
-        .map(|(_, d)| d.trim_end_matches('.'))
-        .filter(|d| !d.is_empty())
+    address.rsplit_once('@').map(|(_, d)| d.trim_end_matches('.')).filter(|d| !d.is_empty())
 }
 
 fn analyse(raw: &[u8], rules: &Rules, content_hash: &str) -> Option<Classified> {
@@ -267,9 +261,7 @@ fn analyse(raw: &[u8], rules: &Rules, content_hash: &str) -> Option<Classified> 
     let mut self_sent = false;
     for h in &root.headers {
         match &h.name {
-            HeaderName::From if from.is_none() => {
-                from = h.value.as_address().and_then(|a| a.first())
-            }
+            HeaderName::From if from.is_none() => from = h.value.as_address().and_then(|a| a.first()),
             HeaderName::To | HeaderName::Cc => {
                 for addr in h.value.as_address().into_iter().flat_map(|a| a.iter()) {
                     if let Some(a) = addr.address() {
@@ -288,10 +280,7 @@ fn analyse(raw: &[u8], rules: &Rules, content_hash: &str) -> Option<Classified> 
                     spam_header |= raw_value(raw_msg, h).trim().eq_ignore_ascii_case("yes");
                 } else if name.eq_ignore_ascii_case("X-Spam-Status") {
                     let v = raw_value(raw_msg, h);
-                    spam_header |= v
-                        .trim_start()
-                        .get(..3)
-                        .is_some_and(|p| p.eq_ignore_ascii_case("yes"));
+                    spam_header |= v.trim_start().get(..3).is_some_and(|p| p.eq_ignore_ascii_case("yes"));
                 } else if name.eq_ignore_ascii_case("X-Hecto-Watch") {
                     self_sent = true;
                 }
@@ -299,32 +288,19 @@ fn analyse(raw: &[u8], rules: &Rules, content_hash: &str) -> Option<Classified> 
         }
     }
 
-    let sender = from
-        .and_then(|a| a.address())
-        .map(|a| a.trim().to_lowercase())
-        .filter(|a| !a.is_empty());
-    let sender_name = from
-        .and_then(|a| a.name())
-        .map(|n| n.trim().to_owned())
-        .filter(|n| !n.is_empty());
+    let sender = from.and_then(|a| a.address()).map(|a| a.trim().to_lowercase()).filter(|a| !a.is_empty());
+    let sender_name = from.and_then(|a| a.name()).map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
     let from_domain = sender.as_deref().and_then(domain_of);
     let from_hecto = from_domain.is_some_and(|d| rules.is_hecto_domain(d));
     let direction = if from_hecto {
         Some(Direction::Incoming)
-    } else if recipients
-        .iter()
-        .filter_map(|r| domain_of(r))
-        .any(|d| rules.is_hecto_domain(d))
-    {
+    } else if recipients.iter().filter_map(|r| domain_of(r)).any(|d| rules.is_hecto_domain(d)) {
         Some(Direction::Outgoing)
     } else {
         None
     };
-    let authenticated = auth_results::evaluate(
-        auth_values.iter().map(|v| v.as_ref()),
-        &rules.trusted_authserv_ids,
-        from_domain,
-    );
+    let authenticated =
+        auth_results::evaluate(auth_values.iter().map(|v| v.as_ref()), &rules.trusted_authserv_ids, from_domain);
 
     let subject = message.subject().unwrap_or("").trim().to_owned();
     let spam_flagged = spam_header || subject::has_spam_tag(&subject, &rules.subject);
@@ -337,50 +313,31 @@ fn analyse(raw: &[u8], rules: &Rules, content_hash: &str) -> Option<Classified> 
     scan.push('\n');
     scan.push_str(&body);
 
-    let subject_card_companies: Vec<String> = extract::card_companies(&subject)
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    let card_companies: Vec<String> = extract::card_companies(&scan)
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    let subject_card_companies: Vec<String> =
+        extract::card_companies(&subject).into_iter().map(str::to_owned).collect();
+    let card_companies: Vec<String> = extract::card_companies(&scan).into_iter().map(str::to_owned).collect();
     let business_numbers = extract::business_numbers(&scan);
     let mids = extract::mids(&scan);
 
     let claims_hecto = sender_name.as_deref().is_some_and(|name| {
         let name = name.to_lowercase();
-        rules
-            .subject
-            .hecto_names
-            .iter()
-            .map(|w| w.trim().to_lowercase())
-            .any(|w| !w.is_empty() && name.contains(&w))
+        rules.subject.hecto_names.iter().map(|w| w.trim().to_lowercase()).any(|w| !w.is_empty() && name.contains(&w))
     });
-    let kind =
-        if (from_hecto && authenticated == Authenticated::Fail) || (claims_hecto && !from_hecto) {
-            MailKind::Suspicious
-        } else if direction.is_none() {
-            MailKind::NotHecto
-        } else {
-            let norm = subject::normalise(&subject, &rules.subject);
-            let body_names_company = card_companies.len() > subject_card_companies.len();
-            subject::kind_from_subject(
-                &norm,
-                &rules.subject,
-                subject_card_companies.len(),
-                body_names_company,
-            )
-        };
+    let kind = if (from_hecto && authenticated == Authenticated::Fail) || (claims_hecto && !from_hecto) {
+        MailKind::Suspicious
+    } else if direction.is_none() {
+        MailKind::NotHecto
+    } else {
+        let norm = subject::normalise(&subject, &rules.subject);
+        let body_names_company = card_companies.len() > subject_card_companies.len();
+        subject::kind_from_subject(&norm, &rules.subject, subject_card_companies.len(), body_names_company)
+    };
 
     let mut text = scan;
     truncate_at_char(&mut text, TEXT_LIMIT);
 
     Some(Classified {
-        message_id: message
-            .message_id()
-            .map(|id| id.trim().to_owned())
-            .filter(|id| !id.is_empty()),
+        message_id: message.message_id().map(|id| id.trim().to_owned()).filter(|id| !id.is_empty()),
         kind,
         direction,
         sender,
@@ -444,13 +401,12 @@ fn truncate_at_char(s: &mut String, limit: usize) {
 /// back to INTERNALDATE, SPEC §2).
 fn to_chrono(d: &mail_parser::DateTime) -> Option<DateTime<FixedOffset>> {
     let offset_secs = i32::from(d.tz_hour) * 3600 + i32::from(d.tz_minute) * 60;
-    let offset = FixedOffset::east_opt(if d.tz_before_gmt {
-        -offset_secs
-    } else {
-        offset_secs
-    })?;
-    let naive = NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))?
-        .and_hms_opt(u32::from(d.hour), u32::from(d.minute), u32::from(d.second))?;
+    let offset = FixedOffset::east_opt(if d.tz_before_gmt { -offset_secs } else { offset_secs })?;
+    let naive = NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))?.and_hms_opt(
+        u32::from(d.hour),
+        u32::from(d.minute),
+        u32::from(d.second),
+    )?;
     offset.from_local_datetime(&naive).single()
 }
 
@@ -458,8 +414,7 @@ fn to_chrono(d: &mail_parser::DateTime) -> Option<DateTime<FixedOffset>> {
 mod tests {
     use super::*;
 
-    const HECTO_MAIL: &str =
-        "From: =?utf-8?B?7Zel7Yag7YyM7J2064K47IWc?= <Contract@HectoFinancial.co.kr>\n\
+    const HECTO_MAIL: &str = "From: =?utf-8?B?7Zel7Yag7YyM7J2064K47IWc?= <Contract@HectoFinancial.co.kr>\n\
 To: a@merchant.example, \"B\" <B@Merchant.example>\nCc: a@merchant.example, c@other.example\n\
 Subject: =?utf-8?B?W+2Xpe2GoO2MjOydtOuCuOyFnF0g6rOE7JW97JmE66OMIOyViOuCtA==?=\n\
 Date: Tue, 14 May 2024 10:21:03 +0900\nMessage-ID: < id-1@hectofinancial.co.kr >\n\
@@ -472,25 +427,12 @@ X-Hecto-Watch: reminder\nContent-Type: text/plain; charset=utf-8\n\nMID: shop_00
         assert_eq!(c.kind, MailKind::ContractCompleted);
         assert_eq!(c.sender.as_deref(), Some("contract@hectofinancial.co.kr"));
         assert_eq!(c.sender_name.as_deref(), Some("헥토파이낸셜"));
-        assert_eq!(
-            c.recipients,
-            vec![
-                "a@merchant.example",
-                "b@merchant.example",
-                "c@other.example"
-            ]
-        );
+        assert_eq!(c.recipients, vec!["a@merchant.example", "b@merchant.example", "c@other.example"]);
         assert_eq!(c.message_id.as_deref(), Some("id-1@hectofinancial.co.kr"));
         assert!(c.self_sent);
-        assert_eq!(
-            c.date.map(|d| d.to_rfc3339()).as_deref(),
-            Some("2024-05-14T10:21:03+09:00")
-        );
+        assert_eq!(c.date.map(|d| d.to_rfc3339()).as_deref(), Some("2024-05-14T10:21:03+09:00"));
         assert_eq!(c.text, "[헥토파이낸셜] 계약완료 안내\nMID: shop_0001\n\n");
-        assert_eq!(
-            c.content_hash,
-            hex::encode(sha2::Sha256::digest(HECTO_MAIL.as_bytes()))
-        );
+        assert_eq!(c.content_hash, hex::encode(sha2::Sha256::digest(HECTO_MAIL.as_bytes())));
         assert_eq!(c.identity(), "mid:id-1@hectofinancial.co.kr");
     }
 
@@ -539,10 +481,7 @@ X-Hecto-Watch: reminder\nContent-Type: text/plain; charset=utf-8\n\nMID: shop_00
         let out = classify(b"From: a@merchant.example\nTo: x@y.example\nCc: contract@hecto.co.kr\nSubject: RE: \xea\xb5\xac\xeb\xb9\x84\xec\x84\x9c\xeb\xa5\x98\n\nhi\n", &r);
         assert_eq!(out.direction, Some(Direction::Outgoing));
         assert_eq!(out.kind, MailKind::DocumentsRequest);
-        let none = classify(
-            b"From: a@merchant.example\nTo: x@y.example\nSubject: hi\n\nhi\n",
-            &r,
-        );
+        let none = classify(b"From: a@merchant.example\nTo: x@y.example\nSubject: hi\n\nhi\n", &r);
         assert_eq!(none.direction, None);
         assert_eq!(none.kind, MailKind::NotHecto);
     }
@@ -564,77 +503,18 @@ X-Hecto-Watch: reminder\nContent-Type: text/plain; charset=utf-8\n\nMID: shop_00
     #[test]
     fn spam_headers_set_spam_flagged() {
         let r = Rules::default();
-        let yes = classify(
-            b"X-Spam-Status: Yes, score=9\nFrom: a@b.example\nSubject: s\n\nb\n",
-            &r,
-        );
+        let yes = classify(b"X-Spam-Status: Yes, score=9\nFrom: a@b.example\nSubject: s\n\nb\n", &r);
         assert!(yes.spam_flagged);
-        let flag = classify(
-            b"X-Spam-Flag: yes\nFrom: a@b.example\nSubject: s\n\nb\n",
-            &r,
-        );
+        let flag = classify(b"X-Spam-Flag: yes\nFrom: a@b.example\nSubject: s\n\nb\n", &r);
         assert!(flag.spam_flagged);
-        let no = classify(
-            b"X-Spam-Status: No, score=1\nX-Spam-Flag: NO\nFrom: a@b.example\nSubject: s\n\nb\n",
-            &r,
-        );
+        let no = classify(b"X-Spam-Status: No, score=1\nX-Spam-Flag: NO\nFrom: a@b.example\nSubject: s\n\nb\n", &r);
         assert!(!no.spam_flagged);
     }
 
     #[test]
     fn absurd_date_is_none() {
-        let c = classify(
-            b"From: a@b.example\nDate: Thu, 31 Feb 2024 99:99:99 +9999\nSubject: s\n\nb\n",
-            &Rules::default(),
-        );
+        let c =
+            classify(b"From: a@b.example\nDate: Thu, 31 Feb 2024 99:99:99 +9999\nSubject: s\n\nb\n", &Rules::default());
         assert_eq!(c.date, None);
-    }
-}
-
-/// Placeholder until the classifier lands (see the `mail` branch).
-pub fn valid_business_number(digits: &str) -> bool {
-    let d: Vec<u32> = digits.chars().filter_map(|c| c.to_digit(10)).collect();
-    if d.len() != 10 || digits.len() != 10 {
-        return false;
-    }
-    let w = [1, 3, 7, 1, 3, 7, 1, 3, 5];
-    let mut sum: u32 = d.iter().zip(w).map(|(a, b)| a * b).sum();
-    sum += d[8] * 5 / 10;
-    (10 - sum % 10) % 10 == d[9]
-}
-
-/// The public JSON of `classify` (SPEC §3), fields in this order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClassifyReport {
-    pub file: String,
-    pub message_id: Option<String>,
-    pub kind: MailKind,
-    pub direction: Option<Direction>,
-    pub sender: Option<String>,
-    pub recipients: Vec<String>,
-    pub subject: String,
-    pub authenticated: Authenticated,
-    pub spam_flagged: bool,
-    pub business_numbers: Vec<String>,
-    pub mids: Vec<String>,
-    pub card_companies: Vec<String>,
-}
-
-impl Classified {
-    pub fn report(&self, file: &str) -> ClassifyReport {
-        ClassifyReport {
-            file: file.to_owned(),
-            message_id: self.message_id.clone(),
-            kind: self.kind,
-            direction: self.direction,
-            sender: self.sender.clone(),
-            recipients: self.recipients.clone(),
-            subject: self.subject.clone(),
-            authenticated: self.authenticated,
-            spam_flagged: self.spam_flagged,
-            business_numbers: self.business_numbers.clone(),
-            mids: self.mids.clone(),
-            card_companies: self.card_companies.clone(),
-        }
     }
 }

@@ -33,11 +33,7 @@ pub fn strip_decorations<'s>(subject: &'s str, words: &SubjectWords) -> &'s str 
 /// (Hecto writes both "심사 완료" and "심사완료"), lower-cased so that operators' ASCII words
 /// match regardless of case.
 pub fn normalise(subject: &str, words: &SubjectWords) -> String {
-    strip_decorations(subject, words)
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_lowercase)
-        .collect()
+    strip_decorations(subject, words).chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).collect()
 }
 
 /// Whether the subject carries a spam tag (a tag not listed in `non_spam_tags`), anywhere.
@@ -45,10 +41,7 @@ pub fn has_spam_tag(subject: &str, words: &SubjectWords) -> bool {
     let lower = subject.to_lowercase();
     words.tags.iter().any(|tag| {
         !tag.trim().is_empty()
-            && !words
-                .non_spam_tags
-                .iter()
-                .any(|n| n.trim().eq_ignore_ascii_case(tag.trim()))
+            && !words.non_spam_tags.iter().any(|n| n.trim().eq_ignore_ascii_case(tag.trim()))
             && lower.contains(&tag.trim().to_lowercase())
     })
 }
@@ -81,16 +74,10 @@ fn strip_prefix_word<'s>(s: &'s str, prefixes: &[String]) -> Option<&'s str> {
     prefixes.iter().find_map(|p| {
         let mut rest = strip_ci(s, p)?;
         let trimmed = rest.trim_start();
-        if let Some(inner) = trimmed
-            .strip_prefix('[')
-            .or_else(|| trimmed.strip_prefix('('))
-        {
+        if let Some(inner) = trimmed.strip_prefix('[').or_else(|| trimmed.strip_prefix('(')) {
             let digits = inner.trim_start_matches(|c: char| c.is_ascii_digit());
             if digits.len() < inner.len() {
-                if let Some(after) = digits
-                    .strip_prefix(']')
-                    .or_else(|| digits.strip_prefix(')'))
-                {
+                if let Some(after) = digits.strip_prefix(']').or_else(|| digits.strip_prefix(')')) {
                     rest = after;
                 }
             }
@@ -108,11 +95,7 @@ fn contains_any(norm: &str, words: &[String]) -> bool {
         if simple {
             !w.is_empty() && norm.contains(w.as_str())
         } else {
-            let w: String = w
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .flat_map(char::to_lowercase)
-                .collect();
+            let w: String = w.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).collect();
             !w.is_empty() && norm.contains(&w)
         }
     })
@@ -169,10 +152,7 @@ mod tests {
     #[test]
     fn strips_reply_and_forward_prefixes_repeatedly() {
         let words = w();
-        assert_eq!(
-            strip_decorations("RE: Fwd: 회신: 전달: 계약 안내", &words),
-            "계약 안내"
-        );
+        assert_eq!(strip_decorations("RE: Fwd: 회신: 전달: 계약 안내", &words), "계약 안내");
         assert_eq!(strip_decorations("re[2]: FW : 안내", &words), "안내");
         assert_eq!(strip_decorations("Re(3)：안내", &words), "안내");
         // A word that merely starts like a prefix is not one.
@@ -184,10 +164,7 @@ mod tests {
     fn strips_tags_interleaved_with_prefixes() {
         let words = w();
         assert_eq!(
-            strip_decorations(
-                "[외부메일] RE: [SPAM] ***SPAM*** [스팸] 회신: [헥토파이낸셜] 안내",
-                &words
-            ),
+            strip_decorations("[외부메일] RE: [SPAM] ***SPAM*** [스팸] 회신: [헥토파이낸셜] 안내", &words),
             "[헥토파이낸셜] 안내"
         );
         assert_eq!(strip_decorations("[spam]Re:안내", &words), "안내");
@@ -195,10 +172,7 @@ mod tests {
 
     #[test]
     fn normalise_removes_all_whitespace_and_lowercases() {
-        assert_eq!(
-            normalise("RE: 카드사  심사\t완료 안내 ABC", &w()),
-            "카드사심사완료안내abc"
-        );
+        assert_eq!(normalise("RE: 카드사  심사\t완료 안내 ABC", &w()), "카드사심사완료안내abc");
     }
 
     #[test]
@@ -218,43 +192,16 @@ mod tests {
 
     #[test]
     fn kinds_follow_spec_order() {
-        assert_eq!(
-            kind("[헥토파이낸셜] 카드사 심사 완료 안내", 0, true),
-            MailKind::CardReviewCompleted
-        );
-        assert_eq!(
-            kind("[헥토파이낸셜] 신한카드 심사완료 안내", 1, false),
-            MailKind::CardReviewProgress
-        );
-        assert_eq!(
-            kind("신한카드 심사 승인 안내", 1, false),
-            MailKind::CardReviewProgress
-        );
-        assert_eq!(
-            kind("카드사 심사 결과 안내", 0, true),
-            MailKind::CardReviewProgress
-        );
-        assert_eq!(
-            kind("카드사 심사 결과 안내", 0, false),
-            MailKind::OtherHecto
-        );
-        assert_eq!(
-            kind("카드사 심사 요청 접수", 0, false),
-            MailKind::CardReviewRequested
-        );
-        assert_eq!(
-            kind("계약완료 안내 및 MID 발급", 0, false),
-            MailKind::ContractCompleted
-        );
+        assert_eq!(kind("[헥토파이낸셜] 카드사 심사 완료 안내", 0, true), MailKind::CardReviewCompleted);
+        assert_eq!(kind("[헥토파이낸셜] 신한카드 심사완료 안내", 1, false), MailKind::CardReviewProgress);
+        assert_eq!(kind("신한카드 심사 승인 안내", 1, false), MailKind::CardReviewProgress);
+        assert_eq!(kind("카드사 심사 결과 안내", 0, true), MailKind::CardReviewProgress);
+        assert_eq!(kind("카드사 심사 결과 안내", 0, false), MailKind::OtherHecto);
+        assert_eq!(kind("카드사 심사 요청 접수", 0, false), MailKind::CardReviewRequested);
+        assert_eq!(kind("계약완료 안내 및 MID 발급", 0, false), MailKind::ContractCompleted);
         assert_eq!(kind("구비서류 요청", 0, false), MailKind::DocumentsRequest);
-        assert_eq!(
-            kind("보증보험 증권 제출 요청", 0, false),
-            MailKind::DocumentsRequest
-        );
-        assert_eq!(
-            kind("[헥토파이낸셜] 전자결제 서비스 계약 안내", 0, false),
-            MailKind::Guidance
-        );
+        assert_eq!(kind("보증보험 증권 제출 요청", 0, false), MailKind::DocumentsRequest);
+        assert_eq!(kind("[헥토파이낸셜] 전자결제 서비스 계약 안내", 0, false), MailKind::Guidance);
         assert_eq!(kind("가입 신청 안내", 0, false), MailKind::Guidance);
         assert_eq!(kind("정산 안내", 0, false), MailKind::OtherHecto);
     }
@@ -264,9 +211,6 @@ mod tests {
         let mut words = w();
         words.contract_completed = vec!["Contract Done".to_owned()];
         let norm = normalise("RE: contract done!", &words);
-        assert_eq!(
-            kind_from_subject(&norm, &words, 0, false),
-            MailKind::ContractCompleted
-        );
+        assert_eq!(kind_from_subject(&norm, &words, 0, false), MailKind::ContractCompleted);
     }
 }
