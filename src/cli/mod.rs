@@ -49,6 +49,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The daemon: watch every account, send reminders, answer commands on the control socket
+    Run,
     /// Validate the configuration and report every problem at once
     CheckConfig,
     /// Classify .eml files offline (`-` reads stdin); changes nothing
@@ -247,13 +249,18 @@ fn init_logging(config: &Config, format: Option<&str>) {
         Some(f) => f == "json",
         None => config.log.format == LogFormat::Json,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    // journald and log files get no colour codes; a person at a terminal does.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     // A second init (tests calling run twice) is harmless: keep the first subscriber.
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
 
 pub fn run(cli: Cli) -> Result<i32, Failure> {
-    let required = matches!(cli.command, Command::CheckConfig);
+    let required = matches!(cli.command, Command::CheckConfig | Command::Run);
     let config = load_config(cli.config.as_deref(), required)?;
     init_logging(&config, cli.log_format.as_deref());
     let clock = match &cli.now {
@@ -264,6 +271,7 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::CheckConfig => check_config(&ctx, &mut out),
+        Command::Run => run_daemon(ctx, cli.config),
         Command::Classify { files } => classify(&ctx, &files, &mut out),
         Command::Merchant(cmd) => merchant(&ctx, cmd, &mut out),
         Command::Status => {
@@ -315,6 +323,23 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
             Ok(0)
         }
     }
+}
+
+fn run_daemon(ctx: Ctx, config_path: Option<PathBuf>) -> Result<i32, Failure> {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let clock = match ctx.clock {
+        // A daemon under --now keeps running from that instant instead of standing still.
+        Clock::Fixed(t) => Clock::starting_at(t),
+        other => other,
+    };
+    let opts = crate::daemon::RunOptions {
+        config_path: config_path.or_else(|| ctx.config.source.clone()),
+        state_dir: ctx.state_dir(),
+        clock,
+    };
+    runtime.block_on(crate::daemon::run(opts, ctx.config, tokio_util::sync::CancellationToken::new()))?;
+    Ok(0)
 }
 
 fn check_config(ctx: &Ctx, out: &mut impl Write) -> Result<i32, Failure> {

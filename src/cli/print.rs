@@ -87,7 +87,8 @@ pub fn status(out: &mut impl Write, rows: &[StatusRow], json: bool, now: DateTim
     }
     let overdue = rows.iter().filter(|r| r.overdue).count();
     w(out, &t.render())?;
-    w(out, &format!("{} merchants, {overdue} overdue, as of {}\n", rows.len(), kst(now)))
+    let plural = if rows.len() == 1 { "" } else { "s" };
+    w(out, &format!("{} merchant{plural}, {overdue} overdue, as of {}\n", rows.len(), kst(now)))
 }
 
 pub fn due(out: &mut impl Write, items: &[DueItem], json: bool) -> Result<(), Failure> {

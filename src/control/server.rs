@@ -33,8 +33,7 @@ pub fn bind(state_dir: &Path) -> anyhow::Result<(UnixListener, PathBuf)> {
 
 /// Serve until cancelled; requests in flight finish (the tracker waits for them).
 pub async fn serve(
-    listener: UnixListener,
-    path: PathBuf,
+    listener: std::sync::Arc<UnixListener>,
     engine: Engine,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -58,7 +57,6 @@ pub async fn serve(
             },
         }
     }
-    let _ = std::fs::remove_file(&path);
 }
 
 async fn handle(stream: UnixStream, engine: Engine) -> anyhow::Result<()> {
