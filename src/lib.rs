@@ -23,6 +23,8 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod imap;
 pub mod ingest;
 pub mod mail;

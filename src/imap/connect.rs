@@ -88,37 +88,17 @@ pub enum ConnectError {
     #[error("cannot use ca_file {path}: {reason}")]
     CaFile { path: String, reason: String },
     #[error("cannot connect to {endpoint}: {reason}{hint}")]
-    Connect {
-        endpoint: String,
-        reason: String,
-        hint: String,
-    },
+    Connect { endpoint: String, reason: String, hint: String },
     #[error("cannot connect to {endpoint} with TLS: {reason}{hint}")]
-    Tls {
-        endpoint: String,
-        reason: String,
-        hint: String,
-    },
+    Tls { endpoint: String, reason: String, hint: String },
     #[error("no IMAP greeting from {endpoint}: {reason}{hint}")]
-    Greeting {
-        endpoint: String,
-        reason: String,
-        hint: String,
-    },
+    Greeting { endpoint: String, reason: String, hint: String },
     #[error("{endpoint} refused STARTTLS ({reason}) — the server may only offer implicit TLS (tls = \"implicit\", port 993)")]
     StartTls { endpoint: String, reason: String },
     #[error("login as {user:?} at {endpoint} failed: {reason} — check username and password")]
-    Auth {
-        endpoint: String,
-        user: String,
-        reason: String,
-    },
+    Auth { endpoint: String, user: String, reason: String },
     #[error("{endpoint}: {what} failed: {reason}")]
-    Protocol {
-        endpoint: String,
-        what: &'static str,
-        reason: String,
-    },
+    Protocol { endpoint: String, what: &'static str, reason: String },
 }
 
 impl ConnectError {
@@ -139,17 +119,12 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, C
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
-        let ca_err = |reason: String| ConnectError::CaFile {
-            path: path.display().to_string(),
-            reason,
-        };
+        let ca_err = |reason: String| ConnectError::CaFile { path: path.display().to_string(), reason };
         let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
         let mut added = 0;
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
             let cert = cert.map_err(|e| ca_err(format!("not a PEM certificate: {e}")))?;
-            roots
-                .add(cert)
-                .map_err(|e| ca_err(format!("not a usable CA certificate: {e}")))?;
+            roots.add(cert).map_err(|e| ca_err(format!("not a usable CA certificate: {e}")))?;
             added += 1;
         }
         if added == 0 {
@@ -159,11 +134,7 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, C
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ConnectError::Tls {
-            endpoint: String::new(),
-            reason: e.to_string(),
-            hint: String::new(),
-        })?
+        .map_err(|e| ConnectError::Tls { endpoint: String::new(), reason: e.to_string(), hint: String::new() })?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
@@ -178,19 +149,13 @@ pub async fn connect(account: &Account) -> Result<Connection, ConnectError> {
 
 async fn connect_inner(account: &Account, endpoint: String) -> Result<Connection, ConnectError> {
     if account.tls == TlsMode::None && !account.allow_insecure && !is_loopback(&account.host) {
-        return Err(ConnectError::Insecure {
-            account: account.name.clone(),
-            endpoint,
-        });
+        return Err(ConnectError::Insecure { account: account.name.clone(), endpoint });
     }
     // Read the secret first: a missing credential is a configuration error, not a network one.
     let password = account
         .password
         .reveal()
-        .map_err(|e| ConnectError::Password {
-            account: account.name.clone(),
-            reason: format!("{e:#}"),
-        })?;
+        .map_err(|e| ConnectError::Password { account: account.name.clone(), reason: format!("{e:#}") })?;
     let tls = match account.tls {
         TlsMode::None => None,
         _ => Some(tls_config(account.ca_file.as_deref())?),
@@ -207,25 +172,10 @@ async fn connect_inner(account: &Account, endpoint: String) -> Result<Connection
         TlsMode::Starttls => {
             let mut client = Client::new(Timed::new(Transport::Plain(tcp), IO_TIMEOUT));
             read_greeting(&mut client, account, &endpoint).await?;
-            match tokio::time::timeout(
-                GREETING_TIMEOUT,
-                client.run_command_and_check_ok("STARTTLS", None),
-            )
-            .await
-            {
+            match tokio::time::timeout(GREETING_TIMEOUT, client.run_command_and_check_ok("STARTTLS", None)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    return Err(ConnectError::StartTls {
-                        endpoint,
-                        reason: e.to_string(),
-                    })
-                }
-                Err(_) => {
-                    return Err(ConnectError::StartTls {
-                        endpoint,
-                        reason: "no answer".into(),
-                    })
-                }
+                Ok(Err(e)) => return Err(ConnectError::StartTls { endpoint, reason: e.to_string() }),
+                Err(_) => return Err(ConnectError::StartTls { endpoint, reason: "no answer".into() }),
             }
             // After the tagged OK the server sends nothing until our ClientHello, so the
             // client's read buffer is empty and the raw socket can be taken back.
@@ -250,58 +200,23 @@ async fn connect_inner(account: &Account, endpoint: String) -> Result<Connection
     drop(password);
     let caps = match tokio::time::timeout(IO_TIMEOUT, session.capabilities()).await {
         Ok(Ok(c)) => Caps::from_capabilities(&c),
-        Ok(Err(e)) => {
-            return Err(ConnectError::Protocol {
-                endpoint,
-                what: "CAPABILITY",
-                reason: e.to_string(),
-            })
-        }
-        Err(_) => {
-            return Err(ConnectError::Protocol {
-                endpoint,
-                what: "CAPABILITY",
-                reason: "no answer".into(),
-            })
-        }
+        Ok(Err(e)) => return Err(ConnectError::Protocol { endpoint, what: "CAPABILITY", reason: e.to_string() }),
+        Err(_) => return Err(ConnectError::Protocol { endpoint, what: "CAPABILITY", reason: "no answer".into() }),
     };
-    debug!(
-        idle = caps.idle,
-        r#move = caps.move_,
-        uidplus = caps.uidplus,
-        special_use = caps.special_use,
-        "Logged in"
-    );
-    Ok(Connection {
-        session,
-        caps,
-        endpoint,
-    })
+    debug!(idle = caps.idle, r#move = caps.move_, uidplus = caps.uidplus, special_use = caps.special_use, "Logged in");
+    Ok(Connection { session, caps, endpoint })
 }
 
 async fn tcp_connect(account: &Account, endpoint: &str) -> Result<TcpStream, ConnectError> {
-    let err = |reason: String, hint: String| ConnectError::Connect {
-        endpoint: endpoint.to_owned(),
-        reason,
-        hint,
-    };
-    match tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        TcpStream::connect((account.host.as_str(), account.port)),
-    )
-    .await
-    {
+    let err = |reason: String, hint: String| ConnectError::Connect { endpoint: endpoint.to_owned(), reason, hint };
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((account.host.as_str(), account.port))).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
             Ok(s)
         }
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(err(
             "connection refused".into(),
-            format!(
-                " — is the IMAP server running, and is {} its {} port?",
-                account.port,
-                tls_word(account.tls)
-            ),
+            format!(" — is the IMAP server running, and is {} its {} port?", account.port, tls_word(account.tls)),
         )),
         Ok(Err(e)) => Err(err(e.to_string(), dns_hint(&e, &account.host))),
         Err(_) => Err(err(
@@ -333,20 +248,12 @@ async fn tls_handshake(
     endpoint: &str,
     tcp: TcpStream,
 ) -> Result<Transport, ConnectError> {
-    let tls_err = |reason: String, hint: String| ConnectError::Tls {
-        endpoint: endpoint.to_owned(),
-        reason,
-        hint,
-    };
+    let tls_err = |reason: String, hint: String| ConnectError::Tls { endpoint: endpoint.to_owned(), reason, hint };
     let Some(config) = config else {
         return Err(tls_err("no TLS configuration".into(), String::new()));
     };
-    let name = rustls::pki_types::ServerName::try_from(account.host.clone()).map_err(|e| {
-        tls_err(
-            format!("{:?} is not a valid server name: {e}", account.host),
-            String::new(),
-        )
-    })?;
+    let name = rustls::pki_types::ServerName::try_from(account.host.clone())
+        .map_err(|e| tls_err(format!("{:?} is not a valid server name: {e}", account.host), String::new()))?;
     let connector = TlsConnector::from(config);
     match tokio::time::timeout(TLS_TIMEOUT, connector.connect(name, tcp)).await {
         Ok(Ok(s)) => Ok(Transport::Tls(Box::new(s))),
@@ -367,9 +274,7 @@ async fn tls_handshake(
 
 /// Turn a rustls failure into what happened and what to change.
 fn explain_tls_error(e: &io::Error, account: &Account) -> (String, String) {
-    let rustls_err = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let rustls_err = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
     match rustls_err {
         Some(rustls::Error::InvalidMessage(_)) => (
             "the server did not answer in TLS".into(),
@@ -409,11 +314,7 @@ fn explain_tls_error(e: &io::Error, account: &Account) -> (String, String) {
     }
 }
 
-async fn read_greeting(
-    client: &mut Client,
-    account: &Account,
-    endpoint: &str,
-) -> Result<(), ConnectError> {
+async fn read_greeting(client: &mut Client, account: &Account, endpoint: &str) -> Result<(), ConnectError> {
     let err = |reason: String| ConnectError::Greeting {
         endpoint: endpoint.to_owned(),
         reason,
@@ -424,24 +325,14 @@ async fn read_greeting(
         },
     };
     match tokio::time::timeout(GREETING_TIMEOUT, client.read_response()).await {
-        Err(_) => Err(err(format!(
-            "nothing within {} s",
-            GREETING_TIMEOUT.as_secs()
-        ))),
+        Err(_) => Err(err(format!("nothing within {} s", GREETING_TIMEOUT.as_secs()))),
         Ok(Err(e)) => Err(err(e.to_string())),
         Ok(Ok(None)) => Err(err("the server closed the connection".into())),
         Ok(Ok(Some(resp))) => match resp.parsed() {
-            Response::Data {
-                status: Status::Ok | Status::PreAuth,
-                ..
-            } => Ok(()),
-            Response::Data {
-                status: Status::Bye,
-                outcome,
-            } => Err(err(format!(
-                "the server said BYE: {}",
-                outcome.information.as_deref().unwrap_or("")
-            ))),
+            Response::Data { status: Status::Ok | Status::PreAuth, .. } => Ok(()),
+            Response::Data { status: Status::Bye, outcome } => {
+                Err(err(format!("the server said BYE: {}", outcome.information.as_deref().unwrap_or(""))))
+            }
             _ => Err(err("unexpected first line (not an IMAP server?)".into())),
         },
     }
@@ -453,11 +344,7 @@ async fn read_greeting(
 async fn pre_auth_capabilities(client: &mut Client) -> Vec<String> {
     use async_imap::imap_proto::Capability;
     let (tx, rx) = async_channel::bounded(16);
-    let ok = tokio::time::timeout(
-        IO_TIMEOUT,
-        client.run_command_and_check_ok("CAPABILITY", Some(tx)),
-    )
-    .await;
+    let ok = tokio::time::timeout(IO_TIMEOUT, client.run_command_and_check_ok("CAPABILITY", Some(tx))).await;
     if !matches!(ok, Ok(Ok(()))) {
         return Vec::new();
     }
@@ -496,42 +383,20 @@ impl async_imap::Authenticator for PlainAuth<'_> {
     }
 }
 
-async fn login(
-    mut client: Client,
-    account: &Account,
-    password: &str,
-    endpoint: &str,
-) -> Result<Session, ConnectError> {
-    let auth_err = |reason: String| ConnectError::Auth {
-        endpoint: endpoint.to_owned(),
-        user: account.username.clone(),
-        reason,
-    };
+async fn login(mut client: Client, account: &Account, password: &str, endpoint: &str) -> Result<Session, ConnectError> {
+    let auth_err =
+        |reason: String| ConnectError::Auth { endpoint: endpoint.to_owned(), user: account.username.clone(), reason };
     // Pre-auth CAPABILITY decides between AUTHENTICATE PLAIN (8-bit-safe, preferred) and LOGIN.
     let caps = pre_auth_capabilities(&mut client).await;
     let plain = caps.iter().any(|c| c.eq_ignore_ascii_case("AUTH=PLAIN"));
     let login_disabled = caps.iter().any(|c| c.eq_ignore_ascii_case("LOGINDISABLED"));
     let attempt = async {
         if plain {
-            client
-                .authenticate(
-                    "PLAIN",
-                    PlainAuth {
-                        user: &account.username,
-                        password,
-                    },
-                )
-                .await
-                .map_err(|(e, _)| e)
+            client.authenticate("PLAIN", PlainAuth { user: &account.username, password }).await.map_err(|(e, _)| e)
         } else if login_disabled {
-            Err(async_imap::error::Error::No(
-                "the server offers neither LOGIN nor AUTH=PLAIN".into(),
-            ))
+            Err(async_imap::error::Error::No("the server offers neither LOGIN nor AUTH=PLAIN".into()))
         } else {
-            client
-                .login(&account.username, password)
-                .await
-                .map_err(|(e, _)| e)
+            client.login(&account.username, password).await.map_err(|(e, _)| e)
         }
     };
     match tokio::time::timeout(AUTH_TIMEOUT, attempt).await {
@@ -539,14 +404,9 @@ async fn login(
         Ok(Err(async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text))) => {
             Err(auth_err(text.trim().to_owned()))
         }
-        Ok(Err(e)) => Err(ConnectError::Protocol {
-            endpoint: endpoint.to_owned(),
-            what: "login",
-            reason: e.to_string(),
-        }),
-        Err(_) => Err(auth_err(format!(
-            "no answer within {} s",
-            AUTH_TIMEOUT.as_secs()
-        ))),
+        Ok(Err(e)) => {
+            Err(ConnectError::Protocol { endpoint: endpoint.to_owned(), what: "login", reason: e.to_string() })
+        }
+        Err(_) => Err(auth_err(format!("no answer within {} s", AUTH_TIMEOUT.as_secs()))),
     }
 }

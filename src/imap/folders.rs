@@ -111,11 +111,7 @@ fn attribute_text(a: &NameAttribute<'_>) -> String {
 pub async fn list(session: &mut Session) -> anyhow::Result<Vec<FolderInfo>> {
     use anyhow::Context;
     let fut = async {
-        let names: Vec<_> = session
-            .list(Some(""), Some("*"))
-            .await?
-            .try_collect()
-            .await?;
+        let names: Vec<_> = session.list(Some(""), Some("*")).await?.try_collect().await?;
         Ok::<_, async_imap::error::Error>(names)
     };
     let names = tokio::time::timeout(IO_TIMEOUT, fut)
@@ -142,16 +138,8 @@ pub struct Roles {
 }
 
 /// Names that are unmistakably the folder (ranked before mere substring matches).
-const JUNK_NAMES: [&str; 8] = [
-    "junk",
-    "spam",
-    "junk e-mail",
-    "junk email",
-    "스팸메일함",
-    "스팸편지함",
-    "스팸",
-    "정크 메일",
-];
+const JUNK_NAMES: [&str; 8] =
+    ["junk", "spam", "junk e-mail", "junk email", "스팸메일함", "스팸편지함", "스팸", "정크 메일"];
 const SENT_NAMES: [&str; 9] = [
     "sent",
     "sent items",
@@ -166,16 +154,13 @@ const SENT_NAMES: [&str; 9] = [
 
 /// Find a folder by its configured name: decoded or wire form; INBOX case-insensitively.
 pub fn find_named(list: &[FolderInfo], wanted: &str) -> Option<usize> {
-    list.iter()
-        .position(|f| f.name == wanted || f.raw == wanted)
-        .or_else(|| {
-            if wanted.eq_ignore_ascii_case("INBOX") {
-                list.iter().position(FolderInfo::is_inbox)
-            } else {
-                list.iter()
-                    .position(|f| f.name.to_lowercase() == wanted.to_lowercase())
-            }
-        })
+    list.iter().position(|f| f.name == wanted || f.raw == wanted).or_else(|| {
+        if wanted.eq_ignore_ascii_case("INBOX") {
+            list.iter().position(FolderInfo::is_inbox)
+        } else {
+            list.iter().position(|f| f.name.to_lowercase() == wanted.to_lowercase())
+        }
+    })
 }
 
 fn pick(
@@ -200,9 +185,7 @@ fn pick(
     //    \Drafts is not the sent folder). Exact well-known names rank before substrings.
     list.iter()
         .enumerate()
-        .filter(|(i, f)| {
-            eligible(*i, f) && f.special_use.is_none() && role_from_name(&f.name) == role
-        })
+        .filter(|(i, f)| eligible(*i, f) && f.special_use.is_none() && role_from_name(&f.name) == role)
         .min_by_key(|(_, f)| {
             let leaf = f.leaf();
             (!exact.contains(&leaf.as_str()), f.depth(), f.name.len())
@@ -219,30 +202,18 @@ pub fn detect_roles(list: &[FolderInfo], junk: &FolderChoice, sent: &FolderChoic
         FolderChoice::Named(n) => {
             let found = find_named(list, n);
             if found.is_none() {
-                roles.problems.push(format!(
-                    "junk = {n:?}: no such folder on the server (it has: {})",
-                    names(list)
-                ));
+                roles.problems.push(format!("junk = {n:?}: no such folder on the server (it has: {})", names(list)));
             }
             found
         }
     };
     roles.sent = match sent {
         FolderChoice::Off => None,
-        FolderChoice::Auto => pick(
-            list,
-            SpecialUse::Sent,
-            FolderRole::Sent,
-            &SENT_NAMES,
-            roles.junk,
-        ),
+        FolderChoice::Auto => pick(list, SpecialUse::Sent, FolderRole::Sent, &SENT_NAMES, roles.junk),
         FolderChoice::Named(n) => {
             let found = find_named(list, n);
             if found.is_none() {
-                roles.problems.push(format!(
-                    "sent = {n:?}: no such folder on the server (it has: {})",
-                    names(list)
-                ));
+                roles.problems.push(format!("sent = {n:?}: no such folder on the server (it has: {})", names(list)));
             }
             found
         }
@@ -251,11 +222,7 @@ pub fn detect_roles(list: &[FolderInfo], junk: &FolderChoice, sent: &FolderChoic
 }
 
 fn names(list: &[FolderInfo]) -> String {
-    let v: Vec<&str> = list
-        .iter()
-        .filter(|f| f.selectable)
-        .map(|f| f.name.as_str())
-        .collect();
+    let v: Vec<&str> = list.iter().filter(|f| f.selectable).map(|f| f.name.as_str()).collect();
     v.join(", ")
 }
 
@@ -290,11 +257,7 @@ pub fn plan(list: &[FolderInfo], account: &Account) -> (Vec<WatchedFolder>, Role
     let add = |i: usize, role: FolderRole, out: &mut Vec<WatchedFolder>| {
         let f = &list[i];
         if !out.iter().any(|w| w.raw == f.raw) {
-            out.push(WatchedFolder {
-                raw: f.raw.clone(),
-                name: f.name.clone(),
-                role,
-            });
+            out.push(WatchedFolder { raw: f.raw.clone(), name: f.name.clone(), role });
         }
     };
     for wanted in &account.folders {
@@ -313,13 +276,12 @@ pub fn plan(list: &[FolderInfo], account: &Account) -> (Vec<WatchedFolder>, Role
                 };
                 add(i, role, &mut out);
             }
-            Some(_) => roles.problems.push(format!(
-                "folders: {wanted:?} cannot be selected on the server (\\Noselect)"
-            )),
-            None => roles.problems.push(format!(
-                "folders: {wanted:?}: no such folder on the server (it has: {})",
-                names(list)
-            )),
+            Some(_) => {
+                roles.problems.push(format!("folders: {wanted:?} cannot be selected on the server (\\Noselect)"))
+            }
+            None => roles
+                .problems
+                .push(format!("folders: {wanted:?}: no such folder on the server (it has: {})", names(list))),
         }
     }
     if let Some(i) = roles.junk {
@@ -350,10 +312,7 @@ mod tests {
 
     fn detect(list: &[FolderInfo]) -> (Option<String>, Option<String>) {
         let r = detect_roles(list, &FolderChoice::Auto, &FolderChoice::Auto);
-        (
-            r.junk.map(|i| list[i].name.clone()),
-            r.sent.map(|i| list[i].name.clone()),
-        )
+        (r.junk.map(|i| list[i].name.clone()), r.sent.map(|i| list[i].name.clone()))
     }
 
     fn s(x: &str) -> Option<String> {
@@ -377,93 +336,44 @@ mod tests {
     fn names_are_found_without_special_use() {
         let table: &[(&[&str], Option<&str>, Option<&str>)] = &[
             (&["INBOX", "Junk", "Sent"], Some("Junk"), Some("Sent")),
-            (
-                &["INBOX", "Spam", "Sent Items"],
-                Some("Spam"),
-                Some("Sent Items"),
-            ),
+            (&["INBOX", "Spam", "Sent Items"], Some("Spam"), Some("Sent Items")),
             // Korean webmail (Daum/Naver style), on the wire in modified UTF-7.
-            (
-                &["INBOX", "&wqTTOLpUx3zVaA-", "&vPSwuLpUx3zVaA-"],
-                Some("스팸메일함"),
-                Some("보낸메일함"),
-            ),
-            (
-                &["INBOX", "&wqTTONO4ycDVaA-", "&vPSwuNO4ycDVaA-"],
-                Some("스팸편지함"),
-                Some("보낸편지함"),
-            ),
+            (&["INBOX", "&wqTTOLpUx3zVaA-", "&vPSwuLpUx3zVaA-"], Some("스팸메일함"), Some("보낸메일함")),
+            (&["INBOX", "&wqTTONO4ycDVaA-", "&vPSwuNO4ycDVaA-"], Some("스팸편지함"), Some("보낸편지함")),
             (&["INBOX", "&wqTTOA-"], Some("스팸"), None),
             (&["INBOX", "&yBXQbA- &ulTHfA-"], Some("정크 메일"), None),
-            (
-                &["INBOX", "[Gmail]/Spam", "[Gmail]/Sent Mail"],
-                Some("[Gmail]/Spam"),
-                Some("[Gmail]/Sent Mail"),
-            ),
+            (&["INBOX", "[Gmail]/Spam", "[Gmail]/Sent Mail"], Some("[Gmail]/Spam"), Some("[Gmail]/Sent Mail")),
             (&["INBOX", "JUNK", "SENT"], Some("JUNK"), Some("SENT")),
             (&["INBOX", "Archive", "Drafts"], None, None),
             // An exact name beats a substring, and shallower beats deeper.
-            (
-                &["INBOX", "Spam reports", "Projects/Spam", "Spam"],
-                Some("Spam"),
-                None,
-            ),
+            (&["INBOX", "Spam reports", "Projects/Spam", "Spam"], Some("Spam"), None),
         ];
         for (names, junk, sent) in table {
             let list: Vec<FolderInfo> = names.iter().map(|n| f(n, &[])).collect();
-            assert_eq!(
-                detect(&list),
-                (junk.map(str::to_owned), sent.map(str::to_owned)),
-                "{names:?}"
-            );
+            assert_eq!(detect(&list), (junk.map(str::to_owned), sent.map(str::to_owned)), "{names:?}");
         }
     }
 
     #[test]
     fn inbox_and_noselect_are_never_junk_or_sent() {
-        let list = [
-            f("INBOX", &["\\Junk"]),
-            f("[Gmail]", &["\\Noselect"]),
-            f("Spam", &["\\NonExistent"]),
-        ];
+        let list = [f("INBOX", &["\\Junk"]), f("[Gmail]", &["\\Noselect"]), f("Spam", &["\\NonExistent"])];
         assert_eq!(detect(&list), (None, None));
     }
 
     #[test]
     fn configured_choices() {
-        let list = [
-            f("INBOX", &[]),
-            f("Junk", &["\\Junk"]),
-            f("&wqTTOLpUx3zVaA-", &[]),
-            f("Sent", &["\\Sent"]),
-        ];
-        let r = detect_roles(
-            &list,
-            &FolderChoice::Named("스팸메일함".into()),
-            &FolderChoice::Off,
-        );
+        let list = [f("INBOX", &[]), f("Junk", &["\\Junk"]), f("&wqTTOLpUx3zVaA-", &[]), f("Sent", &["\\Sent"])];
+        let r = detect_roles(&list, &FolderChoice::Named("스팸메일함".into()), &FolderChoice::Off);
         assert_eq!((r.junk, r.sent), (Some(2), None));
         assert!(r.problems.is_empty());
         // The wire form works too.
-        let r = detect_roles(
-            &list,
-            &FolderChoice::Named("&wqTTOLpUx3zVaA-".into()),
-            &FolderChoice::Auto,
-        );
+        let r = detect_roles(&list, &FolderChoice::Named("&wqTTOLpUx3zVaA-".into()), &FolderChoice::Auto);
         assert_eq!((r.junk, r.sent), (Some(2), Some(3)));
-        let r = detect_roles(
-            &list,
-            &FolderChoice::Named("Nope".into()),
-            &FolderChoice::Auto,
-        );
+        let r = detect_roles(&list, &FolderChoice::Named("Nope".into()), &FolderChoice::Auto);
         assert_eq!(r.junk, None);
         assert_eq!(r.problems.len(), 1);
         assert!(r.problems[0].contains("Nope"), "{:?}", r.problems);
-        assert!(
-            r.problems[0].contains("스팸메일함"),
-            "lists decoded names: {:?}",
-            r.problems
-        );
+        assert!(r.problems[0].contains("스팸메일함"), "lists decoded names: {:?}", r.problems);
     }
 
     #[test]

@@ -102,13 +102,7 @@ impl Hooks {
     /// Hooks that publish events on a new channel; subscribe before starting.
     pub fn with_events(capacity: usize) -> (Hooks, broadcast::Sender<ImapEvent>) {
         let (tx, _) = broadcast::channel(capacity);
-        (
-            Hooks {
-                events: Some(tx.clone()),
-                progress: None,
-            },
-            tx,
-        )
+        (Hooks { events: Some(tx.clone()), progress: None }, tx)
     }
 
     pub(crate) fn emit(&self, e: ImapEvent) {
@@ -187,9 +181,7 @@ fn progress_bar(mode: ProgressMode) -> Option<ProgressBar> {
         return None;
     }
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} {pos}/{len} mails [{elapsed_precise}] {wide_msg}")
-    {
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {pos}/{len} mails [{elapsed_precise}] {wide_msg}") {
         bar.set_style(style);
     }
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
@@ -235,16 +227,8 @@ pub async fn scan_once_with(
     summary
 }
 
-async fn scan_account(
-    account: &Account,
-    ingest: &Ingest,
-    cancel: &CancellationToken,
-    hooks: &Hooks,
-) -> ScanSummary {
-    let mut summary = ScanSummary {
-        accounts: 1,
-        ..ScanSummary::default()
-    };
+async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationToken, hooks: &Hooks) -> ScanSummary {
+    let mut summary = ScanSummary { accounts: 1, ..ScanSummary::default() };
     let name = &account.name;
     let conn = tokio::select! {
         _ = cancel.cancelled() => {
@@ -273,23 +257,12 @@ async fn scan_account(
         warn!(problem = %p, "Folder configuration");
         summary.warnings.push(format!("account {name:?}: {p}"));
     }
-    if let Err(e) = ingest
-        .store()
-        .set_folder_roles(name, &folders::listing(&list, &roles))
-    {
-        summary.errors.push(format!(
-            "account {name:?}: cannot record folder roles: {e:#}"
-        ));
+    if let Err(e) = ingest.store().set_folder_roles(name, &folders::listing(&list, &roles)) {
+        summary.errors.push(format!("account {name:?}: cannot record folder roles: {e:#}"));
     }
     for folder in &plan {
         let span = info_span!("folder", folder = %folder.name);
-        let ctx = sync::FolderCtx {
-            account,
-            folder,
-            ingest,
-            cancel,
-            hooks,
-        };
+        let ctx = sync::FolderCtx { account, folder, ingest, cancel, hooks };
         let result = sync::sync_folder(&mut conn, &ctx).instrument(span).await;
         match result {
             Ok(stats) => {
@@ -316,9 +289,7 @@ async fn scan_account(
             }
             Err(e) => {
                 warn!(folder = %folder.name, error = %e, "Folder scan failed");
-                summary
-                    .errors
-                    .push(format!("account {name:?}, folder {:?}: {e}", folder.name));
+                summary.errors.push(format!("account {name:?}, folder {:?}: {e}", folder.name));
                 if matches!(e, SyncError::Imap(_)) {
                     // The connection may be gone; the next folder gets a fresh one.
                     match connect(account).await {

@@ -171,10 +171,7 @@ struct Seen {
 }
 
 /// Sync one folder from its cursor to the newest mail.
-pub async fn sync_folder(
-    conn: &mut Connection,
-    ctx: &FolderCtx<'_>,
-) -> Result<SyncStats, SyncError> {
+pub async fn sync_folder(conn: &mut Connection, ctx: &FolderCtx<'_>) -> Result<SyncStats, SyncError> {
     let account = &ctx.account.name;
     let folder = &ctx.folder.name;
     let mut stats = SyncStats::default();
@@ -182,9 +179,7 @@ pub async fn sync_folder(
     // EXAMINE, not SELECT: read-only, so neither we nor a bug of ours can change a flag.
     let mbox = net(ctx, "EXAMINE", conn.session.examine(&ctx.folder.raw)).await?;
     let uid_validity = mbox.uid_validity.ok_or_else(|| {
-        SyncError::Imap(anyhow!(
-            "the server sent no UIDVALIDITY for {folder:?}; cannot keep a cursor"
-        ))
+        SyncError::Imap(anyhow!("the server sent no UIDVALIDITY for {folder:?}; cannot keep a cursor"))
     })?;
     // Some servers (Winmail Pro, per Delta Chat) omit UIDNEXT; ask for the newest UID instead.
     let newest_uid = match mbox.uid_next {
@@ -202,12 +197,8 @@ pub async fn sync_folder(
             if newest_uid <= c.last_uid {
                 Vec::new() // nothing new: no SEARCH at all (the common poll)
             } else {
-                let found = net(
-                    ctx,
-                    "UID SEARCH",
-                    conn.session.uid_search(format!("UID {}:*", c.last_uid + 1)),
-                )
-                .await?;
+                let found =
+                    net(ctx, "UID SEARCH", conn.session.uid_search(format!("UID {}:*", c.last_uid + 1))).await?;
                 // `n:*` with n past the last UID still matches the last mail (RFC 3501 §6.4.8).
                 found.into_iter().filter(|u| *u > c.last_uid).collect()
             }
@@ -226,19 +217,13 @@ pub async fn sync_folder(
             let found = if ctx.account.backfill_days == 0 {
                 Vec::new()
             } else {
-                let since = ctx.ingest.clock().now()
-                    - chrono::Duration::days(i64::from(ctx.account.backfill_days));
+                let since = ctx.ingest.clock().now() - chrono::Duration::days(i64::from(ctx.account.backfill_days));
                 let query = format!("SINCE {}", imap_date(since));
-                net(ctx, "UID SEARCH", conn.session.uid_search(query))
-                    .await?
-                    .into_iter()
-                    .collect()
+                net(ctx, "UID SEARCH", conn.session.uid_search(query)).await?.into_iter().collect()
             };
             if found.is_empty() {
                 // Start watching from here: record the position so the next pass is incremental.
-                ctx.ingest
-                    .skip(account, folder, uid_validity, newest_uid)
-                    .map_err(store_err)?;
+                ctx.ingest.skip(account, folder, uid_validity, newest_uid).map_err(store_err)?;
                 ctx.ingest.flush().await.map_err(store_err)?;
             }
             found
@@ -355,14 +340,10 @@ pub async fn sync_folder(
         }
         // Everything up to the batch's last UID is now handled: the rest needed no body.
         if let Some(s) = seen.last() {
-            ctx.ingest
-                .skip(account, folder, uid_validity, s.uid)
-                .map_err(store_err)?;
+            ctx.ingest.skip(account, folder, uid_validity, s.uid).map_err(store_err)?;
         } else if let Some(&last) = batch.last() {
             // All of the batch vanished meanwhile.
-            ctx.ingest
-                .skip(account, folder, uid_validity, last)
-                .map_err(store_err)?;
+            ctx.ingest.skip(account, folder, uid_validity, last).map_err(store_err)?;
         }
         ctx.ingest.flush().await.map_err(store_err)?;
         if let Some(bar) = &ctx.hooks.progress {
@@ -379,14 +360,9 @@ pub async fn sync_folder(
     Ok(stats)
 }
 
-async fn fetch_headers(
-    conn: &mut Connection,
-    ctx: &FolderCtx<'_>,
-    batch: &[u32],
-) -> Result<Vec<Seen>, SyncError> {
+async fn fetch_headers(conn: &mut Connection, ctx: &FolderCtx<'_>, batch: &[u32]) -> Result<Vec<Seen>, SyncError> {
     let rules = ctx.ingest.rules();
-    let query =
-        format!("(UID INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})])");
+    let query = format!("(UID INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})])");
     let set = uid_set(batch);
     let collect = async {
         let mut out: Vec<Seen> = Vec::with_capacity(batch.len());
@@ -417,31 +393,18 @@ async fn fetch_headers(
 
 type Bodies = BTreeMap<u32, (Vec<u8>, Option<DateTime<Utc>>)>;
 
-async fn fetch_bodies(
-    conn: &mut Connection,
-    ctx: &FolderCtx<'_>,
-    group: &[&Seen],
-) -> Result<Bodies, SyncError> {
+async fn fetch_bodies(conn: &mut Connection, ctx: &FolderCtx<'_>, group: &[&Seen]) -> Result<Bodies, SyncError> {
     let uids: Vec<u32> = group.iter().map(|s| s.uid).collect();
     let set = uid_set(&uids);
     let collect = async {
         let mut out = Bodies::new();
-        let mut stream = conn
-            .session
-            .uid_fetch(&set, "(UID INTERNALDATE BODY.PEEK[])")
-            .await?;
+        let mut stream = conn.session.uid_fetch(&set, "(UID INTERNALDATE BODY.PEEK[])").await?;
         while let Some(f) = stream.try_next().await? {
             let (Some(uid), Some(body)) = (f.uid, f.body()) else {
                 continue;
             };
             if uids.binary_search(&uid).is_ok() {
-                out.insert(
-                    uid,
-                    (
-                        body.to_vec(),
-                        f.internal_date().map(|d| d.with_timezone(&Utc)),
-                    ),
-                );
+                out.insert(uid, (body.to_vec(), f.internal_date().map(|d| d.with_timezone(&Utc))));
             }
         }
         Ok::<_, async_imap::error::Error>(out)
@@ -451,11 +414,7 @@ async fn fetch_bodies(
 
 /// Move mail from the junk folder to INBOX. Called after the mails' effects are flushed, so a
 /// failure here loses nothing (the mail simply stays in junk, already recorded).
-async fn move_to_inbox(
-    conn: &mut Connection,
-    ctx: &FolderCtx<'_>,
-    uids: &[u32],
-) -> Result<u64, SyncError> {
+async fn move_to_inbox(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32]) -> Result<u64, SyncError> {
     let set = uid_set(uids);
     // MOVE/STORE need a read-write selection; EXAMINE was read-only.
     net(ctx, "SELECT", conn.session.select(&ctx.folder.raw)).await?;
@@ -466,10 +425,7 @@ async fn move_to_inbox(
         // whatever else someone flagged \Deleted.
         net(ctx, "UID COPY", conn.session.uid_copy(&set, "INBOX")).await?;
         let store = async {
-            let s = conn
-                .session
-                .uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
-                .await?;
+            let s = conn.session.uid_store(&set, "+FLAGS.SILENT (\\Deleted)").await?;
             let _: Vec<_> = s.try_collect().await?;
             Ok::<_, async_imap::error::Error>(())
         };
@@ -513,9 +469,7 @@ mod tests {
 
     #[test]
     fn imap_dates_use_english_months() {
-        let t = DateTime::parse_from_rfc3339("2026-09-07T23:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339("2026-09-07T23:00:00Z").unwrap().with_timezone(&Utc);
         assert_eq!(imap_date(t), "07-Sep-2026");
     }
 }

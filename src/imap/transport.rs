@@ -35,11 +35,7 @@ impl fmt::Debug for Transport {
 }
 
 impl AsyncRead for Transport {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -48,11 +44,7 @@ impl AsyncRead for Transport {
 }
 
 impl AsyncWrite for Transport {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -85,13 +77,7 @@ pub struct Timed<S> {
 
 impl<S> Timed<S> {
     pub fn new(inner: S, timeout: Duration) -> Timed<S> {
-        Timed {
-            inner,
-            read_timeout: Some(timeout),
-            write_timeout: Some(timeout),
-            read_sleep: None,
-            write_sleep: None,
-        }
+        Timed { inner, read_timeout: Some(timeout), write_timeout: Some(timeout), read_sleep: None, write_sleep: None }
     }
 
     /// `None` lifts the read deadline (IDLE); the pending timer, if any, is dropped.
@@ -121,10 +107,7 @@ impl<S> fmt::Debug for Timed<S> {
 fn timed_out(what: &str, after: Duration) -> io::Error {
     io::Error::new(
         io::ErrorKind::TimedOut,
-        format!(
-            "the server did not {what} for {} s (connection presumed lost)",
-            after.as_secs()
-        ),
+        format!("the server did not {what} for {} s (connection presumed lost)", after.as_secs()),
     )
 }
 
@@ -146,11 +129,7 @@ fn poll_deadline(
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
@@ -166,11 +145,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_write(cx, buf) {
             Poll::Ready(r) => {

@@ -16,11 +16,7 @@ pub struct Utf7Error {
 
 impl fmt::Display for Utf7Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "mailbox name {:?} is not valid modified UTF-7: {}",
-            self.name, self.reason
-        )
+        write!(f, "mailbox name {:?} is not valid modified UTF-7: {}", self.name, self.reason)
     }
 }
 
@@ -32,10 +28,7 @@ fn sextet(b: u8) -> Option<u32> {
 
 /// Decode a mailbox name as sent by the server.
 pub fn decode(name: &str) -> Result<String, Utf7Error> {
-    let err = |reason| Utf7Error {
-        name: name.to_owned(),
-        reason,
-    };
+    let err = |reason| Utf7Error { name: name.to_owned(), reason };
     let bytes = name.as_bytes();
     let mut out = String::with_capacity(name.len());
     let mut i = 0;
@@ -161,10 +154,7 @@ mod tests {
     #[test]
     fn rfc3501_example() {
         // RFC 3501 §5.1.3: "~peter/mail/&U,BTFw-/&ZeVnLIqe-" is "~peter/mail/台北/日本語".
-        assert_eq!(
-            decode("~peter/mail/&U,BTFw-/&ZeVnLIqe-").unwrap(),
-            "~peter/mail/台北/日本語"
-        );
+        assert_eq!(decode("~peter/mail/&U,BTFw-/&ZeVnLIqe-").unwrap(), "~peter/mail/台北/日本語");
     }
 
     #[test]
@@ -182,10 +172,7 @@ mod tests {
 
     #[test]
     fn every_char_class_round_trips() {
-        let s: String = (0x20u32..0x3000)
-            .step_by(7)
-            .filter_map(char::from_u32)
-            .collect();
+        let s: String = (0x20u32..0x3000).step_by(7).filter_map(char::from_u32).collect();
         assert_eq!(decode(&encode(&s)).unwrap(), s);
     }
 }

@@ -55,11 +55,7 @@ impl Default for Backoff {
 
 impl Backoff {
     pub fn new(min: Duration, max: Duration) -> Backoff {
-        Backoff {
-            attempt: 0,
-            min,
-            max,
-        }
+        Backoff { attempt: 0, min, max }
     }
 
     /// The ceiling of the next delay: min · 2^attempt, capped at max.
@@ -97,36 +93,23 @@ pub async fn watch(config: &Config, ingest: Ingest, cancel: CancellationToken, h
     for account in &config.accounts {
         let account = Arc::new(account.clone());
         let span = info_span!("account", account = %account.name);
-        tasks.spawn(
-            watch_account(account, ingest.clone(), cancel.clone(), hooks.clone()).instrument(span),
-        );
+        tasks.spawn(watch_account(account, ingest.clone(), cancel.clone(), hooks.clone()).instrument(span));
     }
     cancel.cancelled().await;
     shutdown(tasks).await;
 }
 
 async fn shutdown(mut tasks: JoinSet<()>) {
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        warn!(
-            grace_s = SHUTDOWN_GRACE.as_secs(),
-            "IMAP tasks did not stop in time; aborting them"
-        );
+        warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "IMAP tasks did not stop in time; aborting them");
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
 }
 
 /// Discover an account's folders (retrying with backoff), then one task per watched folder.
-pub async fn watch_account(
-    account: Arc<Account>,
-    ingest: Ingest,
-    cancel: CancellationToken,
-    hooks: Hooks,
-) {
+pub async fn watch_account(account: Arc<Account>, ingest: Ingest, cancel: CancellationToken, hooks: Hooks) {
     let mut backoff = Backoff::default();
     let plan = loop {
         let attempt = async {
@@ -146,10 +129,7 @@ pub async fn watch_account(
                 for p in &roles.problems {
                     warn!(problem = %p, "Folder configuration");
                 }
-                if let Err(e) = ingest
-                    .store()
-                    .set_folder_roles(&account.name, &folders::listing(&list, &roles))
-                {
+                if let Err(e) = ingest.store().set_folder_roles(&account.name, &folders::listing(&list, &roles)) {
                     warn!(error = %format!("{e:#}"), "Cannot record the folder roles");
                 }
                 break plan;
@@ -176,14 +156,7 @@ pub async fn watch_account(
     for folder in plan {
         let span = info_span!("folder", folder = %folder.name);
         tasks.spawn(
-            watch_folder(
-                account.clone(),
-                folder,
-                ingest.clone(),
-                cancel.clone(),
-                hooks.clone(),
-            )
-            .instrument(span),
+            watch_folder(account.clone(), folder, ingest.clone(), cancel.clone(), hooks.clone()).instrument(span),
         );
     }
     while tasks.join_next().await.is_some() {}
@@ -211,10 +184,7 @@ pub async fn watch_folder(
             Err(e) => {
                 let delay = if e.is_configuration() {
                     // A wrong password will not fix itself in 2 s; don't hammer the server.
-                    Backoff::default()
-                        .ceiling()
-                        .max(backoff.next_delay())
-                        .max(Duration::from_secs(60))
+                    Backoff::default().ceiling().max(backoff.next_delay()).max(Duration::from_secs(60))
                 } else {
                     backoff.next_delay()
                 };
@@ -238,18 +208,8 @@ pub async fn watch_folder(
         if folder.role == FolderRole::Inbox && account.idle && !conn.caps.idle {
             info!("The server has no IDLE; polling INBOX instead");
         }
-        hooks.emit(ImapEvent::Connected {
-            account: account.name.clone(),
-            folder: folder.name.clone(),
-            idle: use_idle,
-        });
-        let ctx = FolderCtx {
-            account: &account,
-            folder: &folder,
-            ingest: &ingest,
-            cancel: &cancel,
-            hooks: &hooks,
-        };
+        hooks.emit(ImapEvent::Connected { account: account.name.clone(), folder: folder.name.clone(), idle: use_idle });
+        let ctx = FolderCtx { account: &account, folder: &folder, ingest: &ingest, cancel: &cancel, hooks: &hooks };
         match serve(conn, &ctx, use_idle, &mut backoff).await {
             Err(SyncError::Cancelled) => {
                 debug!("Stopped");
@@ -325,10 +285,7 @@ async fn serve(
 fn new_mail_announced(conn: &mut Connection) -> bool {
     let mut any = false;
     while let Ok(r) = conn.session.unsolicited_responses.try_recv() {
-        if matches!(
-            r,
-            UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
-        ) {
+        if matches!(r, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)) {
             any = true;
         }
     }
@@ -337,14 +294,8 @@ fn new_mail_announced(conn: &mut Connection) -> bool {
 
 /// One IDLE: until the server reports something, [`IDLE_REFRESH`] passes, or we are cancelled.
 async fn idle_once(conn: Connection, ctx: &FolderCtx<'_>) -> Result<Connection, SyncError> {
-    let Connection {
-        session,
-        caps,
-        endpoint,
-    } = conn;
-    let lost = |what: &str, e: String| {
-        SyncError::Imap(anyhow::anyhow!("{what} in {:?}: {e}", ctx.folder.name))
-    };
+    let Connection { session, caps, endpoint } = conn;
+    let lost = |what: &str, e: String| SyncError::Imap(anyhow::anyhow!("{what} in {:?}: {e}", ctx.folder.name));
     let mut handle = session.idle();
     match tokio::time::timeout(IO_TIMEOUT, handle.init()).await {
         Ok(Ok(())) => {}
@@ -368,27 +319,14 @@ async fn idle_once(conn: Connection, ctx: &FolderCtx<'_>) -> Result<Connection, 
         Some(Err(_)) => debug!("IDLE refresh"),
         None => {}
     }
-    let done_within = if cancelled {
-        LOGOUT_TIMEOUT
-    } else {
-        DONE_TIMEOUT
-    };
+    let done_within = if cancelled { LOGOUT_TIMEOUT } else { DONE_TIMEOUT };
     let session = match tokio::time::timeout(done_within, handle.done()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) if !cancelled => return Err(lost("DONE", e.to_string())),
-        Err(_) if !cancelled => {
-            return Err(lost(
-                "DONE",
-                format!("no answer within {} s", DONE_TIMEOUT.as_secs()),
-            ))
-        }
+        Err(_) if !cancelled => return Err(lost("DONE", format!("no answer within {} s", DONE_TIMEOUT.as_secs()))),
         _ => return Err(SyncError::Cancelled),
     };
-    let conn = Connection {
-        session,
-        caps,
-        endpoint,
-    };
+    let conn = Connection { session, caps, endpoint };
     if cancelled {
         conn.logout().await;
         return Err(SyncError::Cancelled);
