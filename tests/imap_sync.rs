@@ -223,10 +223,9 @@ async fn every_tls_mode_logs_in_and_mistakes_get_advice() {
     assert!(text.contains("ca_file"), "{text}");
 
     // Wrong password: named as such, and the password itself never appears.
-    let a = hecto_watch::config::Config::parse(&format!(
-        "{}",
-        account_toml("t", &user, Tls::Starttls, "").replace(&s.password, "wrong-pw-3141")
-    ))
+    let a = hecto_watch::config::Config::parse(
+        &account_toml("t", &user, Tls::Starttls, "").replace(&s.password, "wrong-pw-3141"),
+    )
     .unwrap()
     .accounts
     .remove(0);
