@@ -256,7 +256,7 @@ ms_start_dovecot() {
         ms_die "sievec failed on spam-junk.sieve"
     sievec -c "$MS_DOVECOT_CONF" "$MS_DIR/dovecot/sieve/spam-korean.sieve" ||
         ms_die "sievec failed on spam-korean.sieve"
-    dovecot -c "$MS_DOVECOT_CONF" 9>&- || ms_die "dovecot did not start; see $MS_DIR/dovecot/dovecot.log"
+    dovecot -c "$MS_DOVECOT_CONF" 9>&- </dev/null >>"$MS_DIR/dovecot/start.log" 2>&1 || ms_die "dovecot did not start; see $MS_DIR/dovecot/dovecot.log"
     ms_wait_port "$MS_IMAP_PORT" || ms_die "dovecot IMAP port $MS_IMAP_PORT did not open in 30 s; see $MS_DIR/dovecot/dovecot.log"
     ms_wait_port "$MS_IMAPS_PORT" || ms_die "dovecot IMAPS port $MS_IMAPS_PORT did not open"
     ms_wait_port "$MS_LMTP_PORT" || ms_die "dovecot LMTP port $MS_LMTP_PORT did not open"
@@ -291,7 +291,7 @@ ms_start_postfix() {
     # set-permissions creates the queue's subdirectories with the owners postfix wants.
     postfix -c "$MS_POSTFIX_CONF" set-permissions >/dev/null 2>&1 || true
     postfix -c "$MS_POSTFIX_CONF" check || ms_die "postfix check failed for $MS_POSTFIX_CONF"
-    postfix -c "$MS_POSTFIX_CONF" start >/dev/null 2>&1 9>&- ||
+    postfix -c "$MS_POSTFIX_CONF" start </dev/null >/dev/null 2>&1 9>&- ||
         ms_die "postfix did not start; see $MS_DIR/postfix/postfix.log"
     ms_wait_port "$MS_SMTP_PORT" || ms_die "postfix SMTP port $MS_SMTP_PORT did not open in 30 s; see $MS_DIR/postfix/postfix.log"
     ms_wait_port "$MS_SUBMISSION_PORT" || ms_die "postfix submission port $MS_SUBMISSION_PORT did not open"
