@@ -398,6 +398,21 @@ ms_cmd_add_user() {
     ms_lock
     mkdir -p "$MS_DIR/dovecot"
     ms_add_user_locked "$email" "$pw" "$korean"
+    # Dovecot re-reads a changed passwd-file at most once per second (passwd_file_sync compares
+    # with ioloop_time), so a login right after this could still miss the user. Wait until the
+    # running auth process answers for them — a readiness probe, bounded.
+    if ms_dovecot_running; then
+        local i
+        for ((i = 0; i < 100; i++)); do
+            # Both databases: the userdb (LMTP delivery) and the passdb (IMAP login).
+            if doveadm -c "$MS_DOVECOT_CONF" user "$email" >/dev/null 2>&1 &&
+                doveadm -c "$MS_DOVECOT_CONF" auth test "$email" "$pw" >/dev/null 2>&1; then
+                return 0
+            fi
+            sleep 0.05
+        done
+        ms_die "dovecot does not know $email 5 s after adding it; see $MS_DIR/dovecot/dovecot.log"
+    fi
 }
 
 ms_usage() {
