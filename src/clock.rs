@@ -19,9 +19,7 @@ impl Clock {
         match self {
             Clock::System => Utc::now(),
             Clock::Fixed(t) => *t,
-            Clock::From(t, start) => {
-                *t + chrono::Duration::from_std(start.elapsed()).unwrap_or_default()
-            }
+            Clock::From(t, start) => *t + chrono::Duration::from_std(start.elapsed()).unwrap_or_default(),
         }
     }
 

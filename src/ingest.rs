@@ -64,14 +64,8 @@ impl Ingest {
         Ok((classified, applied))
     }
 
-    pub fn apply_classified(
-        &self,
-        source: &MailSource,
-        mail: &Classified,
-    ) -> anyhow::Result<Applied> {
-        let applied =
-            self.store
-                .apply_mail(mail, source, &self.rules, &self.operators, self.clock.now())?;
+    pub fn apply_classified(&self, source: &MailSource, mail: &Classified) -> anyhow::Result<Applied> {
+        let applied = self.store.apply_mail(mail, source, &self.rules, &self.operators, self.clock.now())?;
         if !applied.enqueued.is_empty() {
             self.outbox_ready.notify_one();
         }
@@ -79,21 +73,8 @@ impl Ingest {
     }
 
     /// Advance a folder's cursor past a mail that needed no body.
-    pub fn skip(
-        &self,
-        account: &str,
-        folder: &str,
-        uid_validity: u32,
-        uid: u32,
-    ) -> anyhow::Result<()> {
-        self.store.advance_cursor(
-            account,
-            folder,
-            Cursor {
-                uid_validity,
-                last_uid: uid,
-            },
-        )
+    pub fn skip(&self, account: &str, folder: &str, uid_validity: u32, uid: u32) -> anyhow::Result<()> {
+        self.store.advance_cursor(account, folder, Cursor { uid_validity, last_uid: uid })
     }
 
     pub async fn flush(&self) -> anyhow::Result<()> {
@@ -108,20 +89,10 @@ pub fn role_from_name(name: &str) -> FolderRole {
     let lower = name.to_lowercase();
     // The last hierarchy level decides ("[Gmail]/Spam", "INBOX.Junk", "INBOX/스팸메일함").
     let leaf = lower.rsplit(['/', '.']).next().unwrap_or(&lower).trim();
-    if lower == "inbox" || leaf == "inbox" || leaf == "받은편지함" || leaf == "받은메일함"
-    {
+    if lower == "inbox" || leaf == "inbox" || leaf == "받은편지함" || leaf == "받은메일함" {
         return FolderRole::Inbox;
     }
-    const JUNK: [&str; 8] = [
-        "junk",
-        "spam",
-        "스팸",
-        "정크",
-        "bulk",
-        "불량메일",
-        "광고메일",
-        "유해메일",
-    ];
+    const JUNK: [&str; 8] = ["junk", "spam", "스팸", "정크", "bulk", "불량메일", "광고메일", "유해메일"];
     const SENT: [&str; 6] = ["sent", "보낸", "발신", "outbox", "envoy", "gesendet"];
     if JUNK.iter().any(|w| leaf.contains(w)) {
         FolderRole::Junk

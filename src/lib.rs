@@ -24,6 +24,8 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod ingest;
 pub mod mail;
 pub mod merchant;

@@ -35,40 +35,21 @@ pub fn parse_time(raw: &str, what: &str) -> anyhow::Result<DateTime<Utc>> {
         return Ok(t.with_timezone(&Utc));
     }
     if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-        if let Some(t) = Seoul
-            .from_local_datetime(&d.and_time(NaiveTime::MIN))
-            .earliest()
-        {
+        if let Some(t) = Seoul.from_local_datetime(&d.and_time(NaiveTime::MIN)).earliest() {
             return Ok(t.with_timezone(&Utc));
         }
     }
-    Err(bad(format!(
-        "{what} {raw:?} is not a date like 2026-11-02 or 2026-11-02T10:00:00+09:00"
-    )))
+    Err(bad(format!("{what} {raw:?} is not a date like 2026-11-02 or 2026-11-02T10:00:00+09:00")))
 }
 
-pub fn merchant_add(
-    store: &Store,
-    new: &NewMerchant,
-    now: DateTime<Utc>,
-) -> anyhow::Result<Merchant> {
+pub fn merchant_add(store: &Store, new: &NewMerchant, now: DateTime<Utc>) -> anyhow::Result<Merchant> {
     let id = input::merchant_id(&new.id).map_err(bad)?;
     if new.name.trim().is_empty() {
         return Err(bad("merchant name must not be empty".into()));
     }
     let contact = input::contact(&new.contact).map_err(bad)?;
-    let business_no = new
-        .business_no
-        .as_deref()
-        .map(input::business_no)
-        .transpose()
-        .map_err(bad)?;
-    let mids = new
-        .mids
-        .iter()
-        .map(|m| input::mid(m))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(bad)?;
+    let business_no = new.business_no.as_deref().map(input::business_no).transpose().map_err(bad)?;
+    let mids = new.mids.iter().map(|m| input::mid(m)).collect::<Result<Vec<_>, _>>().map_err(bad)?;
     let applied_at = match &new.applied_at {
         Some(raw) => parse_time(raw, "--applied-at")?,
         None => now,
@@ -91,9 +72,7 @@ pub fn merchant_add(
 }
 
 pub fn merchant_get(store: &Store, id: &str) -> anyhow::Result<Merchant> {
-    store
-        .merchant(id)?
-        .ok_or_else(|| Refused::UnknownMerchant(id.to_owned()).into())
+    store.merchant(id)?.ok_or_else(|| Refused::UnknownMerchant(id.to_owned()).into())
 }
 
 /// `merchant show`: the record and its timeline.
@@ -104,19 +83,10 @@ pub struct MerchantDetail {
     pub events: Vec<Event>,
 }
 
-pub fn merchant_show(
-    store: &Store,
-    config: &Config,
-    cal: &Calendar,
-    id: &str,
-) -> anyhow::Result<MerchantDetail> {
+pub fn merchant_show(store: &Store, config: &Config, cal: &Calendar, id: &str) -> anyhow::Result<MerchantDetail> {
     let merchant = merchant_get(store, id)?;
     let deadline = due::deadline(&merchant, &config.windows, cal);
-    Ok(MerchantDetail {
-        events: store.events(id)?,
-        deadline,
-        merchant,
-    })
+    Ok(MerchantDetail { events: store.events(id)?, deadline, merchant })
 }
 
 pub fn merchant_advance(
@@ -128,22 +98,14 @@ pub fn merchant_advance(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Merchant> {
     let stage: Stage = stage.parse().map_err(bad)?;
-    let at = at
-        .map(|a| parse_time(a, "--at"))
-        .transpose()?
-        .unwrap_or(now);
+    let at = at.map(|a| parse_time(a, "--at")).transpose()?.unwrap_or(now);
     let m = merchant_get(store, id)?;
     let (m, event) = merchant::advance(&m, stage, at, note, now);
     store.update_merchant(&m, &[event])?;
     Ok(m)
 }
 
-pub fn status(
-    store: &Store,
-    config: &Config,
-    cal: &Calendar,
-    now: DateTime<Utc>,
-) -> anyhow::Result<Vec<StatusRow>> {
+pub fn status(store: &Store, config: &Config, cal: &Calendar, now: DateTime<Utc>) -> anyhow::Result<Vec<StatusRow>> {
     Ok(due::status(&store.merchants()?, &config.windows, cal, now))
 }
 
@@ -183,13 +145,7 @@ pub fn spam_folders(store: &Store, config: &Config) -> anyhow::Result<Vec<String
     for a in &config.accounts {
         let found: Vec<&String> = detected
             .get(&a.name)
-            .map(|roles| {
-                roles
-                    .iter()
-                    .filter(|(_, r)| *r == FolderRole::Junk)
-                    .map(|(n, _)| n)
-                    .collect()
-            })
+            .map(|roles| roles.iter().filter(|(_, r)| *r == FolderRole::Junk).map(|(n, _)| n).collect())
             .unwrap_or_default();
         match (&a.junk, found.as_slice()) {
             (FolderChoice::Off, _) => {}
@@ -214,29 +170,15 @@ pub fn reminders_due(
     let reminders = store.outbox_prefix("reminder/")?;
     let log = due::reminder_log(reminders.iter());
     let spam = spam_folders(store, config)?;
-    let new = due::due_reminders(
-        &merchants,
-        &log,
-        &config.windows,
-        &config.reminders,
-        &spam,
-        cal,
-        now,
-    );
+    let new = due::due_reminders(&merchants, &log, &config.windows, &config.reminders, &spam, cal, now);
     let mut items: Vec<DueItem> = new.iter().map(|e| DueItem::from_entry(e, "due")).collect();
     for e in store.outbox_entries()? {
         if e.status == Delivery::Pending {
-            let state = if e.attempts > 0 {
-                "retrying"
-            } else {
-                "pending"
-            };
+            let state = if e.attempts > 0 { "retrying" } else { "pending" };
             items.push(DueItem::from_entry(&e, state));
         }
     }
-    items.sort_by(|a, b| {
-        (kind_order(&a.kind), &a.merchant, &a.key).cmp(&(kind_order(&b.kind), &b.merchant, &b.key))
-    });
+    items.sort_by(|a, b| (kind_order(&a.kind), &a.merchant, &a.key).cmp(&(kind_order(&b.kind), &b.merchant, &b.key)));
     Ok((new, items))
 }
 
@@ -250,11 +192,7 @@ fn kind_order(kind: &str) -> u8 {
 
 /// Outbox entries that gave up (`reminders --failed`).
 pub fn failed(store: &Store) -> anyhow::Result<Vec<OutboxEntry>> {
-    Ok(store
-        .outbox_entries()?
-        .into_iter()
-        .filter(|e| e.status == Delivery::Failed)
-        .collect())
+    Ok(store.outbox_entries()?.into_iter().filter(|e| e.status == Delivery::Failed).collect())
 }
 
 #[cfg(test)]
@@ -288,63 +226,35 @@ mod tests {
         merchant_add(&s, &acme(), now()).unwrap();
         let before = s.export().unwrap();
         let cases: Vec<(&str, anyhow::Error)> = vec![
-            (
-                "duplicate id",
-                merchant_add(&s, &acme(), now()).unwrap_err(),
-            ),
+            ("duplicate id", merchant_add(&s, &acme(), now()).unwrap_err()),
             (
                 "bad check digit",
                 merchant_add(
                     &s,
-                    &NewMerchant {
-                        id: "b".into(),
-                        business_no: Some("123-45-67890".into()),
-                        ..acme()
-                    },
+                    &NewMerchant { id: "b".into(), business_no: Some("123-45-67890".into()), ..acme() },
                     now(),
                 )
                 .unwrap_err(),
             ),
             (
                 "wrong length",
-                merchant_add(
-                    &s,
-                    &NewMerchant {
-                        id: "c".into(),
-                        business_no: Some("12345".into()),
-                        ..acme()
-                    },
-                    now(),
-                )
-                .unwrap_err(),
+                merchant_add(&s, &NewMerchant { id: "c".into(), business_no: Some("12345".into()), ..acme() }, now())
+                    .unwrap_err(),
             ),
             (
                 "bad date",
                 merchant_add(
                     &s,
-                    &NewMerchant {
-                        id: "d".into(),
-                        applied_at: Some("yesterday".into()),
-                        ..acme()
-                    },
+                    &NewMerchant { id: "d".into(), applied_at: Some("yesterday".into()), ..acme() },
                     now(),
                 )
                 .unwrap_err(),
             ),
-            (
-                "unknown stage",
-                merchant_advance(&s, "acme", "signed", None, None, now()).unwrap_err(),
-            ),
-            (
-                "unknown merchant",
-                merchant_advance(&s, "nobody", "live", None, None, now()).unwrap_err(),
-            ),
+            ("unknown stage", merchant_advance(&s, "acme", "signed", None, None, now()).unwrap_err()),
+            ("unknown merchant", merchant_advance(&s, "nobody", "live", None, None, now()).unwrap_err()),
         ];
         for (what, err) in cases {
-            assert!(
-                err.downcast_ref::<Refused>().is_some(),
-                "{what}: {err:#} should be a refusal (exit 2)"
-            );
+            assert!(err.downcast_ref::<Refused>().is_some(), "{what}: {err:#} should be a refusal (exit 2)");
         }
         assert_eq!(s.export().unwrap(), before);
     }
@@ -356,20 +266,10 @@ mod tests {
         let cal = Calendar::builtin();
         let cfg = Config::builtin();
         let rows = status(&s, &cfg, &cal, now()).unwrap();
-        assert_eq!(
-            rows[0].deadline.unwrap().due,
-            parse_time("2026-11-26T23:59:59+09:00", "").unwrap()
-        );
+        assert_eq!(rows[0].deadline.unwrap().due, parse_time("2026-11-26T23:59:59+09:00", "").unwrap());
         assert!(rows[0].overdue);
-        merchant_advance(
-            &s,
-            "acme",
-            "channel_configured",
-            Some("2026-11-25"),
-            Some("set in console".into()),
-            now(),
-        )
-        .unwrap();
+        merchant_advance(&s, "acme", "channel_configured", Some("2026-11-25"), Some("set in console".into()), now())
+            .unwrap();
         let detail = merchant_show(&s, &cfg, &cal, "acme").unwrap();
         assert_eq!(detail.merchant.stage, Stage::ChannelConfigured);
         assert_eq!(detail.events.len(), 2);

@@ -61,27 +61,13 @@ fn guidance_in_junk_changes_stage_queues_one_spam_notice_and_advances_the_cursor
     let (_d, s) = open();
     add(&s, "acme", "pay@acme.test", None);
     let now = t("2026-11-04T12:00:00+09:00");
-    let a = s
-        .apply_mail(
-            &guidance("pay@acme.test", Some("g1@hecto")),
-            &junk(5),
-            &Rules::default(),
-            OPS,
-            now,
-        )
-        .unwrap();
+    let a = s.apply_mail(&guidance("pay@acme.test", Some("g1@hecto")), &junk(5), &Rules::default(), OPS, now).unwrap();
     assert!(a.stage_changed && a.found_in_spam && !a.duplicate);
     assert_eq!(a.enqueued.len(), 1);
     let m = s.merchant("acme").unwrap().unwrap();
     assert_eq!(m.stage, Stage::GuidanceReceived);
     assert!(m.found_in_spam);
-    assert_eq!(
-        s.cursor("contracts", "Junk").unwrap(),
-        Some(Cursor {
-            uid_validity: 42,
-            last_uid: 5
-        })
-    );
+    assert_eq!(s.cursor("contracts", "Junk").unwrap(), Some(Cursor { uid_validity: 42, last_uid: 5 }));
     let notices = s.outbox_entries().unwrap();
     assert_eq!(notices.len(), 1);
     assert_eq!(notices[0].kind, NoticeKind::SpamNotice);
@@ -89,15 +75,8 @@ fn guidance_in_junk_changes_stage_queues_one_spam_notice_and_advances_the_cursor
 
     // A rescan (same Message-ID, e.g. after a UIDVALIDITY change) changes nothing.
     let events_before = s.events("acme").unwrap().len();
-    let again = s
-        .apply_mail(
-            &guidance("pay@acme.test", Some("g1@hecto")),
-            &junk(1),
-            &Rules::default(),
-            OPS,
-            now,
-        )
-        .unwrap();
+    let again =
+        s.apply_mail(&guidance("pay@acme.test", Some("g1@hecto")), &junk(1), &Rules::default(), OPS, now).unwrap();
     assert!(again.duplicate && again.enqueued.is_empty());
     assert_eq!(s.events("acme").unwrap().len(), events_before);
     assert_eq!(s.outbox_entries().unwrap().len(), 1);
@@ -110,16 +89,8 @@ fn mail_without_message_id_is_deduplicated_by_content_hash() {
     let now = t("2026-11-04T12:00:00+09:00");
     let mut c = guidance("pay@acme.test", None);
     c.content_hash = "ab".repeat(32);
-    assert!(
-        !s.apply_mail(&c, &junk(1), &Rules::default(), OPS, now)
-            .unwrap()
-            .duplicate
-    );
-    assert!(
-        s.apply_mail(&c, &junk(2), &Rules::default(), OPS, now)
-            .unwrap()
-            .duplicate
-    );
+    assert!(!s.apply_mail(&c, &junk(1), &Rules::default(), OPS, now).unwrap().duplicate);
+    assert!(s.apply_mail(&c, &junk(2), &Rules::default(), OPS, now).unwrap().duplicate);
 }
 
 #[test]
@@ -130,9 +101,7 @@ fn unassigned_mail_is_kept_and_operators_are_told_once() {
     let ops_list = vec!["ops@example.test".to_string()];
     let now = t("2026-11-04T12:00:00+09:00");
     let c = guidance("shared@agency.test", Some("u1@hecto"));
-    let a = s
-        .apply_mail(&c, &junk(1), &Rules::default(), &ops_list, now)
-        .unwrap();
+    let a = s.apply_mail(&c, &junk(1), &Rules::default(), &ops_list, now).unwrap();
     assert!(a.unassigned);
     let un = s.unassigned().unwrap();
     assert_eq!(un.len(), 1);
@@ -141,11 +110,7 @@ fn unassigned_mail_is_kept_and_operators_are_told_once() {
     assert_eq!(notices.len(), 1);
     assert_eq!(notices[0].kind, NoticeKind::OperatorNotice);
     assert_eq!(notices[0].to, ops_list);
-    assert!(
-        s.apply_mail(&c, &junk(1), &Rules::default(), &ops_list, now)
-            .unwrap()
-            .duplicate
-    );
+    assert!(s.apply_mail(&c, &junk(1), &Rules::default(), &ops_list, now).unwrap().duplicate);
     assert_eq!(s.outbox_entries().unwrap().len(), 1);
     assert_eq!(s.merchant("alpha").unwrap().unwrap().stage, Stage::Applied);
 }
@@ -154,19 +119,8 @@ fn unassigned_mail_is_kept_and_operators_are_told_once() {
 fn not_hecto_mail_only_moves_the_cursor() {
     let (_d, s) = open();
     add(&s, "acme", "pay@acme.test", None);
-    let c = mail::classify(
-        b"From: a@b.test\r\nSubject: hi\r\n\r\nhello",
-        &Rules::default(),
-    );
-    let a = s
-        .apply_mail(
-            &c,
-            &junk(9),
-            &Rules::default(),
-            OPS,
-            t("2026-11-04T12:00:00+09:00"),
-        )
-        .unwrap();
+    let c = mail::classify(b"From: a@b.test\r\nSubject: hi\r\n\r\nhello", &Rules::default());
+    let a = s.apply_mail(&c, &junk(9), &Rules::default(), OPS, t("2026-11-04T12:00:00+09:00")).unwrap();
     assert!(!a.is_hecto() && a.merchant.is_none());
     assert_eq!(s.seen_count(), 0);
     assert_eq!(s.cursor("contracts", "Junk").unwrap().unwrap().last_uid, 9);
@@ -175,41 +129,11 @@ fn not_hecto_mail_only_moves_the_cursor() {
 #[test]
 fn cursors_move_forward_within_a_uidvalidity_and_reset_on_a_new_one() {
     let (_d, s) = open();
-    s.advance_cursor(
-        "a",
-        "INBOX",
-        Cursor {
-            uid_validity: 1,
-            last_uid: 10,
-        },
-    )
-    .unwrap();
-    s.advance_cursor(
-        "a",
-        "INBOX",
-        Cursor {
-            uid_validity: 1,
-            last_uid: 3,
-        },
-    )
-    .unwrap();
+    s.advance_cursor("a", "INBOX", Cursor { uid_validity: 1, last_uid: 10 }).unwrap();
+    s.advance_cursor("a", "INBOX", Cursor { uid_validity: 1, last_uid: 3 }).unwrap();
     assert_eq!(s.cursor("a", "INBOX").unwrap().unwrap().last_uid, 10);
-    s.advance_cursor(
-        "a",
-        "INBOX",
-        Cursor {
-            uid_validity: 2,
-            last_uid: 1,
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        s.cursor("a", "INBOX").unwrap(),
-        Some(Cursor {
-            uid_validity: 2,
-            last_uid: 1
-        })
-    );
+    s.advance_cursor("a", "INBOX", Cursor { uid_validity: 2, last_uid: 1 }).unwrap();
+    assert_eq!(s.cursor("a", "INBOX").unwrap(), Some(Cursor { uid_validity: 2, last_uid: 1 }));
 }
 
 #[test]
@@ -219,33 +143,15 @@ fn export_then_import_into_an_empty_directory_round_trips_exactly() {
     add(&s, "alpha", "shared@agency.test", None);
     add(&s, "beta", "shared@agency.test", None);
     let now = t("2026-11-04T12:00:00+09:00");
-    s.apply_mail(
-        &guidance("pay@acme.test", Some("g1")),
-        &junk(1),
-        &Rules::default(),
-        OPS,
-        now,
-    )
-    .unwrap();
-    s.apply_mail(
-        &guidance("shared@agency.test", Some("g2")),
-        &junk(2),
-        &Rules::default(),
-        OPS,
-        now,
-    )
-    .unwrap();
-    s.set_folder_roles("contracts", &[("Junk".into(), FolderRole::Junk)])
-        .unwrap();
+    s.apply_mail(&guidance("pay@acme.test", Some("g1")), &junk(1), &Rules::default(), OPS, now).unwrap();
+    s.apply_mail(&guidance("shared@agency.test", Some("g2")), &junk(2), &Rules::default(), OPS, now).unwrap();
+    s.set_folder_roles("contracts", &[("Junk".into(), FolderRole::Junk)]).unwrap();
     let exported = s.export().unwrap();
     let text = serde_json::to_string(&exported).unwrap();
 
     let (_d2, fresh) = open();
     fresh.import(&serde_json::from_str(&text).unwrap()).unwrap();
-    assert_eq!(
-        serde_json::to_string(&fresh.export().unwrap()).unwrap(),
-        text
-    );
+    assert_eq!(serde_json::to_string(&fresh.export().unwrap()).unwrap(), text);
 
     // New events after an import continue the sequence instead of overwriting imported ones.
     let before = fresh.events("acme").unwrap().len();
@@ -254,10 +160,7 @@ fn export_then_import_into_an_empty_directory_round_trips_exactly() {
 
     // Importing into a database that has data is refused.
     let err = fresh.import(&exported).unwrap_err();
-    assert!(
-        matches!(err.downcast_ref::<Refused>(), Some(Refused::NotEmpty(_))),
-        "{err:#}"
-    );
+    assert!(matches!(err.downcast_ref::<Refused>(), Some(Refused::NotEmpty(_))), "{err:#}");
 }
 
 #[test]
@@ -270,12 +173,7 @@ fn a_second_process_gets_a_clear_error_instead_of_a_corrupt_database() {
         .env_remove("HECTO_WATCH_CONFIG")
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another process"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");

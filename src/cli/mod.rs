@@ -15,18 +15,18 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::clock::Clock;
 use crate::config::{Config, ConfigErrors, LogFormat};
-use crate::ingest::{role_from_name, Ingest, MailSource};
+use std::sync::Arc;
+
+use crate::control::{client, Engine, Envelope, ImportedMail, MailFile, Reply, Request};
+use crate::ingest::Ingest;
 use crate::mail;
-use crate::ops;
-use crate::schedule::Calendar;
-use crate::store::{Refused, Store};
+use crate::merchant::Merchant;
+use crate::ops::{self, DueItem};
+use crate::schedule::{Calendar, StatusRow};
+use crate::store::{OutboxEntry, Refused, Store};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "hecto-watch",
-    version,
-    about = "Shepherds merchants through the Hecto Financial contract"
-)]
+#[command(name = "hecto-watch", version, about = "Shepherds merchants through the Hecto Financial contract")]
 pub struct Cli {
     /// Configuration file [default: /etc/hecto-watch/config.toml when it exists, else built-in defaults]
     #[arg(long, global = true, env = "HECTO_WATCH_CONFIG", value_name = "PATH")]
@@ -49,6 +49,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The daemon: watch every account, send reminders, answer commands on the control socket
+    Run,
     /// Validate the configuration and report every problem at once
     CheckConfig,
     /// Classify .eml files offline (`-` reads stdin); changes nothing
@@ -156,21 +158,14 @@ pub struct Failure {
 
 impl Failure {
     fn usage(message: impl Into<String>) -> Failure {
-        Failure {
-            code: 2,
-            message: message.into(),
-        }
+        Failure { code: 2, message: message.into() }
     }
 }
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Failure {
-        let usage =
-            e.downcast_ref::<Refused>().is_some() || e.downcast_ref::<ConfigErrors>().is_some();
-        Failure {
-            code: if usage { 2 } else { 1 },
-            message: format!("{e:#}"),
-        }
+        let usage = e.downcast_ref::<Refused>().is_some() || e.downcast_ref::<ConfigErrors>().is_some();
+        Failure { code: if usage { 2 } else { 1 }, message: format!("{e:#}") }
     }
 }
 
@@ -197,6 +192,8 @@ pub fn main() -> i32 {
 pub struct Ctx {
     pub config: Config,
     pub clock: Clock,
+    /// `--now` was given: the daemon must evaluate at our instant, not its own.
+    now: bool,
     pub json: bool,
     state_dir: Option<PathBuf>,
 }
@@ -207,9 +204,7 @@ impl Ctx {
     }
 
     pub fn state_dir(&self) -> PathBuf {
-        self.state_dir
-            .clone()
-            .unwrap_or_else(|| self.config.store.path.clone())
+        self.state_dir.clone().unwrap_or_else(|| self.config.store.path.clone())
     }
 
     pub fn open_store(&self) -> Result<Store, Failure> {
@@ -219,14 +214,36 @@ impl Ctx {
     pub fn calendar(&self) -> Result<Calendar, Failure> {
         Calendar::from_config(&self.config.calendar).map_err(|e| Failure::usage(format!("{e:#}")))
     }
+
+    /// Run a request through the daemon when one holds the database, else here.
+    pub fn request<T: serde::de::DeserializeOwned>(&self, request: Request) -> Result<T, Failure> {
+        let envelope = Envelope { now: self.now.then(|| self.clock.now()), request };
+        let reply = match client::call(&self.state_dir(), &envelope)? {
+            Some(reply) => reply,
+            None => {
+                let store = self.open_store()?;
+                let engine = Engine {
+                    ingest: Ingest::new(store.clone(), &self.config, self.clock),
+                    store,
+                    config: Arc::new(self.config.clone()),
+                    calendar: Arc::new(self.calendar()?),
+                };
+                engine.reply(&envelope)
+            }
+        };
+        match reply {
+            Reply::Ok(v) => {
+                serde_json::from_value(v).map_err(|e| Failure { code: 1, message: format!("unexpected reply: {e}") })
+            }
+            Reply::Err { code, message } => Err(Failure { code, message }),
+        }
+    }
 }
 
 fn load_config(path: Option<&Path>, required: bool) -> Result<Config, Failure> {
     let path = match path {
         Some(p) => Some(p.to_owned()),
-        None if Path::new(crate::config::DEFAULT_PATH).exists() => {
-            Some(PathBuf::from(crate::config::DEFAULT_PATH))
-        }
+        None if Path::new(crate::config::DEFAULT_PATH).exists() => Some(PathBuf::from(crate::config::DEFAULT_PATH)),
         None => None,
     };
     match path {
@@ -248,52 +265,42 @@ fn init_logging(config: &Config, format: Option<&str>) {
         Some(f) => f == "json",
         None => config.log.format == LogFormat::Json,
     };
+    use std::io::IsTerminal;
+    // journald and log files get no colour codes; a person at a terminal does.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     // A second init (tests calling run twice) is harmless: keep the first subscriber.
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
 
 pub fn run(cli: Cli) -> Result<i32, Failure> {
-    let required = matches!(cli.command, Command::CheckConfig);
+    let required = matches!(cli.command, Command::CheckConfig | Command::Run);
     let config = load_config(cli.config.as_deref(), required)?;
     init_logging(&config, cli.log_format.as_deref());
     let clock = match &cli.now {
-        Some(raw) => Clock::Fixed(
-            ops::parse_time(raw, "--now").map_err(|e| Failure::usage(format!("{e:#}")))?,
-        ),
+        Some(raw) => Clock::Fixed(ops::parse_time(raw, "--now").map_err(|e| Failure::usage(format!("{e:#}")))?),
         None => Clock::System,
     };
-    let ctx = Ctx {
-        config,
-        clock,
-        json: cli.json,
-        state_dir: cli.state_dir,
-    };
+    let ctx = Ctx { config, clock, now: cli.now.is_some(), json: cli.json, state_dir: cli.state_dir };
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::CheckConfig => check_config(&ctx, &mut out),
+        Command::Run => run_daemon(ctx, cli.config),
         Command::Classify { files } => classify(&ctx, &files, &mut out),
         Command::Merchant(cmd) => merchant(&ctx, cmd, &mut out),
         Command::Status => {
-            let store = ctx.open_store()?;
-            let rows = ops::status(&store, &ctx.config, &ctx.calendar()?, ctx.now())?;
+            let rows: Vec<StatusRow> = ctx.request(Request::Status)?;
             print::status(&mut out, &rows, ctx.json, ctx.now())?;
             Ok(0)
         }
         Command::Reminders(args) => {
-            let store = ctx.open_store()?;
             if args.failed {
-                let failed = ops::failed(&store)?;
+                let failed: Vec<OutboxEntry> = ctx.request(Request::Reminders { failed: true })?;
                 print::failed(&mut out, &failed, ctx.json)?;
             } else {
-                let (_, items) =
-                    ops::reminders_due(&store, &ctx.config, &ctx.calendar()?, ctx.now())?;
+                let items: Vec<DueItem> = ctx.request(Request::Reminders { failed: false })?;
                 print::due(&mut out, &items, ctx.json)?;
             }
             Ok(0)
@@ -305,24 +312,16 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
             print::retried(&mut out, &back, ctx.json)?;
             Ok(0)
         }
-        Command::ImportMail {
-            folder,
-            account,
-            files,
-        } => import_mail(&ctx, &account, &folder, &files, &mut out),
+        Command::ImportMail { folder, account, files } => import_mail(&ctx, account, folder, &files, &mut out),
         Command::Export { output } => {
-            let store = ctx.open_store()?;
-            let data = store.export()?;
-            let text =
-                serde_json::to_string_pretty(&data).context("cannot serialise the export")?;
+            let data: serde_json::Value = ctx.request(Request::Export)?;
+            let text = serde_json::to_string_pretty(&data).context("cannot serialise the export")?;
             match output {
                 Some(path) => {
                     // Write beside the target and rename, so a failed export never leaves half a file.
                     let tmp = path.with_extension("partial");
-                    std::fs::write(&tmp, text.as_bytes())
-                        .with_context(|| format!("cannot write {}", tmp.display()))?;
-                    std::fs::rename(&tmp, &path)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    std::fs::write(&tmp, text.as_bytes()).with_context(|| format!("cannot write {}", tmp.display()))?;
+                    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
                 }
                 None => writeln!(out, "{text}").context("cannot write to stdout")?,
             }
@@ -331,12 +330,9 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Import { file } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?;
-            let data: crate::store::Export = serde_json::from_str(&text).map_err(|e| {
-                Failure::usage(format!(
-                    "{} is not a hecto-watch export: {e}",
-                    file.display()
-                ))
-            })?;
+            let data: crate::store::Export = serde_json::from_str(&text)
+                .map_err(|e| Failure::usage(format!("{} is not a hecto-watch export: {e}", file.display())))?;
+            // Import only ever targets an empty, offline database: never through a running daemon.
             let store = ctx.open_store()?;
             store.import(&data)?;
             store.flush_blocking()?;
@@ -350,6 +346,23 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
             Ok(0)
         }
     }
+}
+
+fn run_daemon(ctx: Ctx, config_path: Option<PathBuf>) -> Result<i32, Failure> {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let clock = match ctx.clock {
+        // A daemon under --now keeps running from that instant instead of standing still.
+        Clock::Fixed(t) => Clock::starting_at(t),
+        other => other,
+    };
+    let opts = crate::daemon::RunOptions {
+        config_path: config_path.or_else(|| ctx.config.source.clone()),
+        state_dir: ctx.state_dir(),
+        clock,
+    };
+    runtime.block_on(crate::daemon::run(opts, ctx.config, tokio_util::sync::CancellationToken::new()))?;
+    Ok(0)
 }
 
 fn check_config(ctx: &Ctx, out: &mut impl Write) -> Result<i32, Failure> {
@@ -370,20 +383,12 @@ fn check_config(ctx: &Ctx, out: &mut impl Write) -> Result<i32, Failure> {
     if let Err(e) = crate::notify::Renderer::new(&ctx.config.reminders) {
         problems.push(format!("{e:#}"));
     }
-    let source = ctx
-        .config
-        .source
-        .as_ref()
-        .map_or("built-in defaults".into(), |p| p.display().to_string());
+    let source = ctx.config.source.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string());
     if problems.is_empty() {
-        writeln!(out, "{source}: ok ({} accounts)", ctx.config.accounts.len())
-            .context("cannot write to stdout")?;
+        writeln!(out, "{source}: ok ({} accounts)", ctx.config.accounts.len()).context("cannot write to stdout")?;
         Ok(0)
     } else {
-        let errors = ConfigErrors {
-            file: ctx.config.source.clone(),
-            problems,
-        };
+        let errors = ConfigErrors { file: ctx.config.source.clone(), problems };
         Err(Failure::usage(errors.to_string()))
     }
 }
@@ -420,50 +425,26 @@ fn classify(ctx: &Ctx, files: &[PathBuf], out: &mut impl Write) -> Result<i32, F
 }
 
 fn merchant(ctx: &Ctx, cmd: MerchantCmd, out: &mut impl Write) -> Result<i32, Failure> {
-    let store = ctx.open_store()?;
-    let now = ctx.now();
     match cmd {
-        MerchantCmd::Add {
-            id,
-            name,
-            contact,
-            business_no,
-            mids,
-            applied_at,
-        } => {
-            let m = ops::merchant_add(
-                &store,
-                &ops::NewMerchant {
-                    id,
-                    name,
-                    contact,
-                    business_no,
-                    mids,
-                    applied_at,
-                },
-                now,
-            )?;
-            store.flush_blocking()?;
+        MerchantCmd::Add { id, name, contact, business_no, mids, applied_at } => {
+            let new = ops::NewMerchant { id, name, contact, business_no, mids, applied_at };
+            let m: Merchant = ctx.request(Request::MerchantAdd(new))?;
             print::merchants(out, std::slice::from_ref(&m), ctx.json)?;
         }
-        MerchantCmd::List => print::merchants(out, &store.merchants()?, ctx.json)?,
-        MerchantCmd::Show { id } => {
-            let detail = ops::merchant_show(&store, &ctx.config, &ctx.calendar()?, &id)?;
-            print::merchant_detail(out, &detail, ctx.json, now)?;
+        MerchantCmd::List => {
+            let list: Vec<Merchant> = ctx.request(Request::MerchantList)?;
+            print::merchants(out, &list, ctx.json)?;
         }
-        MerchantCmd::Advance {
-            id,
-            stage,
-            at,
-            note,
-        } => {
-            let m = ops::merchant_advance(&store, &id, &stage, at.as_deref(), note, now)?;
-            store.flush_blocking()?;
+        MerchantCmd::Show { id } => {
+            let detail: ops::MerchantDetail = ctx.request(Request::MerchantShow { id })?;
+            print::merchant_detail(out, &detail, ctx.json, ctx.now())?;
+        }
+        MerchantCmd::Advance { id, stage, at, note } => {
+            let m: Merchant = ctx.request(Request::MerchantAdvance { id, stage, at, note })?;
             print::merchants(out, std::slice::from_ref(&m), ctx.json)?;
         }
         MerchantCmd::Remove { id } => {
-            let m = store.remove_merchant(&id)?;
-            store.flush_blocking()?;
+            let m: Merchant = ctx.request(Request::MerchantRemove { id })?;
             if ctx.json {
                 print::json_line(out, &m)?;
             } else {
@@ -479,9 +460,7 @@ fn merchant(ctx: &Ctx, cmd: MerchantCmd, out: &mut impl Write) -> Result<i32, Fa
 /// could not be sent (it stays queued, or is listed by `reminders --failed`).
 fn remind(ctx: &Ctx, once: bool, out: &mut impl Write) -> Result<i32, Failure> {
     if !once {
-        return Err(Failure::usage(
-            "remind needs --once (the daemon `hecto-watch run` sends on the schedule)",
-        ));
+        return Err(Failure::usage("remind needs --once (the daemon `hecto-watch run` sends on the schedule)"));
     }
     if ctx.config.smtp.is_none() {
         return Err(Failure::usage(
@@ -490,63 +469,48 @@ fn remind(ctx: &Ctx, once: bool, out: &mut impl Write) -> Result<i32, Failure> {
     }
     let calendar = ctx.calendar()?;
     let store = ctx.open_store()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
     let now = ctx.now();
     let report = runtime.block_on(async {
         // Built inside the runtime: lettre's connection pool spawns a task.
-        let notifier = crate::notify::smtp_notifier(store, &ctx.config)
-            .map_err(|e| Failure::usage(format!("{e:#}")))?;
-        crate::notify::tick(&notifier, &ctx.config, &calendar, now)
-            .await
-            .map_err(Failure::from)
+        let notifier =
+            crate::notify::smtp_notifier(store, &ctx.config).map_err(|e| Failure::usage(format!("{e:#}")))?;
+        crate::notify::tick(&notifier, &ctx.config, &calendar, now).await.map_err(Failure::from)
     })?;
     print::remind(out, &report, ctx.json)?;
-    let unsent = report
-        .outcomes
-        .iter()
-        .any(|o| o.result != crate::notify::OutcomeKind::Sent);
+    let unsent = report.outcomes.iter().any(|o| o.result != crate::notify::OutcomeKind::Sent);
     Ok(if unsent { 1 } else { 0 })
 }
 
 fn import_mail(
     ctx: &Ctx,
-    account: &str,
-    folder: &str,
+    account: String,
+    folder: String,
     files: &[PathBuf],
     out: &mut impl Write,
 ) -> Result<i32, Failure> {
-    let store = ctx.open_store()?;
-    let ingest = Ingest::new(store.clone(), &ctx.config, ctx.clock);
-    let role = role_from_name(folder);
     let mut status = 0;
+    let mut mails = Vec::new();
     for path in files {
         let name = path.display().to_string();
-        let raw = match read_input(path) {
-            Ok(r) => r,
+        match read_input(path) {
+            Ok(raw) => {
+                let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok().map(DateTime::<Utc>::from);
+                mails.push(MailFile::new(name, &raw, mtime));
+            }
             Err(e) => {
                 eprintln!("hecto-watch: cannot read {name}: {e}");
                 status = 1;
-                continue;
             }
-        };
-        let internal_date = std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .ok()
-            .map(DateTime::<Utc>::from);
-        let source = MailSource {
-            account: account.to_owned(),
-            folder: folder.to_owned(),
-            role,
-            uid: None,
-            uid_validity: None,
-            internal_date,
-        };
-        let (c, applied) = ingest.apply(&source, &raw)?;
-        print::imported(out, &name, &c, &applied, ctx.json)?;
+        }
     }
-    store.flush_blocking()?;
+    if mails.is_empty() {
+        return Ok(status);
+    }
+    let results: Vec<ImportedMail> = ctx.request(Request::ImportMail { account, folder, mails })?;
+    for r in &results {
+        print::imported(out, r, ctx.json)?;
+    }
     Ok(status)
 }

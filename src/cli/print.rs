@@ -10,18 +10,18 @@ use serde::Serialize;
 
 use super::table::Table;
 use super::Failure;
+use crate::control::ImportedMail;
 use crate::mail::Classified;
 use crate::merchant::{Change, Evidence, Merchant};
 use crate::notify::{OutcomeKind, TickReport};
 use crate::ops::{DueItem, MerchantDetail};
 use crate::schedule::StatusRow;
-use crate::store::{Applied, OutboxEntry};
+use crate::store::OutboxEntry;
 
 type Out<'a> = &'a mut dyn Write;
 
 fn w(out: Out, text: &str) -> Result<(), Failure> {
-    out.write_all(text.as_bytes())
-        .context("cannot write to stdout")?;
+    out.write_all(text.as_bytes()).context("cannot write to stdout")?;
     Ok(())
 }
 
@@ -33,21 +33,14 @@ pub fn json_line<T: Serialize>(out: &mut impl Write, v: &T) -> Result<(), Failur
 
 /// `2026-11-04 11:00 KST`
 pub fn kst(t: DateTime<Utc>) -> String {
-    t.with_timezone(&Seoul)
-        .format("%Y-%m-%d %H:%M KST")
-        .to_string()
+    t.with_timezone(&Seoul).format("%Y-%m-%d %H:%M KST").to_string()
 }
 
 fn or_dash(s: Option<&str>) -> String {
     s.filter(|s| !s.is_empty()).unwrap_or("-").to_owned()
 }
 
-pub fn classified(
-    out: &mut impl Write,
-    file: &str,
-    c: &Classified,
-    json: bool,
-) -> Result<(), Failure> {
+pub fn classified(out: &mut impl Write, file: &str, c: &Classified, json: bool) -> Result<(), Failure> {
     if json {
         return json_line(out, &c.report(file));
     }
@@ -56,24 +49,16 @@ pub fn classified(
         Some(crate::mail::Direction::Outgoing) => "outgoing",
         None => "-",
     };
-    let mut line = format!(
-        "{file}: {} ({dir}) from {} — {}",
-        c.kind.as_str(),
-        or_dash(c.sender.as_deref()),
-        c.subject
-    );
+    let mut line = format!("{file}: {} ({dir}) from {} — {}", c.kind.as_str(), or_dash(c.sender.as_deref()), c.subject);
     if c.spam_flagged {
         line.push_str(" [spam-flagged]");
     }
-    let extra: Vec<String> = [
-        ("business numbers", &c.business_numbers),
-        ("MIDs", &c.mids),
-        ("card companies", &c.card_companies),
-    ]
-    .iter()
-    .filter(|(_, v)| !v.is_empty())
-    .map(|(k, v)| format!("{k}: {}", v.join(", ")))
-    .collect();
+    let extra: Vec<String> =
+        [("business numbers", &c.business_numbers), ("MIDs", &c.mids), ("card companies", &c.card_companies)]
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}: {}", v.join(", ")))
+            .collect();
     if !extra.is_empty() {
         line.push_str(&format!(" ({})", extra.join("; ")));
     }
@@ -81,52 +66,30 @@ pub fn classified(
     Ok(())
 }
 
-pub fn status(
-    out: &mut impl Write,
-    rows: &[StatusRow],
-    json: bool,
-    now: DateTime<Utc>,
-) -> Result<(), Failure> {
+pub fn status(out: &mut impl Write, rows: &[StatusRow], json: bool, now: DateTime<Utc>) -> Result<(), Failure> {
     if json {
         for r in rows {
             json_line(out, r)?;
         }
         return Ok(());
     }
-    let mut t = Table::new(&[
-        "ID", "NAME", "STAGE", "SINCE", "WINDOW", "DUE", "OVERDUE", "SPAM",
-    ]);
+    let mut t = Table::new(&["ID", "NAME", "STAGE", "SINCE", "WINDOW", "DUE", "OVERDUE", "SPAM"]);
     for r in rows {
         t.row(vec![
             r.id.clone(),
             r.name.clone(),
             r.stage.id().to_owned(),
             kst(r.stage_since),
-            r.deadline
-                .map_or("-".into(), |d| d.window.as_str().to_owned()),
+            r.deadline.map_or("-".into(), |d| d.window.as_str().to_owned()),
             r.deadline.map_or("-".into(), |d| kst(d.due)),
-            if r.overdue {
-                "OVERDUE".into()
-            } else {
-                "-".into()
-            },
-            if r.found_in_spam {
-                "found in spam".into()
-            } else {
-                "-".into()
-            },
+            if r.overdue { "OVERDUE".into() } else { "-".into() },
+            if r.found_in_spam { "found in spam".into() } else { "-".into() },
         ]);
     }
     let overdue = rows.iter().filter(|r| r.overdue).count();
     w(out, &t.render())?;
-    w(
-        out,
-        &format!(
-            "{} merchants, {overdue} overdue, as of {}\n",
-            rows.len(),
-            kst(now)
-        ),
-    )
+    let plural = if rows.len() == 1 { "" } else { "s" };
+    w(out, &format!("{} merchant{plural}, {overdue} overdue, as of {}\n", rows.len(), kst(now)))
 }
 
 pub fn due(out: &mut impl Write, items: &[DueItem], json: bool) -> Result<(), Failure> {
@@ -147,11 +110,7 @@ pub fn due(out: &mut impl Write, items: &[DueItem], json: bool) -> Result<(), Fa
             i.window.clone(),
             i.n.to_string(),
             i.to.join(", "),
-            if i.cc.is_empty() {
-                "-".into()
-            } else {
-                i.cc.join(", ")
-            },
+            if i.cc.is_empty() { "-".into() } else { i.cc.join(", ") },
             i.state.clone(),
         ]);
     }
@@ -170,12 +129,7 @@ pub fn failed(out: &mut impl Write, entries: &[OutboxEntry], json: bool) -> Resu
     }
     let mut t = Table::new(&["KEY", "TO", "ATTEMPTS", "LAST ERROR"]);
     for e in entries {
-        t.row(vec![
-            e.key.clone(),
-            e.to.join(", "),
-            e.attempts.to_string(),
-            or_dash(e.last_error.as_deref()),
-        ]);
+        t.row(vec![e.key.clone(), e.to.join(", "), e.attempts.to_string(), or_dash(e.last_error.as_deref())]);
     }
     w(out, &t.render())
 }
@@ -192,18 +146,11 @@ pub fn remind(out: &mut impl Write, r: &TickReport, json: bool) -> Result<(), Fa
         return w(out, &format!("nothing to send at {}\n", kst(r.at)));
     }
     for o in &r.outcomes {
-        let cc = if o.cc.is_empty() {
-            String::new()
-        } else {
-            format!(" cc {}", o.cc.join(", "))
-        };
+        let cc = if o.cc.is_empty() { String::new() } else { format!(" cc {}", o.cc.join(", ")) };
         let line = match o.result {
-            OutcomeKind::Sent => format!(
-                "sent     {}  to {}{cc}  {}\n",
-                o.key,
-                o.to.join(", "),
-                or_dash(o.message_id.as_deref())
-            ),
+            OutcomeKind::Sent => {
+                format!("sent     {}  to {}{cc}  {}\n", o.key, o.to.join(", "), or_dash(o.message_id.as_deref()))
+            }
             OutcomeKind::Retrying => format!(
                 "retrying {}  attempt {}, next at {}: {}\n",
                 o.key,
@@ -211,12 +158,9 @@ pub fn remind(out: &mut impl Write, r: &TickReport, json: bool) -> Result<(), Fa
                 o.next_attempt_at.map_or_else(|| "-".into(), kst),
                 or_dash(o.error.as_deref())
             ),
-            OutcomeKind::Failed => format!(
-                "failed   {}  after {} attempts: {}\n",
-                o.key,
-                o.attempts,
-                or_dash(o.error.as_deref())
-            ),
+            OutcomeKind::Failed => {
+                format!("failed   {}  after {} attempts: {}\n", o.key, o.attempts, or_dash(o.error.as_deref()))
+            }
         };
         w(out, &line)?;
     }
@@ -235,10 +179,7 @@ pub fn retried(out: &mut impl Write, entries: &[OutboxEntry], json: bool) -> Res
         return w(out, "no failed messages to retry\n");
     }
     for e in entries {
-        w(
-            out,
-            &format!("pending  {}  (sent at the next tick)\n", e.key),
-        )?;
+        w(out, &format!("pending  {}  (sent at the next tick)\n", e.key))?;
     }
     Ok(())
 }
@@ -250,28 +191,14 @@ pub fn merchants(out: &mut impl Write, list: &[Merchant], json: bool) -> Result<
         }
         return Ok(());
     }
-    let mut t = Table::new(&[
-        "ID",
-        "NAME",
-        "CONTACT",
-        "BUSINESS NO",
-        "MIDS",
-        "STAGE",
-        "SINCE",
-    ]);
+    let mut t = Table::new(&["ID", "NAME", "CONTACT", "BUSINESS NO", "MIDS", "STAGE", "SINCE"]);
     for m in list {
         t.row(vec![
             m.id.clone(),
             m.name.clone(),
             m.contact.clone(),
-            m.business_no
-                .as_deref()
-                .map_or("-".into(), format_business_no),
-            if m.mids.is_empty() {
-                "-".into()
-            } else {
-                m.mids.join(",")
-            },
+            m.business_no.as_deref().map_or("-".into(), format_business_no),
+            if m.mids.is_empty() { "-".into() } else { m.mids.join(",") },
             m.stage.id().to_owned(),
             kst(m.stage_since),
         ]);
@@ -299,39 +226,15 @@ pub fn merchant_detail(
     let m = &d.merchant;
     let mut s = String::new();
     s.push_str(&format!("{}  {}  <{}>\n", m.id, m.name, m.contact));
-    s.push_str(&format!(
-        "  stage:        {} ({}) since {}\n",
-        m.stage.id(),
-        m.stage.korean(),
-        kst(m.stage_since)
-    ));
+    s.push_str(&format!("  stage:        {} ({}) since {}\n", m.stage.id(), m.stage.korean(), kst(m.stage_since)));
     s.push_str(&format!("  applied:      {}\n", kst(m.applied_at)));
-    s.push_str(&format!(
-        "  business no:  {}\n",
-        m.business_no
-            .as_deref()
-            .map_or("-".into(), format_business_no)
-    ));
-    s.push_str(&format!(
-        "  MIDs:         {}\n",
-        if m.mids.is_empty() {
-            "-".into()
-        } else {
-            m.mids.join(", ")
-        }
-    ));
+    s.push_str(&format!("  business no:  {}\n", m.business_no.as_deref().map_or("-".into(), format_business_no)));
+    s.push_str(&format!("  MIDs:         {}\n", if m.mids.is_empty() { "-".into() } else { m.mids.join(", ") }));
     if !m.card_approvals.is_empty() {
-        let list: Vec<String> = m
-            .card_approvals
-            .iter()
-            .map(|(c, t)| format!("{c} ({})", kst(*t)))
-            .collect();
+        let list: Vec<String> = m.card_approvals.iter().map(|(c, t)| format!("{c} ({})", kst(*t))).collect();
         s.push_str(&format!("  approvals:    {}\n", list.join(", ")));
     }
-    s.push_str(&format!(
-        "  in spam:      {}\n",
-        if m.found_in_spam { "yes" } else { "no" }
-    ));
+    s.push_str(&format!("  in spam:      {}\n", if m.found_in_spam { "yes" } else { "no" }));
     match &d.deadline {
         Some(dl) => s.push_str(&format!(
             "  deadline:     {} due {}{}\n",
@@ -354,21 +257,10 @@ pub fn merchant_detail(
             Change::MailRecorded { kind, reason } => format!("{} mail ({reason})", kind.as_str()),
         };
         let evidence = match &e.evidence {
-            Evidence::Operator { note } => format!(
-                "operator{}",
-                note.as_deref()
-                    .map(|n| format!(": {n}"))
-                    .unwrap_or_default()
-            ),
-            Evidence::Mail {
-                account,
-                folder,
-                message_id,
-                uid,
-                subject,
-                rule,
-                ..
-            } => format!(
+            Evidence::Operator { note } => {
+                format!("operator{}", note.as_deref().map(|n| format!(": {n}")).unwrap_or_default())
+            }
+            Evidence::Mail { account, folder, message_id, uid, subject, rule, .. } => format!(
                 "mail {account}/{folder}{} <{}> \"{subject}\" [{rule}]",
                 uid.map(|u| format!(" uid {u}")).unwrap_or_default(),
                 message_id.as_deref().unwrap_or("no Message-ID"),
@@ -379,61 +271,28 @@ pub fn merchant_detail(
     w(out, &s)
 }
 
-#[derive(Serialize)]
-struct ImportedLine<'a> {
-    file: &'a str,
-    message_id: Option<&'a str>,
-    kind: &'a str,
-    merchant: Option<&'a str>,
-    stage_changed: bool,
-    found_in_spam: bool,
-    duplicate: bool,
-    unassigned: bool,
-    own_mail: bool,
-}
-
-pub fn imported(
-    out: &mut impl Write,
-    file: &str,
-    c: &Classified,
-    a: &Applied,
-    json: bool,
-) -> Result<(), Failure> {
+pub fn imported(out: &mut impl Write, r: &ImportedMail, json: bool) -> Result<(), Failure> {
     if json {
-        return json_line(
-            out,
-            &ImportedLine {
-                file,
-                message_id: c.message_id.as_deref(),
-                kind: c.kind.as_str(),
-                merchant: a.merchant.as_deref(),
-                stage_changed: a.stage_changed,
-                found_in_spam: a.found_in_spam,
-                duplicate: a.duplicate,
-                unassigned: a.unassigned,
-                own_mail: a.own_mail,
-            },
-        );
+        return json_line(out, r);
     }
-    let what = if a.own_mail {
+    let what = if r.own_mail {
         "our own notice, ignored".to_owned()
-    } else if !c.kind.is_hecto() {
+    } else if !r.report.kind.is_hecto() {
         "not Hecto's, ignored".to_owned()
-    } else if a.duplicate {
+    } else if r.duplicate {
         "already seen".to_owned()
-    } else if a.unassigned {
+    } else if r.unassigned {
         "unassigned — operators will be told".to_owned()
     } else {
-        let m = a.merchant.as_deref().unwrap_or("-");
-        let mut s = format!("merchant {m}");
-        if a.stage_changed {
+        let mut s = format!("merchant {}", r.merchant.as_deref().unwrap_or("-"));
+        if r.stage_changed {
             s.push_str(", stage changed");
         }
-        if a.found_in_spam {
+        if r.found_in_spam {
             s.push_str(", found in spam");
         }
         s
     };
-    writeln!(out, "{file}: {} — {what}", c.kind.as_str()).context("cannot write to stdout")?;
+    writeln!(out, "{}: {} — {what}", r.report.file, r.report.kind.as_str()).context("cannot write to stdout")?;
     Ok(())
 }

@@ -31,17 +31,8 @@ impl std::fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = self.problems.len();
         match &self.file {
-            Some(p) => write!(
-                f,
-                "{}: {n} problem{}",
-                p.display(),
-                if n == 1 { "" } else { "s" }
-            )?,
-            None => write!(
-                f,
-                "configuration: {n} problem{}",
-                if n == 1 { "" } else { "s" }
-            )?,
+            Some(p) => write!(f, "{}: {n} problem{}", p.display(), if n == 1 { "" } else { "s" })?,
+            None => write!(f, "configuration: {n} problem{}", if n == 1 { "" } else { "s" })?,
         }
         for p in &self.problems {
             write!(f, "\n  {p}")?;
@@ -94,9 +85,7 @@ fn default_store_path() -> PathBuf {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig {
-            path: default_store_path(),
-        }
+        StoreConfig { path: default_store_path() }
     }
 }
 
@@ -256,10 +245,7 @@ fn default_card_review_days() -> u32 {
 
 impl Default for Windows {
     fn default() -> Self {
-        Windows {
-            guidance_business_days: default_guidance_days(),
-            card_review_days: default_card_review_days(),
-        }
+        Windows { guidance_business_days: default_guidance_days(), card_review_days: default_card_review_days() }
     }
 }
 
@@ -298,10 +284,7 @@ fn default_log_filter() -> String {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            filter: default_log_filter(),
-            format: LogFormat::default(),
-        }
+        LogConfig { filter: default_log_filter(), format: LogFormat::default() }
     }
 }
 
@@ -352,10 +335,7 @@ impl Config {
             Err(e) => {
                 return Err(ConfigErrors {
                     file: None,
-                    problems: vec![format!(
-                        "not valid TOML: {}",
-                        e.to_string().trim().replace('\n', " ")
-                    )],
+                    problems: vec![format!("not valid TOML: {}", e.to_string().trim().replace('\n', " "))],
                 })
             }
         };
@@ -395,10 +375,7 @@ impl Config {
         if problems.is_empty() {
             Ok(config)
         } else {
-            Err(ConfigErrors {
-                file: None,
-                problems,
-            })
+            Err(ConfigErrors { file: None, problems })
         }
     }
 
@@ -410,33 +387,18 @@ impl Config {
             if a.name.trim().is_empty() {
                 problems.push(format!("{p}.name: must not be empty"));
             } else if !names.insert(a.name.clone()) {
-                problems.push(format!(
-                    "{p}.name: {:?} is used by another account; names must be unique",
-                    a.name
-                ));
+                problems.push(format!("{p}.name: {:?} is used by another account; names must be unique", a.name));
             }
             if a.host.trim().is_empty() {
                 problems.push(format!("{p}.host: must not be empty"));
             }
             if a.port == 0 {
-                problems.push(format!(
-                    "{p}.port: 0 is not a port; IMAPS is 993, IMAP with STARTTLS 143"
-                ));
+                problems.push(format!("{p}.port: 0 is not a port; IMAPS is 993, IMAP with STARTTLS 143"));
             }
-            check_tls(
-                &p,
-                a.tls,
-                a.port,
-                &a.host,
-                a.allow_insecure,
-                (993, 143),
-                problems,
-            );
+            check_tls(&p, a.tls, a.port, &a.host, a.allow_insecure, (993, 143), problems);
             check_ca(&p, &a.ca_file, problems);
             if a.folders.is_empty() && a.junk == FolderChoice::Off && a.sent == FolderChoice::Off {
-                problems.push(format!(
-                    "{p}.folders: nothing to watch (no folders, junk and sent off)"
-                ));
+                problems.push(format!("{p}.folders: nothing to watch (no folders, junk and sent off)"));
             }
             if a.poll_interval < Duration::from_secs(1) {
                 problems.push(format!("{p}.poll_interval: must be at least 1s"));
@@ -451,27 +413,18 @@ impl Config {
                 problems.push(format!("{p}.host: must not be empty"));
             }
             if s.port == 0 {
-                problems.push(format!(
-                    "{p}.port: 0 is not a port; SMTPS is 465, submission with STARTTLS 587"
-                ));
+                problems.push(format!("{p}.port: 0 is not a port; SMTPS is 465, submission with STARTTLS 587"));
             }
-            check_tls(
-                p,
-                s.tls,
-                s.port,
-                &s.host,
-                s.allow_insecure,
-                (465, 587),
-                problems,
-            );
+            check_tls(p, s.tls, s.port, &s.host, s.allow_insecure, (465, 587), problems);
             check_ca(p, &s.ca_file, problems);
             if s.from.parse::<lettre::message::Mailbox>().is_err() {
-                problems.push(format!("{p}.from: {:?} is not a mail address like \"Hecto Watch <noreply@example.com>\"", s.from));
+                problems.push(format!(
+                    "{p}.from: {:?} is not a mail address like \"Hecto Watch <noreply@example.com>\"",
+                    s.from
+                ));
             }
             if s.password.is_some() && s.username.is_none() {
-                problems.push(format!(
-                    "{p}.username: a password is set but no username; AUTH needs both"
-                ));
+                problems.push(format!("{p}.username: a password is set but no username; AUTH needs both"));
             }
             if s.timeout < Duration::from_secs(1) {
                 problems.push(format!("{p}.timeout: must be at least 1s"));
@@ -489,15 +442,11 @@ impl Config {
         }
         for (i, op) in self.reminders.operators.iter().enumerate() {
             if op.parse::<lettre::Address>().is_err() {
-                problems.push(format!(
-                    "reminders.operators[{i}]: {op:?} is not a mail address"
-                ));
+                problems.push(format!("reminders.operators[{i}]: {op:?} is not a mail address"));
             }
         }
         if self.reminders.max_reminders > 100 {
-            problems.push(
-                "reminders.max_reminders: more than 100 reminders is surely a mistake".to_owned(),
-            );
+            problems.push("reminders.max_reminders: more than 100 reminders is surely a mistake".to_owned());
         }
         if self.reminders.repeat_every_business_days == 0 {
             problems.push("reminders.repeat_every_business_days: must be at least 1".to_owned());
@@ -510,10 +459,7 @@ impl Config {
         }
         if let Some(f) = &self.calendar.holidays_file {
             if !f.is_file() {
-                problems.push(format!(
-                    "calendar.holidays_file: {} does not exist",
-                    f.display()
-                ));
+                problems.push(format!("calendar.holidays_file: {} does not exist", f.display()));
             }
         }
         problems.extend(self.rules.validate());
@@ -562,19 +508,11 @@ pub fn is_loopback(host: &str) -> bool {
     if host.eq_ignore_ascii_case("localhost") {
         return true;
     }
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback())
+    host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Deserialise one section into `target`, keeping the defaults when it fails.
-fn section<T: serde::de::DeserializeOwned>(
-    key: &str,
-    value: toml::Value,
-    problems: &mut Vec<String>,
-    target: &mut T,
-) {
+fn section<T: serde::de::DeserializeOwned>(key: &str, value: toml::Value, problems: &mut Vec<String>, target: &mut T) {
     if let Some(v) = deserialize_collecting(key, value, problems) {
         *target = v;
     }
@@ -598,17 +536,10 @@ fn deserialize_collecting<T: serde::de::DeserializeOwned>(
             Ok(v) => return Some(v),
             Err(e) => {
                 let inner = e.inner().to_string();
-                let field = e
-                    .path()
-                    .iter()
-                    .next()
-                    .map(|s| s.to_string())
-                    .filter(|s| s != "?");
+                let field = e.path().iter().next().map(|s| s.to_string()).filter(|s| s != "?");
                 // An unknown key is reported by serde at the table itself; find its name.
-                let unknown = inner
-                    .strip_prefix("unknown field `")
-                    .and_then(|rest| rest.split('`').next())
-                    .map(str::to_owned);
+                let unknown =
+                    inner.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next()).map(str::to_owned);
                 let key = unknown.clone().or(field);
                 let full = match (&key, e.path().to_string().as_str()) {
                     (Some(_), p) if p != "." && unknown.is_none() => format!("{path}.{p}"),
@@ -620,11 +551,7 @@ fn deserialize_collecting<T: serde::de::DeserializeOwned>(
                     .and_then(|r| r.split('`').next())
                     .is_some_and(|k| removed.contains(k));
                 if !missing_after_removal {
-                    let msg = if unknown.is_some() {
-                        format!("unknown key ({inner})")
-                    } else {
-                        inner
-                    };
+                    let msg = if unknown.is_some() { format!("unknown key ({inner})") } else { inner };
                     problems.push(format!("{full}: {msg}"));
                 }
                 match key {
@@ -644,9 +571,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like \"60s\", \"5m\" or \"1h\""))?;
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like \"60s\", \"5m\" or \"1h\""))?;
     let d = match unit.trim() {
         "" | "s" | "sec" | "secs" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),
@@ -678,15 +603,10 @@ fn de_dates<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NaiveDate>, D::Error>
             let s = match &v {
                 toml::Value::String(s) => s.clone(),
                 toml::Value::Datetime(dt) => dt.to_string(),
-                other => {
-                    return Err(serde::de::Error::custom(format!(
-                        "{other} is not a date like \"2027-06-09\""
-                    )))
-                }
+                other => return Err(serde::de::Error::custom(format!("{other} is not a date like \"2027-06-09\""))),
             };
-            NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|_| {
-                serde::de::Error::custom(format!("{s:?} is not a date like \"2027-06-09\""))
-            })
+            NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+                .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a date like \"2027-06-09\"")))
         })
         .collect()
 }
@@ -699,11 +619,7 @@ mod tests {
     fn shipped_example_config_is_valid_and_its_rules_are_the_builtin_defaults() {
         let text = include_str!("../../config/hecto-watch.toml");
         let c = Config::parse(text).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            c.rules,
-            Rules::default(),
-            "config/hecto-watch.toml [rules] must equal Rules::default()"
-        );
+        assert_eq!(c.rules, Rules::default(), "config/hecto-watch.toml [rules] must equal Rules::default()");
         assert_eq!(c.accounts.len(), 1);
         assert!(c.smtp.is_some());
     }
@@ -760,10 +676,7 @@ x = 1
     fn implicit_tls_on_the_starttls_port_gets_advice() {
         let t = "[[accounts]]\nname=\"a\"\nhost=\"imap.example.com\"\nport=143\nusername=\"u\"\npassword={ value = \"x\" }\n";
         let err = Config::parse(t).unwrap_err();
-        assert!(
-            err.problems[0].contains("did you mean tls = \"starttls\""),
-            "{err}"
-        );
+        assert!(err.problems[0].contains("did you mean tls = \"starttls\""), "{err}");
     }
 
     #[test]
@@ -772,8 +685,7 @@ x = 1
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("soon").is_err());
-        let c =
-            Config::parse("[calendar]\nextra_holidays = [\"2027-06-09\", 2027-06-10]\n").unwrap();
+        let c = Config::parse("[calendar]\nextra_holidays = [\"2027-06-09\", 2027-06-10]\n").unwrap();
         assert_eq!(c.calendar.extra_holidays.len(), 2);
         assert!(Config::parse("[calendar]\nextra_holidays = [\"June 9\"]\n").is_err());
     }

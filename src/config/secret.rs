@@ -71,10 +71,7 @@ impl Secret {
 
 fn read_first_line(path: &PathBuf) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "cannot read secret file {} — does it exist and is it readable by this user?",
-            path.display()
-        )
+        format!("cannot read secret file {} — does it exist and is it readable by this user?", path.display())
     })?;
     Ok(text.lines().next().unwrap_or_default().to_owned())
 }

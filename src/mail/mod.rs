@@ -4,12 +4,25 @@
 //! [`classify`] returns; a panic inside the parser dependency is caught and reported as an
 //! unparseable mail rather than taking the daemon down.
 
+pub mod auth_results;
+mod charset;
+mod extract;
+mod html;
 pub mod rules;
+mod subject;
 
-use chrono::{DateTime, FixedOffset};
+use std::borrow::Cow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::LazyLock;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone};
+use mail_parser::{HeaderName, MessageParser, PartType};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
-pub use rules::{Rules, SenderAuth};
+pub use extract::valid_business_number;
+pub use rules::{Rules, SenderAuth, SubjectWords};
+pub use subject::{normalise as normalise_subject, strip_decorations};
 
 /// What a mail is, per SPEC §3 ("first match wins").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -91,6 +104,12 @@ pub struct Classified {
     pub mids: Vec<String>,
     /// Canonical card-company ids (`shinhan`, `kb`, …), in order of appearance, unique.
     pub card_companies: Vec<String>,
+    /// The card companies named in the subject alone, in order. `card_review_progress` mails
+    /// record approvals for these: a body often lists every company ("타 카드사 심사는 진행
+    /// 중입니다"), so `card_companies` says which companies a mail *mentions*, this field which
+    /// ones it is *about*. Falls back to nothing when the subject names none.
+    #[serde(default)]
+    pub subject_card_companies: Vec<String>,
     /// The `Date:` header, when present and parseable.
     pub date: Option<DateTime<FixedOffset>>,
     /// Decoded subject + body text (HTML reduced to text), capped in length; used to find a
@@ -114,45 +133,7 @@ impl Classified {
     }
 }
 
-/// Classify one mail. Never panics, whatever the bytes.
-pub fn classify(raw: &[u8], rules: &Rules) -> Classified {
-    // Placeholder until the classifier lands: everything is "unparseable".
-    let _ = rules;
-    use sha2::Digest;
-    Classified {
-        message_id: None,
-        kind: MailKind::NotHecto,
-        direction: None,
-        sender: None,
-        sender_name: None,
-        recipients: Vec::new(),
-        subject: String::new(),
-        authenticated: Authenticated::None,
-        spam_flagged: false,
-        business_numbers: Vec::new(),
-        mids: Vec::new(),
-        card_companies: Vec::new(),
-        date: None,
-        text: String::new(),
-        content_hash: hex::encode(sha2::Sha256::digest(raw)),
-        self_sent: false,
-        unparseable: true,
-    }
-}
-
-/// Placeholder until the classifier lands (see the `mail` branch).
-pub fn valid_business_number(digits: &str) -> bool {
-    let d: Vec<u32> = digits.chars().filter_map(|c| c.to_digit(10)).collect();
-    if d.len() != 10 || digits.len() != 10 {
-        return false;
-    }
-    let w = [1, 3, 7, 1, 3, 7, 1, 3, 5];
-    let mut sum: u32 = d.iter().zip(w).map(|(a, b)| a * b).sum();
-    sum += d[8] * 5 / 10;
-    (10 - sum % 10) % 10 == d[9]
-}
-
-/// The public JSON of `classify` (SPEC §3), fields in this order.
+/// One line of `hecto-watch classify --json`: exactly the SPEC §3 fields, in SPEC order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassifyReport {
     pub file: String,
@@ -170,6 +151,7 @@ pub struct ClassifyReport {
 }
 
 impl Classified {
+    /// The public JSON shape of this classification, for the file `file` (as the user named it).
     pub fn report(&self, file: &str) -> ClassifyReport {
         ClassifyReport {
             file: file.to_owned(),
@@ -185,5 +167,354 @@ impl Classified {
             mids: self.mids.clone(),
             card_companies: self.card_companies.clone(),
         }
+    }
+
+    /// An unparseable mail: only the content hash is known.
+    fn unparseable(content_hash: String) -> Classified {
+        Classified {
+            message_id: None,
+            kind: MailKind::NotHecto,
+            direction: None,
+            sender: None,
+            sender_name: None,
+            recipients: Vec::new(),
+            subject: String::new(),
+            authenticated: Authenticated::None,
+            spam_flagged: false,
+            business_numbers: Vec::new(),
+            mids: Vec::new(),
+            card_companies: Vec::new(),
+            subject_card_companies: Vec::new(),
+            date: None,
+            text: String::new(),
+            content_hash,
+            self_sent: false,
+            unparseable: true,
+        }
+    }
+}
+
+/// Cap on the `text` field (company-name matching needs the first screens of a mail, not a novel).
+pub const TEXT_LIMIT: usize = 64 * 1024;
+/// Cap on the body text scanned for business numbers, MIDs and card companies.
+const SCAN_LIMIT: usize = 256 * 1024;
+/// At most this many body parts are looked at (a mail of 60 nested multiparts is not 60 bodies
+/// worth reading).
+const MAX_TEXT_PARTS: usize = 8;
+
+/// The parser, built once. Only the headers `classify` reads are parsed into values; the rest
+/// (notably `Received`, the costliest) are skipped but still listed with their offsets, which is
+/// all we need for `Authentication-Results` and `X-Spam-*`.
+static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+    MessageParser::new()
+        .with_mime_headers()
+        .header_date(HeaderName::Date)
+        .header_text(HeaderName::Subject)
+        .header_address(HeaderName::From)
+        .header_address(HeaderName::To)
+        .header_address(HeaderName::Cc)
+        .header_id(HeaderName::MessageId)
+        .default_header_ignore()
+});
+
+/// Classify one mail. Never panics, whatever the bytes: a panic inside mail-parser (or here) is
+/// caught and the mail reported as unparseable.
+pub fn classify(raw: &[u8], rules: &Rules) -> Classified {
+    let content_hash = hex::encode(sha2::Sha256::digest(raw));
+    match catch_unwind(AssertUnwindSafe(|| analyse(raw, rules, &content_hash))) {
+        Ok(Some(classified)) => classified,
+        Ok(None) | Err(_) => Classified::unparseable(content_hash),
+    }
+}
+
+/// The raw value bytes of a header as text (unfolding is left to the consumers, which treat
+/// CR/LF as white space).
+fn raw_value<'m>(raw: &'m [u8], h: &mail_parser::Header<'_>) -> Cow<'m, str> {
+    String::from_utf8_lossy(raw.get(h.offset_start as usize..h.offset_end as usize).unwrap_or_default())
+}
+
+fn other_name<'h>(h: &'h mail_parser::Header<'_>) -> Option<&'h str> {
+    match &h.name {
+        HeaderName::Other(name) => Some(name.as_ref()),
+        _ => None,
+    }
+}
+
+fn domain_of(address: &str) -> Option<&str> {
+    address.rsplit_once('@').map(|(_, d)| d.trim_end_matches('.')).filter(|d| !d.is_empty())
+}
+
+fn analyse(raw: &[u8], rules: &Rules, content_hash: &str) -> Option<Classified> {
+    let bytes = charset::normalise_labels(raw);
+    let message = PARSER.parse(bytes.as_ref())?;
+    let root = message.parts.first()?;
+    if root.headers.is_empty() {
+        return None;
+    }
+    let raw_msg: &[u8] = bytes.as_ref();
+
+    // Headers. Root-part headers only: a forwarded mail's headers are not this mail's.
+    let mut from = None;
+    let mut recipients: Vec<String> = Vec::new();
+    let mut auth_values: Vec<Cow<'_, str>> = Vec::new();
+    let mut spam_header = false;
+    let mut self_sent = false;
+    for h in &root.headers {
+        match &h.name {
+            HeaderName::From if from.is_none() => from = h.value.as_address().and_then(|a| a.first()),
+            HeaderName::To | HeaderName::Cc => {
+                for addr in h.value.as_address().into_iter().flat_map(|a| a.iter()) {
+                    if let Some(a) = addr.address() {
+                        let a = a.trim().to_lowercase();
+                        if !a.is_empty() && !recipients.contains(&a) {
+                            recipients.push(a);
+                        }
+                    }
+                }
+            }
+            // mail-parser knows this header by name (not `Other`).
+            HeaderName::AuthenticationResults => auth_values.push(raw_value(raw_msg, h)),
+            _ => {
+                let Some(name) = other_name(h) else { continue };
+                if name.eq_ignore_ascii_case("X-Spam-Flag") {
+                    spam_header |= raw_value(raw_msg, h).trim().eq_ignore_ascii_case("yes");
+                } else if name.eq_ignore_ascii_case("X-Spam-Status") {
+                    let v = raw_value(raw_msg, h);
+                    spam_header |= v.trim_start().get(..3).is_some_and(|p| p.eq_ignore_ascii_case("yes"));
+                } else if name.eq_ignore_ascii_case("X-Hecto-Watch") {
+                    self_sent = true;
+                }
+            }
+        }
+    }
+
+    let sender = from.and_then(|a| a.address()).map(|a| a.trim().to_lowercase()).filter(|a| !a.is_empty());
+    let sender_name = from.and_then(|a| a.name()).map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    let from_domain = sender.as_deref().and_then(domain_of);
+    let from_hecto = from_domain.is_some_and(|d| rules.is_hecto_domain(d));
+    let direction = if from_hecto {
+        Some(Direction::Incoming)
+    } else if recipients.iter().filter_map(|r| domain_of(r)).any(|d| rules.is_hecto_domain(d)) {
+        Some(Direction::Outgoing)
+    } else {
+        None
+    };
+    let authenticated =
+        auth_results::evaluate(auth_values.iter().map(|v| v.as_ref()), &rules.trusted_authserv_ids, from_domain);
+
+    let subject = message.subject().unwrap_or("").trim().to_owned();
+    let spam_flagged = spam_header || subject::has_spam_tag(&subject, &rules.subject);
+
+    // Body text. Always extracted: `classify` must list a mail's numbers faithfully whatever its
+    // kind, and the parse has already decoded the parts, so this is a copy and a few scans.
+    let body = body_text(&message);
+    let mut scan = String::with_capacity(subject.len() + 1 + body.len());
+    scan.push_str(&subject);
+    scan.push('\n');
+    scan.push_str(&body);
+
+    let subject_card_companies: Vec<String> =
+        extract::card_companies(&subject).into_iter().map(str::to_owned).collect();
+    let card_companies: Vec<String> = extract::card_companies(&scan).into_iter().map(str::to_owned).collect();
+    let business_numbers = extract::business_numbers(&scan);
+    let mids = extract::mids(&scan);
+
+    let claims_hecto = sender_name.as_deref().is_some_and(|name| {
+        let name = name.to_lowercase();
+        rules.subject.hecto_names.iter().map(|w| w.trim().to_lowercase()).any(|w| !w.is_empty() && name.contains(&w))
+    });
+    let kind = if (from_hecto && authenticated == Authenticated::Fail) || (claims_hecto && !from_hecto) {
+        MailKind::Suspicious
+    } else if direction.is_none() {
+        MailKind::NotHecto
+    } else {
+        let norm = subject::normalise(&subject, &rules.subject);
+        let body_names_company = card_companies.len() > subject_card_companies.len();
+        subject::kind_from_subject(&norm, &rules.subject, subject_card_companies.len(), body_names_company)
+    };
+
+    let mut text = scan;
+    truncate_at_char(&mut text, TEXT_LIMIT);
+
+    Some(Classified {
+        message_id: message.message_id().map(|id| id.trim().to_owned()).filter(|id| !id.is_empty()),
+        kind,
+        direction,
+        sender,
+        sender_name,
+        recipients,
+        subject,
+        authenticated,
+        spam_flagged,
+        business_numbers,
+        mids,
+        card_companies,
+        subject_card_companies,
+        date: message.date().and_then(to_chrono),
+        text,
+        content_hash: content_hash.to_owned(),
+        self_sent,
+        unparseable: false,
+    })
+}
+
+/// The readable body: the text/plain parts mail-parser chose as the body, HTML reduced to text
+/// where a part is HTML only. At most [`MAX_TEXT_PARTS`] parts and [`SCAN_LIMIT`] bytes.
+fn body_text(message: &mail_parser::Message<'_>) -> String {
+    let mut out = String::new();
+    for &id in message.text_body.iter().take(MAX_TEXT_PARTS) {
+        let room = SCAN_LIMIT.saturating_sub(out.len());
+        if room == 0 {
+            break;
+        }
+        match message.parts.get(id as usize).map(|p| &p.body) {
+            Some(PartType::Text(text)) => {
+                let mut t: &str = text.as_ref();
+                if t.len() > room {
+                    let mut cut = room;
+                    while !t.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    t = t.get(..cut).unwrap_or("");
+                }
+                out.push_str(t);
+            }
+            Some(PartType::Html(h)) => out.push_str(&html::to_text(h, room)),
+            _ => continue,
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn truncate_at_char(s: &mut String, limit: usize) {
+    if s.len() > limit {
+        let mut cut = limit;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
+
+/// mail-parser's date → chrono, `None` for impossible dates and offsets (the caller then falls
+/// back to INTERNALDATE, SPEC §2).
+fn to_chrono(d: &mail_parser::DateTime) -> Option<DateTime<FixedOffset>> {
+    let offset_secs = i32::from(d.tz_hour) * 3600 + i32::from(d.tz_minute) * 60;
+    let offset = FixedOffset::east_opt(if d.tz_before_gmt { -offset_secs } else { offset_secs })?;
+    let naive = NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))?.and_hms_opt(
+        u32::from(d.hour),
+        u32::from(d.minute),
+        u32::from(d.second),
+    )?;
+    offset.from_local_datetime(&naive).single()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HECTO_MAIL: &str = "From: =?utf-8?B?7Zel7Yag7YyM7J2064K47IWc?= <Contract@HectoFinancial.co.kr>\n\
+To: a@merchant.example, \"B\" <B@Merchant.example>\nCc: a@merchant.example, c@other.example\n\
+Subject: =?utf-8?B?W+2Xpe2GoO2MjOydtOuCuOyFnF0g6rOE7JW97JmE66OMIOyViOuCtA==?=\n\
+Date: Tue, 14 May 2024 10:21:03 +0900\nMessage-ID: < id-1@hectofinancial.co.kr >\n\
+X-Hecto-Watch: reminder\nContent-Type: text/plain; charset=utf-8\n\nMID: shop_0001\n";
+
+    #[test]
+    fn classify_fills_internal_fields() {
+        let c = classify(HECTO_MAIL.as_bytes(), &Rules::default());
+        assert!(!c.unparseable);
+        assert_eq!(c.kind, MailKind::ContractCompleted);
+        assert_eq!(c.sender.as_deref(), Some("contract@hectofinancial.co.kr"));
+        assert_eq!(c.sender_name.as_deref(), Some("헥토파이낸셜"));
+        assert_eq!(c.recipients, vec!["a@merchant.example", "b@merchant.example", "c@other.example"]);
+        assert_eq!(c.message_id.as_deref(), Some("id-1@hectofinancial.co.kr"));
+        assert!(c.self_sent);
+        assert_eq!(c.date.map(|d| d.to_rfc3339()).as_deref(), Some("2024-05-14T10:21:03+09:00"));
+        assert_eq!(c.text, "[헥토파이낸셜] 계약완료 안내\nMID: shop_0001\n\n");
+        assert_eq!(c.content_hash, hex::encode(sha2::Sha256::digest(HECTO_MAIL.as_bytes())));
+        assert_eq!(c.identity(), "mid:id-1@hectofinancial.co.kr");
+    }
+
+    #[test]
+    fn report_has_spec_fields_in_spec_order_with_nulls() {
+        let c = classify(b"", &Rules::default());
+        assert!(c.unparseable);
+        let json = serde_json::to_string(&c.report("x.eml")).unwrap_or_default();
+        assert_eq!(
+            json,
+            "{\"file\":\"x.eml\",\"message_id\":null,\"kind\":\"not_hecto\",\"direction\":null,\
+             \"sender\":null,\"recipients\":[],\"subject\":\"\",\"authenticated\":\"none\",\
+             \"spam_flagged\":false,\"business_numbers\":[],\"mids\":[],\"card_companies\":[]}"
+        );
+        assert!(c.identity().starts_with("sha256:"));
+    }
+
+    #[test]
+    fn hecto_domain_check_rejects_lookalikes() {
+        let r = Rules::default();
+        for ok in [
+            "hectofinancial.co.kr",
+            "HECTOFINANCIAL.CO.KR",
+            "mail.hectofinancial.co.kr",
+            "hecto.co.kr",
+            "settlebank.co.kr",
+            "hectofinancial.co.kr.",
+        ] {
+            assert!(r.is_hecto_domain(ok), "{ok}");
+        }
+        for bad in [
+            "hectofinancial-co.kr",
+            "hectofinancial.co.kr.example.net",
+            "hectofinancial.com",
+            "xhectofinancial.co.kr",
+            "co.kr",
+            "",
+        ] {
+            assert!(!r.is_hecto_domain(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn outgoing_needs_a_hecto_recipient_and_a_non_hecto_sender() {
+        let r = Rules::default();
+        let out = classify(b"From: a@merchant.example\nTo: x@y.example\nCc: contract@hecto.co.kr\nSubject: RE: \xea\xb5\xac\xeb\xb9\x84\xec\x84\x9c\xeb\xa5\x98\n\nhi\n", &r);
+        assert_eq!(out.direction, Some(Direction::Outgoing));
+        assert_eq!(out.kind, MailKind::DocumentsRequest);
+        let none = classify(b"From: a@merchant.example\nTo: x@y.example\nSubject: hi\n\nhi\n", &r);
+        assert_eq!(none.direction, None);
+        assert_eq!(none.kind, MailKind::NotHecto);
+    }
+
+    #[test]
+    fn operator_domains_and_trusted_authserv_ids_apply() {
+        let r = Rules {
+            hecto_domains: vec!["pg.example".to_owned()],
+            trusted_authserv_ids: vec!["mx.ours.example".to_owned()],
+            ..Rules::default()
+        };
+        let raw = b"Authentication-Results: evil.example; dmarc=pass\nAuthentication-Results: mx.ours.example; dkim=fail\nFrom: x@pg.example\nTo: m@m.example\nSubject: hi\n\nbody\n";
+        let c = classify(raw, &r);
+        assert_eq!(c.direction, Some(Direction::Incoming));
+        assert_eq!(c.authenticated, Authenticated::Fail);
+        assert_eq!(c.kind, MailKind::Suspicious);
+    }
+
+    #[test]
+    fn spam_headers_set_spam_flagged() {
+        let r = Rules::default();
+        let yes = classify(b"X-Spam-Status: Yes, score=9\nFrom: a@b.example\nSubject: s\n\nb\n", &r);
+        assert!(yes.spam_flagged);
+        let flag = classify(b"X-Spam-Flag: yes\nFrom: a@b.example\nSubject: s\n\nb\n", &r);
+        assert!(flag.spam_flagged);
+        let no = classify(b"X-Spam-Status: No, score=1\nX-Spam-Flag: NO\nFrom: a@b.example\nSubject: s\n\nb\n", &r);
+        assert!(!no.spam_flagged);
+    }
+
+    #[test]
+    fn absurd_date_is_none() {
+        let c =
+            classify(b"From: a@b.example\nDate: Thu, 31 Feb 2024 99:99:99 +9999\nSubject: s\n\nb\n", &Rules::default());
+        assert_eq!(c.date, None);
     }
 }

@@ -117,8 +117,7 @@ impl Rules {
         for (i, d) in self.hecto_domains.iter().enumerate() {
             let ok = !d.is_empty()
                 && d.contains('.')
-                && d.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+                && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
             if !ok {
                 problems.push(format!(
                     "rules.hecto_domains[{i}]: {d:?} is not a domain name like \"hectofinancial.co.kr\""
@@ -148,10 +147,7 @@ impl Rules {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         self.hecto_domains.iter().any(|h| {
             let h = h.to_ascii_lowercase();
-            domain == h
-                || domain
-                    .strip_suffix(&h)
-                    .is_some_and(|rest| rest.ends_with('.'))
+            domain == h || domain.strip_suffix(&h).is_some_and(|rest| rest.ends_with('.'))
         })
     }
 }

@@ -14,70 +14,40 @@ pub enum MatchOutcome {
     /// Exactly one merchant; `rule` says which signal decided it.
     Matched { id: String, rule: String },
     /// None or several; `candidates` are the ids left (empty when none).
-    Unassigned {
-        candidates: Vec<String>,
-        reason: String,
-    },
+    Unassigned { candidates: Vec<String>, reason: String },
 }
 
 /// Match a classified Hecto mail against all merchants.
-pub fn match_mail<'a>(
-    mail: &Classified,
-    merchants: impl IntoIterator<Item = &'a Merchant>,
-) -> MatchOutcome {
+pub fn match_mail<'a>(mail: &Classified, merchants: impl IntoIterator<Item = &'a Merchant>) -> MatchOutcome {
     let all: Vec<&Merchant> = merchants.into_iter().collect();
     let addresses: Vec<&str> = match mail.direction {
         Some(Direction::Incoming) => mail.recipients.iter().map(String::as_str).collect(),
         Some(Direction::Outgoing) => mail.sender.as_deref().into_iter().collect(),
         None => Vec::new(),
     };
-    let mut candidates: Vec<&Merchant> = all
-        .iter()
-        .copied()
-        .filter(|m| addresses.iter().any(|a| a.eq_ignore_ascii_case(&m.contact)))
-        .collect();
+    let mut candidates: Vec<&Merchant> =
+        all.iter().copied().filter(|m| addresses.iter().any(|a| a.eq_ignore_ascii_case(&m.contact))).collect();
     let mut rule = vec!["contact"];
 
     if candidates.is_empty() {
         // With no address match, a unique business-number or MID match still counts.
-        let by_bn: Vec<&Merchant> = all
-            .iter()
-            .copied()
-            .filter(|m| shares_business_no(mail, m))
-            .collect();
+        let by_bn: Vec<&Merchant> = all.iter().copied().filter(|m| shares_business_no(mail, m)).collect();
         if by_bn.len() == 1 {
-            return MatchOutcome::Matched {
-                id: by_bn[0].id.clone(),
-                rule: "business_no".into(),
-            };
+            return MatchOutcome::Matched { id: by_bn[0].id.clone(), rule: "business_no".into() };
         }
-        let by_mid: Vec<&Merchant> = all
-            .iter()
-            .copied()
-            .filter(|m| shares_mid(mail, m))
-            .collect();
+        let by_mid: Vec<&Merchant> = all.iter().copied().filter(|m| shares_mid(mail, m)).collect();
         if by_mid.len() == 1 {
-            return MatchOutcome::Matched {
-                id: by_mid[0].id.clone(),
-                rule: "mid".into(),
-            };
+            return MatchOutcome::Matched { id: by_mid[0].id.clone(), rule: "mid".into() };
         }
         let reason = if by_bn.len() > 1 || by_mid.len() > 1 {
             "no contact address matched and the business number/MID fits several merchants"
         } else {
             "no merchant's contact address, business number or MID appears in the mail"
         };
-        let mut ids: Vec<String> = by_bn
-            .iter()
-            .chain(by_mid.iter())
-            .map(|m| m.id.clone())
-            .collect();
+        let mut ids: Vec<String> = by_bn.iter().chain(by_mid.iter()).map(|m| m.id.clone()).collect();
         ids.sort();
         ids.dedup();
-        return MatchOutcome::Unassigned {
-            candidates: ids,
-            reason: reason.into(),
-        };
+        return MatchOutcome::Unassigned { candidates: ids, reason: reason.into() };
     }
 
     // Narrow: a step applies when the mail carries that signal and some candidate shares it.
@@ -95,21 +65,14 @@ pub fn match_mail<'a>(
         if candidates.len() <= 1 {
             break;
         }
-        let narrowed: Vec<&Merchant> = candidates
-            .iter()
-            .copied()
-            .filter(|m| shares(mail, m, &text))
-            .collect();
+        let narrowed: Vec<&Merchant> = candidates.iter().copied().filter(|m| shares(mail, m, &text)).collect();
         if !narrowed.is_empty() {
             candidates = narrowed;
             rule.push(name);
         }
     }
     match candidates.as_slice() {
-        [one] => MatchOutcome::Matched {
-            id: one.id.clone(),
-            rule: rule.join("+"),
-        },
+        [one] => MatchOutcome::Matched { id: one.id.clone(), rule: rule.join("+") },
         several => MatchOutcome::Unassigned {
             candidates: several.iter().map(|m| m.id.clone()).collect(),
             reason: format!(
@@ -121,15 +84,11 @@ pub fn match_mail<'a>(
 }
 
 fn shares_business_no(mail: &Classified, m: &Merchant) -> bool {
-    m.business_no
-        .as_ref()
-        .is_some_and(|bn| mail.business_numbers.contains(bn))
+    m.business_no.as_ref().is_some_and(|bn| mail.business_numbers.contains(bn))
 }
 
 fn shares_mid(mail: &Classified, m: &Merchant) -> bool {
-    m.mids
-        .iter()
-        .any(|mid| mail.mids.iter().any(|x| x.eq_ignore_ascii_case(mid)))
+    m.mids.iter().any(|mid| mail.mids.iter().any(|x| x.eq_ignore_ascii_case(mid)))
 }
 
 fn normalised_text(mail: &Classified) -> String {
@@ -147,11 +106,7 @@ mod tests {
     use crate::merchant::tests::{mail, merchant};
 
     fn incoming_to(rcpts: &[&str]) -> Classified {
-        let mut c = mail(
-            MailKind::Guidance,
-            Some(Direction::Incoming),
-            "2026-11-04T11:00:00+09:00",
-        );
+        let mut c = mail(MailKind::Guidance, Some(Direction::Incoming), "2026-11-04T11:00:00+09:00");
         c.recipients = rcpts.iter().map(|s| s.to_string()).collect();
         c
     }
@@ -170,16 +125,8 @@ mod tests {
 
         // (description, mail, expected id or None)
         let mut cases: Vec<(&str, Classified, Option<&str>)> = Vec::new();
-        cases.push((
-            "unique contact",
-            incoming_to(&["pay@gamma.test"]),
-            Some("gamma"),
-        ));
-        cases.push((
-            "shared contact, no signal",
-            incoming_to(&["contracts@agency.test"]),
-            None,
-        ));
+        cases.push(("unique contact", incoming_to(&["pay@gamma.test"]), Some("gamma")));
+        cases.push(("shared contact, no signal", incoming_to(&["contracts@agency.test"]), None));
         let mut m = incoming_to(&["contracts@agency.test"]);
         m.business_numbers = vec!["1234567891".into()];
         cases.push(("shared contact + business no", m, Some("alpha")));
@@ -199,11 +146,7 @@ mod tests {
         m.mids = vec!["beta0001".into()];
         cases.push(("no address, unique MID", m, Some("beta")));
         cases.push(("nothing", incoming_to(&["someone@else.test"]), None));
-        let mut out = mail(
-            MailKind::CardReviewRequested,
-            Some(Direction::Outgoing),
-            "2026-11-04T11:00:00+09:00",
-        );
+        let mut out = mail(MailKind::CardReviewRequested, Some(Direction::Outgoing), "2026-11-04T11:00:00+09:00");
         out.sender = Some("pay@gamma.test".into());
         out.recipients = vec!["contract@hectofinancial.co.kr".into()];
         cases.push(("outgoing matched by sender", out, Some("gamma")));
@@ -222,10 +165,7 @@ mod tests {
 
     #[test]
     fn shared_contact_unassigned_lists_the_candidates() {
-        let all = [
-            merchant("alpha", "c@agency.test"),
-            merchant("beta", "c@agency.test"),
-        ];
+        let all = [merchant("alpha", "c@agency.test"), merchant("beta", "c@agency.test")];
         match match_mail(&incoming_to(&["c@agency.test"]), all.iter()) {
             MatchOutcome::Unassigned { candidates, .. } => {
                 assert_eq!(candidates, vec!["alpha", "beta"])

@@ -133,8 +133,7 @@ pub struct MailEffect {
 /// The instant a mail's evidence dates from: its `Date:`, unless missing or absurd (in the future
 /// beyond a day, or before 2000), then INTERNALDATE, then `now`.
 pub fn mail_time(mail: &Classified, source: &MailSource, now: DateTime<Utc>) -> DateTime<Utc> {
-    let sane =
-        |t: DateTime<Utc>| t.timestamp() > 946_684_800 && t <= now + chrono::Duration::days(1);
+    let sane = |t: DateTime<Utc>| t.timestamp() > 946_684_800 && t <= now + chrono::Duration::days(1);
     mail.date
         .map(|d| d.with_timezone(&Utc))
         .filter(|t| sane(*t))
@@ -166,19 +165,10 @@ pub fn apply_mail(
         uid: source.uid,
         date: at,
         subject: mail.subject.clone(),
-        rule: format!(
-            "kind={} direction={dir} match={match_rule}",
-            mail.kind.as_str()
-        ),
+        rule: format!("kind={} direction={dir} match={match_rule}", mail.kind.as_str()),
     };
     let mut push = |change: Change| {
-        events.push(Event {
-            merchant: m.id.clone(),
-            at,
-            recorded_at: now,
-            change,
-            evidence: evidence.clone(),
-        });
+        events.push(Event { merchant: m.id.clone(), at, recorded_at: now, change, evidence: evidence.clone() });
     };
 
     let incoming = mail.direction == Some(Direction::Incoming);
@@ -188,32 +178,15 @@ pub fn apply_mail(
     let mut stage_changed = false;
 
     if mail.kind == MailKind::Suspicious {
-        push(Change::MailRecorded {
-            kind: mail.kind,
-            reason: "suspicious sender: operators notified".into(),
-        });
-        return MailEffect {
-            merchant: m,
-            events,
-            stage_changed,
-            spam_notice,
-        };
+        push(Change::MailRecorded { kind: mail.kind, reason: "suspicious sender: operators notified".into() });
+        return MailEffect { merchant: m, events, stage_changed, spam_notice };
     }
     if !admitted {
         push(Change::MailRecorded {
             kind: mail.kind,
-            reason: format!(
-                "sender authentication {:?} refused by sender_auth",
-                mail.authenticated
-            )
-            .to_lowercase(),
+            reason: format!("sender authentication {:?} refused by sender_auth", mail.authenticated).to_lowercase(),
         });
-        return MailEffect {
-            merchant: m,
-            events,
-            stage_changed,
-            spam_notice,
-        };
+        return MailEffect { merchant: m, events, stage_changed, spam_notice };
     }
     if incoming && source.role == FolderRole::Junk {
         spam_notice = true;
@@ -232,57 +205,31 @@ pub fn apply_mail(
             recorded = true;
         }
         Some(to) => {
-            push(Change::MailRecorded {
-                kind: mail.kind,
-                reason: format!("already at {} (≥ {to})", m.stage),
-            });
+            push(Change::MailRecorded { kind: mail.kind, reason: format!("already at {} (≥ {to})", m.stage) });
             recorded = true;
         }
         None => {}
     }
     if mail.kind == MailKind::ContractCompleted && incoming {
-        let new: Vec<String> = mail
-            .mids
-            .iter()
-            .filter(|x| !m.mids.contains(x))
-            .cloned()
-            .collect();
+        let new: Vec<String> = mail.mids.iter().filter(|x| !m.mids.contains(x)).cloned().collect();
         if !new.is_empty() {
             m.mids.extend(new.iter().cloned());
             push(Change::MidsRecorded { mids: new });
         }
     }
     if mail.kind == MailKind::CardReviewProgress && incoming {
-        let new: Vec<String> = mail
-            .card_companies
-            .iter()
-            .filter(|c| !m.card_approvals.contains_key(*c))
-            .cloned()
-            .collect();
+        let new: Vec<String> =
+            mail.card_companies.iter().filter(|c| !m.card_approvals.contains_key(*c)).cloned().collect();
         for c in &new {
             m.card_approvals.insert(c.clone(), at);
         }
-        push(Change::CardApproval {
-            companies: if new.is_empty() {
-                mail.card_companies.clone()
-            } else {
-                new
-            },
-        });
+        push(Change::CardApproval { companies: if new.is_empty() { mail.card_companies.clone() } else { new } });
         recorded = true;
     }
     if !recorded {
-        push(Change::MailRecorded {
-            kind: mail.kind,
-            reason: "no stage change for this kind".into(),
-        });
+        push(Change::MailRecorded { kind: mail.kind, reason: "no stage change for this kind".into() });
     }
-    MailEffect {
-        merchant: m,
-        events,
-        stage_changed,
-        spam_notice,
-    }
+    MailEffect { merchant: m, events, stage_changed, spam_notice }
 }
 
 /// Operator sets any stage (forward or back), with a note.
@@ -316,15 +263,11 @@ pub mod input {
     pub fn merchant_id(id: &str) -> Result<String, String> {
         let ok = !id.is_empty()
             && id.len() <= 64
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
         if ok {
             Ok(id.to_owned())
         } else {
-            Err(format!(
-                "merchant id {id:?} must be 1–64 characters of A–Z, a–z, 0–9, '_', '-', '.'"
-            ))
+            Err(format!("merchant id {id:?} must be 1–64 characters of A–Z, a–z, 0–9, '_', '-', '.'"))
         }
     }
 
@@ -332,14 +275,10 @@ pub mod input {
     pub fn business_no(raw: &str) -> Result<String, String> {
         let digits: String = raw.chars().filter(|c| !matches!(c, '-' | ' ')).collect();
         if digits.len() != 10 || !digits.chars().all(|c| c.is_ascii_digit()) {
-            return Err(format!(
-                "business number {raw:?} must have 10 digits, like 123-45-67891"
-            ));
+            return Err(format!("business number {raw:?} must have 10 digits, like 123-45-67891"));
         }
         if !crate::mail::valid_business_number(&digits) {
-            return Err(format!(
-                "business number {raw:?} has a wrong check digit — is it typed correctly?"
-            ));
+            return Err(format!("business number {raw:?} has a wrong check digit — is it typed correctly?"));
         }
         Ok(digits)
     }
@@ -348,32 +287,23 @@ pub mod input {
         let addr = raw.trim().to_lowercase();
         match addr.parse::<lettre::Address>() {
             Ok(_) => Ok(addr),
-            Err(_) => Err(format!(
-                "contact {raw:?} is not a mail address like contact@example.com"
-            )),
+            Err(_) => Err(format!("contact {raw:?} is not a mail address like contact@example.com")),
         }
     }
 
     pub fn mid(raw: &str) -> Result<String, String> {
-        let ok = (4..=20).contains(&raw.len())
-            && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let ok = (4..=20).contains(&raw.len()) && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if ok {
             Ok(raw.to_owned())
         } else {
-            Err(format!(
-                "MID {raw:?} must be 4–20 characters of A–Z, a–z, 0–9, '_'"
-            ))
+            Err(format!("MID {raw:?} must be 4–20 characters of A–Z, a–z, 0–9, '_'"))
         }
     }
 }
 
 /// Company name for matching: without 주식회사, (주), ㈜ and whitespace, lower-cased.
 pub fn normalise_company(name: &str) -> String {
-    let mut s = name
-        .replace("주식회사", "")
-        .replace("(주)", "")
-        .replace("㈜", "")
-        .replace("（주）", "");
+    let mut s = name.replace("주식회사", "").replace("(주)", "").replace("㈜", "").replace("（주）", "");
     s.retain(|c| !c.is_whitespace());
     s.to_lowercase()
 }
@@ -419,11 +349,7 @@ pub(crate) mod tests {
     pub fn source(role: FolderRole) -> MailSource {
         MailSource {
             account: "contracts".into(),
-            folder: if role == FolderRole::Junk {
-                "Junk".into()
-            } else {
-                "INBOX".into()
-            },
+            folder: if role == FolderRole::Junk { "Junk".into() } else { "INBOX".into() },
             role,
             uid: Some(7),
             uid_validity: Some(1),
@@ -434,58 +360,27 @@ pub(crate) mod tests {
     #[test]
     fn guidance_in_junk_advances_and_flags_spam_once() {
         let m = merchant("acme", "pay@acme.test");
-        let mail = mail(
-            MailKind::Guidance,
-            Some(Direction::Incoming),
-            "2026-11-04T11:00:00+09:00",
-        );
+        let mail = mail(MailKind::Guidance, Some(Direction::Incoming), "2026-11-04T11:00:00+09:00");
         let now = t("2026-11-04T12:00:00+09:00");
-        let e = apply_mail(
-            &m,
-            &mail,
-            &source(FolderRole::Junk),
-            &Rules::default(),
-            "contact",
-            now,
-        );
+        let e = apply_mail(&m, &mail, &source(FolderRole::Junk), &Rules::default(), "contact", now);
         assert!(e.stage_changed && e.spam_notice);
         assert_eq!(e.merchant.stage, Stage::GuidanceReceived);
         assert_eq!(e.merchant.stage_since, t("2026-11-04T11:00:00+09:00"));
         assert!(e.merchant.found_in_spam);
         assert!(e.events.iter().any(|ev| ev.change == Change::FoundInSpam));
         // A second Hecto mail in Junk: a notice for that mail too, but no second FoundInSpam event.
-        let again = apply_mail(
-            &e.merchant,
-            &mail,
-            &source(FolderRole::Junk),
-            &Rules::default(),
-            "contact",
-            now,
-        );
+        let again = apply_mail(&e.merchant, &mail, &source(FolderRole::Junk), &Rules::default(), "contact", now);
         assert!(again.spam_notice && !again.stage_changed);
-        assert!(!again
-            .events
-            .iter()
-            .any(|ev| ev.change == Change::FoundInSpam));
+        assert!(!again.events.iter().any(|ev| ev.change == Change::FoundInSpam));
     }
 
     #[test]
     fn an_old_mail_found_late_never_regresses_the_stage() {
         let mut m = merchant("acme", "pay@acme.test");
         m.stage = Stage::ContractCompleted;
-        let mail = mail(
-            MailKind::Guidance,
-            Some(Direction::Incoming),
-            "2026-11-04T11:00:00+09:00",
-        );
-        let e = apply_mail(
-            &m,
-            &mail,
-            &source(FolderRole::Inbox),
-            &Rules::default(),
-            "contact",
-            t("2026-11-20T00:00:00Z"),
-        );
+        let mail = mail(MailKind::Guidance, Some(Direction::Incoming), "2026-11-04T11:00:00+09:00");
+        let e =
+            apply_mail(&m, &mail, &source(FolderRole::Inbox), &Rules::default(), "contact", t("2026-11-20T00:00:00Z"));
         assert_eq!(e.merchant.stage, Stage::ContractCompleted);
         assert!(!e.stage_changed);
         assert!(matches!(e.events[0].change, Change::MailRecorded { .. }));
@@ -494,27 +389,13 @@ pub(crate) mod tests {
     #[test]
     fn contract_completed_records_new_mids_and_progress_records_approvals_without_stage_change() {
         let m = merchant("acme", "pay@acme.test");
-        let mut done = mail(
-            MailKind::ContractCompleted,
-            Some(Direction::Incoming),
-            "2026-11-10T09:00:00+09:00",
-        );
+        let mut done = mail(MailKind::ContractCompleted, Some(Direction::Incoming), "2026-11-10T09:00:00+09:00");
         done.mids = vec!["acme0001".into()];
-        let e = apply_mail(
-            &m,
-            &done,
-            &source(FolderRole::Inbox),
-            &Rules::default(),
-            "mid",
-            t("2026-11-10T10:00:00+09:00"),
-        );
+        let e =
+            apply_mail(&m, &done, &source(FolderRole::Inbox), &Rules::default(), "mid", t("2026-11-10T10:00:00+09:00"));
         assert_eq!(e.merchant.stage, Stage::ContractCompleted);
         assert_eq!(e.merchant.mids, vec!["acme0001".to_string()]);
-        let mut progress = mail(
-            MailKind::CardReviewProgress,
-            Some(Direction::Incoming),
-            "2026-11-20T09:00:00+09:00",
-        );
+        let mut progress = mail(MailKind::CardReviewProgress, Some(Direction::Incoming), "2026-11-20T09:00:00+09:00");
         progress.card_companies = vec!["shinhan".into()];
         let p = apply_mail(
             &e.merchant,
@@ -530,50 +411,21 @@ pub(crate) mod tests {
 
     #[test]
     fn sender_auth_require_holds_back_unauthenticated_incoming_mail_but_not_our_sent_mail() {
-        let rules = Rules {
-            sender_auth: crate::mail::SenderAuth::Require,
-            ..Rules::default()
-        };
+        let rules = Rules { sender_auth: crate::mail::SenderAuth::Require, ..Rules::default() };
         let m = merchant("acme", "pay@acme.test");
-        let mut g = mail(
-            MailKind::Guidance,
-            Some(Direction::Incoming),
-            "2026-11-04T11:00:00+09:00",
-        );
+        let mut g = mail(MailKind::Guidance, Some(Direction::Incoming), "2026-11-04T11:00:00+09:00");
         g.authenticated = Authenticated::None;
-        let e = apply_mail(
-            &m,
-            &g,
-            &source(FolderRole::Inbox),
-            &rules,
-            "contact",
-            t("2026-11-05T00:00:00Z"),
-        );
+        let e = apply_mail(&m, &g, &source(FolderRole::Inbox), &rules, "contact", t("2026-11-05T00:00:00Z"));
         assert_eq!(e.merchant.stage, Stage::Applied);
-        let mut req = mail(
-            MailKind::CardReviewRequested,
-            Some(Direction::Outgoing),
-            "2026-11-04T11:00:00+09:00",
-        );
+        let mut req = mail(MailKind::CardReviewRequested, Some(Direction::Outgoing), "2026-11-04T11:00:00+09:00");
         req.authenticated = Authenticated::None;
-        let e = apply_mail(
-            &m,
-            &req,
-            &source(FolderRole::Sent),
-            &rules,
-            "contact",
-            t("2026-11-05T00:00:00Z"),
-        );
+        let e = apply_mail(&m, &req, &source(FolderRole::Sent), &rules, "contact", t("2026-11-05T00:00:00Z"));
         assert_eq!(e.merchant.stage, Stage::CardReviewRequested);
     }
 
     #[test]
     fn absurd_dates_fall_back_to_internaldate() {
-        let mut g = mail(
-            MailKind::Guidance,
-            Some(Direction::Incoming),
-            "2099-01-01T00:00:00+09:00",
-        );
+        let mut g = mail(MailKind::Guidance, Some(Direction::Incoming), "2099-01-01T00:00:00+09:00");
         let mut src = source(FolderRole::Inbox);
         src.internal_date = Some(Utc.with_ymd_and_hms(2026, 11, 4, 2, 0, 0).unwrap());
         let now = t("2026-11-05T00:00:00Z");

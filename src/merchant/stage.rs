@@ -86,13 +86,10 @@ impl fmt::Display for Stage {
 impl FromStr for Stage {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Stage::ALL
-            .into_iter()
-            .find(|st| st.id() == s)
-            .ok_or_else(|| {
-                let ids: Vec<&str> = Stage::ALL.iter().map(|s| s.id()).collect();
-                format!("unknown stage {s:?}; stages are {}", ids.join(", "))
-            })
+        Stage::ALL.into_iter().find(|st| st.id() == s).ok_or_else(|| {
+            let ids: Vec<&str> = Stage::ALL.iter().map(|s| s.id()).collect();
+            format!("unknown stage {s:?}; stages are {}", ids.join(", "))
+        })
     }
 }
 
@@ -113,43 +110,15 @@ mod tests {
     fn mail_kinds_enter_stages_per_the_spec_table() {
         use Direction::*;
         let table = [
-            (
-                MailKind::Guidance,
-                Some(Incoming),
-                Some(Stage::GuidanceReceived),
-            ),
+            (MailKind::Guidance, Some(Incoming), Some(Stage::GuidanceReceived)),
             (MailKind::Guidance, Some(Outgoing), None),
-            (
-                MailKind::DocumentsRequest,
-                Some(Incoming),
-                Some(Stage::Contracting),
-            ),
-            (
-                MailKind::DocumentsRequest,
-                Some(Outgoing),
-                Some(Stage::Contracting),
-            ),
-            (
-                MailKind::ContractCompleted,
-                Some(Incoming),
-                Some(Stage::ContractCompleted),
-            ),
+            (MailKind::DocumentsRequest, Some(Incoming), Some(Stage::Contracting)),
+            (MailKind::DocumentsRequest, Some(Outgoing), Some(Stage::Contracting)),
+            (MailKind::ContractCompleted, Some(Incoming), Some(Stage::ContractCompleted)),
             (MailKind::ContractCompleted, Some(Outgoing), None),
-            (
-                MailKind::CardReviewRequested,
-                Some(Incoming),
-                Some(Stage::CardReviewRequested),
-            ),
-            (
-                MailKind::CardReviewRequested,
-                Some(Outgoing),
-                Some(Stage::CardReviewRequested),
-            ),
-            (
-                MailKind::CardReviewCompleted,
-                Some(Incoming),
-                Some(Stage::Live),
-            ),
+            (MailKind::CardReviewRequested, Some(Incoming), Some(Stage::CardReviewRequested)),
+            (MailKind::CardReviewRequested, Some(Outgoing), Some(Stage::CardReviewRequested)),
+            (MailKind::CardReviewCompleted, Some(Incoming), Some(Stage::Live)),
             (MailKind::CardReviewProgress, Some(Incoming), None),
             (MailKind::OtherHecto, Some(Incoming), None),
             (MailKind::Suspicious, Some(Incoming), None),

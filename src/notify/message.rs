@@ -23,37 +23,26 @@ pub enum BuildError {
 }
 
 /// Build the message for `entry` as rendered.
-pub fn build(
-    entry: &OutboxEntry,
-    rendered: &Rendered,
-    from: &Mailbox,
-) -> Result<Message, BuildError> {
+pub fn build(entry: &OutboxEntry, rendered: &Rendered, from: &Mailbox) -> Result<Message, BuildError> {
     if entry.to.is_empty() {
         return Err(BuildError::NoRecipients);
     }
     let mailbox = |a: &String| -> Result<Mailbox, BuildError> {
-        a.parse::<Mailbox>()
-            .map_err(|_| BuildError::BadAddress(a.clone()))
+        a.parse::<Mailbox>().map_err(|_| BuildError::BadAddress(a.clone()))
     };
     let mut b = Message::builder()
         .from(from.clone())
         .subject(rendered.subject.clone())
         .message_id(Some(rendered.message_id.clone()))
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str(HEADER),
-            entry.key.clone(),
-        ));
+        .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(HEADER), entry.key.clone()));
     for to in &entry.to {
         b = b.to(mailbox(to)?);
     }
     for cc in &entry.cc {
         b = b.cc(mailbox(cc)?);
     }
-    b.multipart(MultiPart::alternative_plain_html(
-        rendered.text.clone(),
-        rendered.html.clone(),
-    ))
-    .map_err(|e| BuildError::Build(e.to_string()))
+    b.multipart(MultiPart::alternative_plain_html(rendered.text.clone(), rendered.html.clone()))
+        .map_err(|e| BuildError::Build(e.to_string()))
 }
 
 /// The domain of the From address (for the Message-ID).
@@ -102,25 +91,14 @@ mod tests {
         let from: Mailbox = "Hecto Watch <noreply@example.test>".parse().unwrap();
         let m = build(&entry(), &rendered(), &from).unwrap();
         let raw = String::from_utf8(m.formatted()).unwrap();
-        assert!(
-            raw.contains("X-Hecto-Watch: reminder/acme/guidance@20270205/001\r\n"),
-            "{raw}"
-        );
-        assert!(
-            raw.contains("Message-ID: <0123@hecto-watch.example.test>\r\n"),
-            "{raw}"
-        );
+        assert!(raw.contains("X-Hecto-Watch: reminder/acme/guidance@20270205/001\r\n"), "{raw}");
+        assert!(raw.contains("Message-ID: <0123@hecto-watch.example.test>\r\n"), "{raw}");
         assert!(raw.contains("Cc: ops@example.test\r\n"), "{raw}");
         assert!(raw.contains("multipart/alternative"), "{raw}");
         let subject = raw.lines().find(|l| l.starts_with("Subject: ")).unwrap();
-        assert!(
-            subject.is_ascii() && subject.contains("=?utf-8?b?"),
-            "{subject}"
-        );
+        assert!(subject.is_ascii() && subject.contains("=?utf-8?b?"), "{subject}");
         let bytes = m.formatted();
-        let parsed = mail_parser::MessageParser::default()
-            .parse(bytes.as_slice())
-            .unwrap();
+        let parsed = mail_parser::MessageParser::default().parse(bytes.as_slice()).unwrap();
         assert_eq!(parsed.subject(), Some(rendered().subject.as_str()));
         assert_eq!(parsed.body_text(0).as_deref(), Some("본문"));
         assert_eq!(parsed.body_html(0).as_deref(), Some("<p>본문</p>"));
@@ -131,15 +109,9 @@ mod tests {
         let from: Mailbox = "noreply@example.test".parse().unwrap();
         let mut e = entry();
         e.to.clear();
-        assert!(matches!(
-            build(&e, &rendered(), &from),
-            Err(BuildError::NoRecipients)
-        ));
+        assert!(matches!(build(&e, &rendered(), &from), Err(BuildError::NoRecipients)));
         let mut e = entry();
         e.cc = vec!["not an address".into()];
-        assert!(matches!(
-            build(&e, &rendered(), &from),
-            Err(BuildError::BadAddress(_))
-        ));
+        assert!(matches!(build(&e, &rendered(), &from), Err(BuildError::BadAddress(_))));
     }
 }

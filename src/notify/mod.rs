@@ -39,10 +39,8 @@ pub fn smtp_notifier(store: Store, config: &Config) -> anyhow::Result<Notifier<S
     let smtp = config.smtp.as_ref().ok_or_else(|| {
         anyhow!("no [smtp] section in the configuration: sending needs one (see config/hecto-watch.toml)")
     })?;
-    let from: Mailbox = smtp
-        .from
-        .parse()
-        .with_context(|| format!("smtp.from: {:?} is not a mail address", smtp.from))?;
+    let from: Mailbox =
+        smtp.from.parse().with_context(|| format!("smtp.from: {:?} is not a mail address", smtp.from))?;
     let renderer = Renderer::new(&config.reminders)?;
     let deliver = SmtpDeliver::new(smtp)?;
     Ok(Notifier::new(store, deliver, renderer, from))

@@ -38,11 +38,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy {
-            first: Duration::from_secs(30),
-            cap: Duration::from_secs(3600),
-            permanent_tries: 3,
-        }
+        RetryPolicy { first: Duration::from_secs(30), cap: Duration::from_secs(3600), permanent_tries: 3 }
     }
 }
 
@@ -51,11 +47,7 @@ impl RetryPolicy {
     /// a quarter off, so daemons restarted together do not retry in lockstep; never above `cap`.
     pub fn backoff(&self, attempts: u32, jitter: f64) -> Duration {
         let exp = attempts.saturating_sub(1).min(31);
-        let full = self
-            .first
-            .checked_mul(1u32 << exp)
-            .unwrap_or(self.cap)
-            .min(self.cap);
+        let full = self.first.checked_mul(1u32 << exp).unwrap_or(self.cap).min(self.cap);
         full.mul_f64(1.0 - 0.25 * jitter.clamp(0.0, 1.0))
     }
 }
@@ -169,18 +161,9 @@ impl<D: Deliver> Notifier<D> {
 
     /// Send every entry due at `now`, oldest first. Stops early (between messages) when `cancel`
     /// fires. Database errors end the drain; SMTP errors are recorded per entry.
-    pub async fn drain(
-        &self,
-        now: DateTime<Utc>,
-        cancel: &CancellationToken,
-    ) -> anyhow::Result<Vec<Outcome>> {
+    pub async fn drain(&self, now: DateTime<Utc>, cancel: &CancellationToken) -> anyhow::Result<Vec<Outcome>> {
         let _one_at_a_time = self.drain_lock.lock().await;
-        let mut due: Vec<OutboxEntry> = self
-            .store
-            .outbox_entries()?
-            .into_iter()
-            .filter(|e| is_due(e, now))
-            .collect();
+        let mut due: Vec<OutboxEntry> = self.store.outbox_entries()?.into_iter().filter(|e| is_due(e, now)).collect();
         due.sort_by(|a, b| (a.created_at, &a.key).cmp(&(b.created_at, &b.key)));
         let mut outcomes = Vec::new();
         for entry in due {
@@ -224,12 +207,7 @@ impl<D: Deliver> Notifier<D> {
             None => {
                 let r = match self.renderer.render(&entry, &self.from_domain) {
                     Ok(r) => r,
-                    Err(e) => {
-                        return self
-                            .give_up(entry, format!("cannot render: {e:#}"))
-                            .await
-                            .map(Some)
-                    }
+                    Err(e) => return self.give_up(entry, format!("cannot render: {e:#}")).await.map(Some),
                 };
                 // Written (and on disk) before the first try: a retry or a restart sends the
                 // same subject, body and Message-ID.
@@ -274,8 +252,7 @@ impl<D: Deliver> Notifier<D> {
                     warn!(error = %err, attempts = entry.attempts, "Notice rejected permanently, giving up (see `hecto-watch reminders --failed`)");
                 } else {
                     let delay = self.policy.backoff(entry.attempts, rand::random::<f64>());
-                    let next = now
-                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
+                    let next = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
                     entry.next_attempt_at = Some(next);
                     warn!(
                         error = %err,
@@ -287,11 +264,7 @@ impl<D: Deliver> Notifier<D> {
                 }
                 self.store.put_outbox(&entry)?;
                 self.store.flush().await?;
-                let result = if entry.status == Delivery::Failed {
-                    OutcomeKind::Failed
-                } else {
-                    OutcomeKind::Retrying
-                };
+                let result = if entry.status == Delivery::Failed { OutcomeKind::Failed } else { OutcomeKind::Retrying };
                 Ok(Some(Outcome::of(&entry, result)))
             }
         }
@@ -318,11 +291,7 @@ impl<D: Deliver> Notifier<D> {
         if open_instance(&m).as_deref() == Some(entry.window.as_str()) {
             Ok(None)
         } else {
-            Ok(Some(format!(
-                "window {} closed (merchant {id} is now at stage {})",
-                entry.window,
-                m.stage.id()
-            )))
+            Ok(Some(format!("window {} closed (merchant {id} is now at stage {})", entry.window, m.stage.id())))
         }
     }
 }
@@ -332,16 +301,11 @@ impl<D: Deliver> Notifier<D> {
 pub fn retry(store: &Store, keys: &[String], all: bool) -> anyhow::Result<Vec<OutboxEntry>> {
     use crate::store::Refused;
     let targets: Vec<OutboxEntry> = if all {
-        store
-            .outbox_entries()?
-            .into_iter()
-            .filter(|e| e.status == Delivery::Failed)
-            .collect()
+        store.outbox_entries()?.into_iter().filter(|e| e.status == Delivery::Failed).collect()
     } else {
         if keys.is_empty() {
             return Err(Refused::BadInput(
-                "name the keys to retry (see `hecto-watch reminders --failed`), or pass --all"
-                    .into(),
+                "name the keys to retry (see `hecto-watch reminders --failed`), or pass --all".into(),
             )
             .into());
         }
@@ -357,9 +321,7 @@ pub fn retry(store: &Store, keys: &[String], all: bool) -> anyhow::Result<Vec<Ou
                 Some(e) if e.status == Delivery::Sent => {
                     return Err(Refused::BadInput(format!(
                         "{k:?} was already sent{}; a key is never sent twice",
-                        e.sent_at
-                            .map(|t| format!(" at {}", t.to_rfc3339()))
-                            .unwrap_or_default()
+                        e.sent_at.map(|t| format!(" at {}", t.to_rfc3339())).unwrap_or_default()
                     ))
                     .into())
                 }
@@ -414,10 +376,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let n = Notifier::new(
             store,
-            Script {
-                results: Mutex::new(results),
-                sent: Mutex::new(Vec::new()),
-            },
+            Script { results: Mutex::new(results), sent: Mutex::new(Vec::new()) },
             Renderer::new(&Reminders::default()).unwrap(),
             "Hecto Watch <noreply@example.test>".parse().unwrap(),
         );
@@ -472,25 +431,14 @@ mod tests {
         assert_eq!(e.attempts, 1);
         assert_eq!(e.last_error.as_deref(), Some("connection refused"));
         let next = e.next_attempt_at.unwrap();
-        assert!(
-            next > now && next <= now + chrono::Duration::seconds(30),
-            "{next}"
-        );
+        assert!(next > now && next <= now + chrono::Duration::seconds(30), "{next}");
         assert!(e.rendered.is_some(), "rendered before the first try");
         // Not due again before next_attempt_at.
-        assert!(n
-            .drain(now, &CancellationToken::new())
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(n.drain(now, &CancellationToken::new()).await.unwrap().is_empty());
         let later = now + chrono::Duration::seconds(31);
         let out = n.drain(later, &CancellationToken::new()).await.unwrap();
         assert_eq!(out[0].result, OutcomeKind::Sent);
-        assert!(n
-            .drain(later, &CancellationToken::new())
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(n.drain(later, &CancellationToken::new()).await.unwrap().is_empty());
         let sent = n.deliverer().sent.lock().unwrap();
         assert_eq!(sent.len(), 2, "one failed try, one success");
         let parse = |raw: &[u8]| {
@@ -504,10 +452,7 @@ mod tests {
         };
         // Only the MIME boundary may differ: a retry sends the same message.
         assert_eq!(parse(&sent[0]), parse(&sent[1]));
-        assert!(parse(&sent[0])
-            .1
-            .unwrap()
-            .ends_with("@hecto-watch.example.test"));
+        assert!(parse(&sent[0]).1.unwrap().ends_with("@hecto-watch.example.test"));
     }
 
     #[tokio::test]
@@ -523,14 +468,7 @@ mod tests {
             }
             now += chrono::Duration::hours(2);
         }
-        assert_eq!(
-            results,
-            [
-                OutcomeKind::Retrying,
-                OutcomeKind::Retrying,
-                OutcomeKind::Failed
-            ]
-        );
+        assert_eq!(results, [OutcomeKind::Retrying, OutcomeKind::Retrying, OutcomeKind::Failed]);
         let failed = n.store().outbox_entry("spam/acme/00aa").unwrap().unwrap();
         assert_eq!(failed.status, Delivery::Failed);
         assert_eq!(failed.last_error.as_deref(), Some("550 no such user"));
@@ -550,10 +488,7 @@ mod tests {
         let mut e = spam_entry();
         e.to.clear();
         n.store().enqueue(&[e]).unwrap();
-        let out = n
-            .drain(t("2027-02-08T11:00:05+09:00"), &CancellationToken::new())
-            .await
-            .unwrap();
+        let out = n.drain(t("2027-02-08T11:00:05+09:00"), &CancellationToken::new()).await.unwrap();
         assert_eq!(out[0].result, OutcomeKind::Failed);
         assert!(out[0].error.as_deref().unwrap().contains("no recipients"));
         assert!(n.deliverer().sent.lock().unwrap().is_empty());

@@ -40,17 +40,8 @@ const SPAM_VARS: &[&str] = &[
     "hecto_contact",
     "portone_contact",
 ];
-const OPERATOR_VARS: &[&str] = &[
-    "reason_text",
-    "detail",
-    "account",
-    "folder",
-    "sender",
-    "mail_subject",
-    "kind",
-    "mail_message_id",
-    "candidates",
-];
+const OPERATOR_VARS: &[&str] =
+    &["reason_text", "detail", "account", "folder", "sender", "mail_subject", "kind", "mail_message_id", "candidates"];
 
 /// The built-in templates: (name, language, text, html).
 const BUILTIN: &[(&str, &str, &str, &str)] = &[
@@ -133,20 +124,11 @@ fn lang_code(l: Language) -> &'static str {
 fn split_subject<'a>(text: &'a str, what: &str) -> Result<(&'a str, &'a str), String> {
     let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
     let first = first.trim_end_matches('\r');
-    let Some(subject) = first
-        .get(..8)
-        .filter(|p| p.eq_ignore_ascii_case("subject:"))
-        .map(|_| first[8..].trim())
-    else {
-        return Err(format!(
-            "{what}: the first line must be the subject (`subject: …`), found {first:?}"
-        ));
+    let Some(subject) = first.get(..8).filter(|p| p.eq_ignore_ascii_case("subject:")).map(|_| first[8..].trim()) else {
+        return Err(format!("{what}: the first line must be the subject (`subject: …`), found {first:?}"));
     };
     // One blank line separates the subject from the body.
-    let body = rest
-        .strip_prefix("\r\n")
-        .or_else(|| rest.strip_prefix('\n'))
-        .unwrap_or(rest);
+    let body = rest.strip_prefix("\r\n").or_else(|| rest.strip_prefix('\n')).unwrap_or(rest);
     Ok((subject, body))
 }
 
@@ -179,18 +161,11 @@ impl Renderer {
             let parsed = load("txt", text)
                 .and_then(|(what, txt)| {
                     let (subject, body) = split_subject(&txt, &what)?;
-                    Ok((
-                        Template::parse(subject, vars, &what)?,
-                        Template::parse(body, vars, &what)?,
-                    ))
+                    Ok((Template::parse(subject, vars, &what)?, Template::parse(body, vars, &what)?))
                 })
                 .and_then(|(subject, text)| {
                     let (what, h) = load("html", html)?;
-                    Ok(MessageTemplates {
-                        subject,
-                        text,
-                        html: Template::parse(&h, vars, &what)?,
-                    })
+                    Ok(MessageTemplates { subject, text, html: Template::parse(&h, vars, &what)? })
                 });
             match parsed {
                 Ok(t) => {
@@ -296,14 +271,7 @@ impl Renderer {
                 v.insert("mail_subject", subject.clone());
                 v.insert("kind", kind.clone());
                 v.insert("mail_message_id", or_dash(message_id.as_deref()));
-                v.insert(
-                    "candidates",
-                    if candidates.is_empty() {
-                        "-".to_owned()
-                    } else {
-                        candidates.join(", ")
-                    },
-                );
+                v.insert("candidates", if candidates.is_empty() { "-".to_owned() } else { candidates.join(", ") });
                 "operator_notice"
             }
         };
@@ -386,11 +354,7 @@ pub fn spam_folder_words(folders: &[String], ko: bool) -> String {
 /// `<{sha256(key) hex, 32 chars}@hecto-watch.{from domain}>`.
 pub fn message_id(key: &str, from_domain: &str) -> String {
     let hash = hex::encode(sha2::Sha256::digest(key.as_bytes()));
-    let domain = if from_domain.is_empty() {
-        "localhost"
-    } else {
-        from_domain
-    };
+    let domain = if from_domain.is_empty() { "localhost" } else { from_domain };
     format!("<{}@hecto-watch.{domain}>", &hash[..32])
 }
 
@@ -445,27 +409,15 @@ mod tests {
     }
 
     fn renderer(lang: Language) -> Renderer {
-        Renderer::new(&Reminders {
-            language: lang,
-            ..Reminders::default()
-        })
-        .unwrap()
+        Renderer::new(&Reminders { language: lang, ..Reminders::default() }).unwrap()
     }
 
     #[test]
     fn korean_guidance_reminder_names_days_spam_folders_and_contacts() {
         let r = renderer(Language::Ko).render(&guidance(&["Junk", "스팸메일함"]), "example.test");
         let r = r.unwrap();
-        assert!(
-            r.subject.contains("헥토파이낸셜 계약 안내"),
-            "{}",
-            r.subject
-        );
-        assert!(
-            r.subject.contains("주식회사 <에이씨미> & Co"),
-            "{}",
-            r.subject
-        );
+        assert!(r.subject.contains("헥토파이낸셜 계약 안내"), "{}", r.subject);
+        assert!(r.subject.contains("주식회사 <에이씨미> & Co"), "{}", r.subject);
         assert!(r.subject.contains("(1/3)"), "{}", r.subject);
         assert!(!r.subject.contains('\n'));
         assert!(r.text.contains("영업일 기준 4일"), "{}", r.text);
@@ -479,21 +431,15 @@ mod tests {
 
     #[test]
     fn an_unknown_spam_folder_falls_back_to_the_generic_wording() {
-        let ko = renderer(Language::Ko)
-            .render(&guidance(&[]), "example.test")
-            .unwrap();
+        let ko = renderer(Language::Ko).render(&guidance(&[]), "example.test").unwrap();
         assert!(ko.text.contains("스팸메일함 (Junk)"), "{}", ko.text);
-        let en = renderer(Language::En)
-            .render(&guidance(&[]), "example.test")
-            .unwrap();
+        let en = renderer(Language::En).render(&guidance(&[]), "example.test").unwrap();
         assert!(en.text.contains("your spam folder (Junk)"), "{}", en.text);
     }
 
     #[test]
     fn english_guidance_reminder_is_english() {
-        let r = renderer(Language::En)
-            .render(&guidance(&["Junk"]), "example.test")
-            .unwrap();
+        let r = renderer(Language::En).render(&guidance(&["Junk"]), "example.test").unwrap();
         assert!(r.subject.starts_with("[Action needed]"), "{}", r.subject);
         assert!(r.text.contains("4 business days"), "{}", r.text);
         assert!(r.text.contains("Fri 2027-02-05"), "{}", r.text);
@@ -502,14 +448,8 @@ mod tests {
 
     #[test]
     fn html_alternative_escapes_values_but_text_does_not() {
-        let r = renderer(Language::Ko)
-            .render(&guidance(&[]), "example.test")
-            .unwrap();
-        assert!(
-            r.html.contains("주식회사 &lt;에이씨미&gt; &amp; Co"),
-            "{}",
-            r.html
-        );
+        let r = renderer(Language::Ko).render(&guidance(&[]), "example.test").unwrap();
+        assert!(r.html.contains("주식회사 &lt;에이씨미&gt; &amp; Co"), "{}", r.html);
         assert!(!r.html.contains("<에이씨미>"));
         assert!(r.html.starts_with("<!DOCTYPE html>"));
         assert!(r.text.contains("주식회사 <에이씨미> & Co"));
@@ -517,15 +457,11 @@ mod tests {
 
     #[test]
     fn card_review_reminder_says_when_and_about_two_weeks() {
-        let ko = renderer(Language::Ko)
-            .render(&card_review(), "example.test")
-            .unwrap();
+        let ko = renderer(Language::Ko).render(&card_review(), "example.test").unwrap();
         assert!(ko.text.contains("2026-12-01 (화)"), "{}", ko.text);
         assert!(ko.text.contains("약 2주"), "{}", ko.text);
         assert!(ko.subject.contains("15일"), "{}", ko.subject);
-        let en = renderer(Language::En)
-            .render(&card_review(), "example.test")
-            .unwrap();
+        let en = renderer(Language::En).render(&card_review(), "example.test").unwrap();
         assert!(en.text.contains("about two weeks"), "{}", en.text);
         assert!(en.text.contains("Tue 2026-12-01"), "{}", en.text);
     }
@@ -550,9 +486,7 @@ mod tests {
             },
             t("2027-02-08T11:00:05+09:00"),
         );
-        let r = renderer(Language::Ko)
-            .render(&spam, "example.test")
-            .unwrap();
+        let r = renderer(Language::Ko).render(&spam, "example.test").unwrap();
         assert!(r.subject.contains("스팸"), "{}", r.subject);
         assert!(r.text.contains("contracts / Junk"), "{}", r.text);
         assert!(r.text.contains("2027-02-08 (월) 11:00 KST"), "{}", r.text);
@@ -576,38 +510,19 @@ mod tests {
             t("2027-02-08T11:00:05+09:00"),
         );
         let r = renderer(Language::En).render(&op, "example.test").unwrap();
-        assert!(
-            r.subject.starts_with("[hecto-watch] Suspicious"),
-            "{}",
-            r.subject
-        );
-        assert!(
-            !r.subject.contains('\n') && !r.subject.contains('\r'),
-            "a subject stays one line: {:?}",
-            r.subject
-        );
+        assert!(r.subject.starts_with("[hecto-watch] Suspicious"), "{}", r.subject);
+        assert!(!r.subject.contains('\n') && !r.subject.contains('\r'), "a subject stays one line: {:?}", r.subject);
         assert!(r.text.contains("x@hectofinancial-co.kr"));
     }
 
     #[test]
     fn message_id_is_deterministic_per_key() {
         let a = message_id("reminder/acme/guidance@20270205/001", "example.test");
-        assert_eq!(
-            a,
-            message_id("reminder/acme/guidance@20270205/001", "example.test")
-        );
-        assert_ne!(
-            a,
-            message_id("reminder/acme/guidance@20270205/002", "example.test")
-        );
-        assert!(
-            a.starts_with('<') && a.ends_with("@hecto-watch.example.test>"),
-            "{a}"
-        );
+        assert_eq!(a, message_id("reminder/acme/guidance@20270205/001", "example.test"));
+        assert_ne!(a, message_id("reminder/acme/guidance@20270205/002", "example.test"));
+        assert!(a.starts_with('<') && a.ends_with("@hecto-watch.example.test>"), "{a}");
         assert_eq!(a.len(), 1 + 32 + "@hecto-watch.example.test>".len());
-        let r = renderer(Language::Ko)
-            .render(&guidance(&[]), "example.test")
-            .unwrap();
+        let r = renderer(Language::Ko).render(&guidance(&[]), "example.test").unwrap();
         assert_eq!(r.message_id, a);
     }
 
@@ -619,33 +534,19 @@ mod tests {
             "subject: 확인해 주세요 {{merchant_name}}\n\n{{business_days_waited}}일 지남\n",
         )
         .unwrap();
-        let r = Renderer::new(&Reminders {
-            templates_dir: Some(dir.path().to_owned()),
-            ..Reminders::default()
-        })
-        .unwrap();
+        let r =
+            Renderer::new(&Reminders { templates_dir: Some(dir.path().to_owned()), ..Reminders::default() }).unwrap();
         let out = r.render(&guidance(&[]), "example.test").unwrap();
         assert_eq!(out.subject, "확인해 주세요 주식회사 <에이씨미> & Co");
         assert_eq!(out.text, "4일 지남\n");
         assert!(out.html.contains("영업일 기준 4일"), "html stays built in");
 
-        std::fs::write(
-            dir.path().join("spam_notice.ko.html"),
-            "<p>{{merchant_nam}}</p>",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("operator_notice.ko.txt"),
-            "no subject line\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("spam_notice.ko.html"), "<p>{{merchant_nam}}</p>").unwrap();
+        std::fs::write(dir.path().join("operator_notice.ko.txt"), "no subject line\n").unwrap();
         let err = format!(
             "{:#}",
-            Renderer::new(&Reminders {
-                templates_dir: Some(dir.path().to_owned()),
-                ..Reminders::default()
-            })
-            .unwrap_err()
+            Renderer::new(&Reminders { templates_dir: Some(dir.path().to_owned()), ..Reminders::default() })
+                .unwrap_err()
         );
         assert!(err.contains("merchant_nam"), "{err}");
         assert!(err.contains("operator_notice.ko.txt"), "{err}");

@@ -39,8 +39,7 @@ pub async fn tick<D: Deliver>(
     now: DateTime<Utc>,
 ) -> anyhow::Result<TickReport> {
     let store = notifier.store();
-    let (due, _) = ops::reminders_due(store, config, calendar, now)
-        .context("cannot compute the reminders due")?;
+    let (due, _) = ops::reminders_due(store, config, calendar, now).context("cannot compute the reminders due")?;
     let enqueued = store.enqueue(&due)?;
     store.flush().await?;
     if !enqueued.is_empty() {
@@ -48,19 +47,12 @@ pub async fn tick<D: Deliver>(
     }
     super::crash_after("enqueue");
     let outcomes = notifier.drain(now, &CancellationToken::new()).await?;
-    Ok(TickReport {
-        at: now,
-        enqueued,
-        outcomes,
-    })
+    Ok(TickReport { at: now, enqueued, outcomes })
 }
 
 /// The first schedule time strictly after `after`, evaluated in Asia/Seoul.
 pub fn next_tick(schedule: &cron::Schedule, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    schedule
-        .after(&after.with_timezone(&Seoul))
-        .next()
-        .map(|t| t.with_timezone(&Utc))
+    schedule.after(&after.with_timezone(&Seoul)).next().map(|t| t.with_timezone(&Utc))
 }
 
 /// Longest single sleep: the next tick is recomputed at least this often, so a wall-clock jump
@@ -84,15 +76,8 @@ pub async fn run_schedule<D: Deliver>(
     let mut at = clock.now();
     loop {
         let span = info_span!("tick", at = %at.with_timezone(&Seoul).to_rfc3339());
-        match tick(&notifier, &config, &calendar, at)
-            .instrument(span)
-            .await
-        {
-            Ok(r) => info!(
-                enqueued = r.enqueued.len(),
-                tried = r.outcomes.len(),
-                "Reminder tick done"
-            ),
+        match tick(&notifier, &config, &calendar, at).instrument(span).await {
+            Ok(r) => info!(enqueued = r.enqueued.len(), tried = r.outcomes.len(), "Reminder tick done"),
             Err(e) => {
                 error!(error = %format!("{e:#}"), "Reminder tick failed; the next tick recomputes")
             }
@@ -109,10 +94,7 @@ pub async fn run_schedule<D: Deliver>(
                 at = now;
                 break;
             }
-            let wait = (next - now)
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(MAX_SLEEP);
+            let wait = (next - now).to_std().unwrap_or(Duration::ZERO).min(MAX_SLEEP);
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(wait) => {}
@@ -134,20 +116,11 @@ mod tests {
     fn default_schedule_is_weekdays_at_nine_in_seoul() {
         let s = cron::Schedule::from_str("0 0 9 * * Mon-Fri").unwrap();
         // Friday 10:00 KST → Monday 09:00 KST (= Monday 00:00 UTC).
-        assert_eq!(
-            next_tick(&s, t("2027-02-12T10:00:00+09:00")),
-            Some(t("2027-02-15T09:00:00+09:00"))
-        );
+        assert_eq!(next_tick(&s, t("2027-02-12T10:00:00+09:00")), Some(t("2027-02-15T09:00:00+09:00")));
         // Thursday 23:30 UTC is already Friday 08:30 in Seoul → Friday 09:00 KST.
-        assert_eq!(
-            next_tick(&s, t("2027-02-11T23:30:00Z")),
-            Some(t("2027-02-12T09:00:00+09:00"))
-        );
+        assert_eq!(next_tick(&s, t("2027-02-11T23:30:00Z")), Some(t("2027-02-12T09:00:00+09:00")));
         // Strictly after: at 09:00 sharp the next one is the next day.
-        assert_eq!(
-            next_tick(&s, t("2027-02-15T09:00:00+09:00")),
-            Some(t("2027-02-16T09:00:00+09:00"))
-        );
+        assert_eq!(next_tick(&s, t("2027-02-15T09:00:00+09:00")), Some(t("2027-02-16T09:00:00+09:00")));
     }
 
     #[tokio::test]
@@ -156,10 +129,7 @@ mod tests {
         let store = crate::store::Store::open(dir.path()).unwrap();
         struct Never;
         impl Deliver for Never {
-            async fn deliver(
-                &self,
-                _: &lettre::Message,
-            ) -> Result<(), super::super::smtp::SendError> {
+            async fn deliver(&self, _: &lettre::Message) -> Result<(), super::super::smtp::SendError> {
                 Ok(())
             }
         }

@@ -34,10 +34,7 @@ pub async fn run_sender<D: Deliver>(
         }
         let wait = match notifier.drain(clock.now(), &cancel).await {
             Ok(_) => match notifier.next_due() {
-                Ok(Some(t)) => (t - clock.now())
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-                    .clamp(MIN_WAKE, IDLE_WAKE),
+                Ok(Some(t)) => (t - clock.now()).to_std().unwrap_or(Duration::ZERO).clamp(MIN_WAKE, IDLE_WAKE),
                 Ok(None) => IDLE_WAKE,
                 Err(e) => {
                     error!(error = %format!("{e:#}"), "Cannot read the outbox");

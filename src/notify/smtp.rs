@@ -54,18 +54,12 @@ impl SmtpDeliver {
         let tls_parameters = || -> anyhow::Result<TlsParameters> {
             let mut b = TlsParameters::builder(host.clone());
             if let Some(ca) = &smtp.ca_file {
-                let pem = std::fs::read(ca)
-                    .with_context(|| format!("smtp.ca_file: cannot read {}", ca.display()))?;
-                let cert = Certificate::from_pem(&pem).map_err(|e| {
-                    anyhow::anyhow!(
-                        "smtp.ca_file: {} is not a PEM certificate: {e}",
-                        ca.display()
-                    )
-                })?;
+                let pem = std::fs::read(ca).with_context(|| format!("smtp.ca_file: cannot read {}", ca.display()))?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| anyhow::anyhow!("smtp.ca_file: {} is not a PEM certificate: {e}", ca.display()))?;
                 b = b.add_root_certificate(cert);
             }
-            b.build()
-                .map_err(|e| anyhow::anyhow!("cannot set up TLS for {host}: {e}"))
+            b.build().map_err(|e| anyhow::anyhow!("cannot set up TLS for {host}: {e}"))
         };
         let tls = match smtp.tls {
             TlsMode::Implicit => Tls::Wrapper(tls_parameters()?),
@@ -85,11 +79,7 @@ impl SmtpDeliver {
             .port(smtp.port)
             .tls(tls)
             .timeout(Some(smtp.timeout))
-            .pool_config(
-                PoolConfig::new()
-                    .max_size(2)
-                    .idle_timeout(Duration::from_secs(60)),
-            );
+            .pool_config(PoolConfig::new().max_size(2).idle_timeout(Duration::from_secs(60)));
         if let Some(user) = &smtp.username {
             let password = match &smtp.password {
                 Some(p) => p.reveal().context("smtp.password")?,
@@ -97,13 +87,7 @@ impl SmtpDeliver {
             };
             builder = builder.credentials(Credentials::new(user.clone(), password));
         }
-        Ok(SmtpDeliver {
-            transport: builder.build(),
-            host,
-            port: smtp.port,
-            tls: smtp.tls,
-            timeout: smtp.timeout,
-        })
+        Ok(SmtpDeliver { transport: builder.build(), host, port: smtp.port, tls: smtp.tls, timeout: smtp.timeout })
     }
 
     /// Connect and say EHLO (and AUTH), for `check-config --connect`.
@@ -146,9 +130,7 @@ impl SmtpDeliver {
             return SendError::Transient(format!("{at} refused the message for now: {detail}"));
         }
         if e.is_timeout() {
-            return SendError::Transient(format!(
-                "{at} timed out: {detail} — is the server reachable?"
-            ));
+            return SendError::Transient(format!("{at} timed out: {detail} — is the server reachable?"));
         }
         if e.is_tls() {
             return SendError::Transient(format!(

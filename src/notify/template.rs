@@ -37,20 +37,12 @@ impl Template {
             }
             let after = &rest[start + 2..];
             let Some(end) = after.find("}}") else {
-                let line = text[..text.len() - rest.len() + start]
-                    .lines()
-                    .count()
-                    .max(1);
-                return Err(format!(
-                    "{what}: line {line}: `{{{{` without a closing `}}}}`"
-                ));
+                let line = text[..text.len() - rest.len() + start].lines().count().max(1);
+                return Err(format!("{what}: line {line}: `{{{{` without a closing `}}}}`"));
             };
             let name = after[..end].trim();
             if !known.contains(&name) {
-                let line = text[..text.len() - rest.len() + start]
-                    .lines()
-                    .count()
-                    .max(1);
+                let line = text[..text.len() - rest.len() + start].lines().count().max(1);
                 return Err(format!(
                     "{what}: line {line}: unknown placeholder {{{{{name}}}}} (known: {})",
                     known.join(", ")
@@ -112,20 +104,14 @@ mod tests {
     #[test]
     fn placeholders_are_filled_and_whitespace_inside_braces_is_allowed() {
         let t = Template::parse("안녕하세요 {{name}}님, {{ n }}차", &["name", "n"], "t").unwrap();
-        assert_eq!(
-            t.render(&vals(&[("name", "에이씨미"), ("n", "2")]), Escape::None),
-            "안녕하세요 에이씨미님, 2차"
-        );
+        assert_eq!(t.render(&vals(&[("name", "에이씨미"), ("n", "2")]), Escape::None), "안녕하세요 에이씨미님, 2차");
     }
 
     #[test]
     fn html_escaping_applies_to_values_not_to_the_template() {
         let t = Template::parse("<p>{{name}}</p>", &["name"], "t").unwrap();
         let v = vals(&[("name", "<script>\"A&B\"'")]);
-        assert_eq!(
-            t.render(&v, Escape::Html),
-            "<p>&lt;script&gt;&quot;A&amp;B&quot;&#39;</p>"
-        );
+        assert_eq!(t.render(&v, Escape::Html), "<p>&lt;script&gt;&quot;A&amp;B&quot;&#39;</p>");
         assert_eq!(t.render(&v, Escape::None), "<p><script>\"A&B\"'</p>");
     }
 

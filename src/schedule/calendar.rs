@@ -65,11 +65,7 @@ pub struct Calendar {
 
 impl Clone for Calendar {
     fn clone(&self) -> Self {
-        Calendar {
-            holidays: self.holidays.clone(),
-            covered: self.covered.clone(),
-            warned: Mutex::new(BTreeSet::new()),
-        }
+        Calendar { holidays: self.holidays.clone(), covered: self.covered.clone(), warned: Mutex::new(BTreeSet::new()) }
     }
 }
 
@@ -88,12 +84,10 @@ impl Calendar {
     pub fn from_config(c: &crate::config::CalendarConfig) -> anyhow::Result<Calendar> {
         let mut cal = match &c.holidays_file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    anyhow::anyhow!("cannot read calendar.holidays_file {}: {e}", path.display())
-                })?;
-                Calendar::from_toml(&text).map_err(|e| {
-                    anyhow::anyhow!("calendar.holidays_file {}: {e}", path.display())
-                })?
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read calendar.holidays_file {}: {e}", path.display()))?;
+                Calendar::from_toml(&text)
+                    .map_err(|e| anyhow::anyhow!("calendar.holidays_file {}: {e}", path.display()))?
             }
             None => Calendar::builtin(),
         };
@@ -102,26 +96,15 @@ impl Calendar {
     }
 
     pub fn from_toml(text: &str) -> Result<Calendar, String> {
-        let file: HolidayFile =
-            toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
+        let file: HolidayFile = toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
         let mut holidays = BTreeMap::new();
         for raw in file.day {
             let date = raw
                 .date
                 .date
-                .and_then(|d| {
-                    NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))
-                })
+                .and_then(|d| NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day)))
                 .ok_or_else(|| format!("{} is not a date", raw.date))?;
-            holidays.insert(
-                date,
-                Holiday {
-                    date,
-                    name: raw.name,
-                    kind: raw.kind,
-                    source: raw.source,
-                },
-            );
+            holidays.insert(date, Holiday { date, name: raw.name, kind: raw.kind, source: raw.source });
         }
         Ok(Calendar {
             holidays,
@@ -215,13 +198,10 @@ pub fn kst_date(t: DateTime<Utc>) -> NaiveDate {
 pub fn end_of_day(date: NaiveDate) -> DateTime<Utc> {
     let t = NaiveTime::from_hms_opt(23, 59, 59).unwrap_or(NaiveTime::MIN);
     // Seoul has had no DST since 1988, so the local time is never ambiguous or missing.
-    Seoul
-        .from_local_datetime(&date.and_time(t))
-        .earliest()
-        .map_or_else(
-            || Utc.from_utc_datetime(&date.and_time(t)) - chrono::Duration::hours(9),
-            |local| local.with_timezone(&Utc),
-        )
+    Seoul.from_local_datetime(&date.and_time(t)).earliest().map_or_else(
+        || Utc.from_utc_datetime(&date.and_time(t)) - chrono::Duration::hours(9),
+        |local| local.with_timezone(&Utc),
+    )
 }
 
 #[cfg(test)]
@@ -235,23 +215,11 @@ mod tests {
     #[test]
     fn shipped_data_parses_and_covers_2024_to_2027() {
         let cal = Calendar::from_toml(BUILTIN_HOLIDAYS).unwrap();
-        assert_eq!(
-            cal.covered_years().iter().copied().collect::<Vec<_>>(),
-            vec![2024, 2025, 2026, 2027]
-        );
+        assert_eq!(cal.covered_years().iter().copied().collect::<Vec<_>>(), vec![2024, 2025, 2026, 2027]);
         assert!(cal.holidays.len() >= 80);
-        assert_eq!(
-            cal.holiday(d("2027-02-09")).unwrap().kind,
-            HolidayKind::Substitute
-        );
-        assert_eq!(
-            cal.holiday(d("2026-06-03")).unwrap().kind,
-            HolidayKind::Election
-        );
-        assert_eq!(
-            cal.holiday(d("2024-05-01")).unwrap().kind,
-            HolidayKind::Bank
-        );
+        assert_eq!(cal.holiday(d("2027-02-09")).unwrap().kind, HolidayKind::Substitute);
+        assert_eq!(cal.holiday(d("2026-06-03")).unwrap().kind, HolidayKind::Election);
+        assert_eq!(cal.holiday(d("2024-05-01")).unwrap().kind, HolidayKind::Bank);
     }
 
     #[test]
@@ -277,11 +245,7 @@ mod tests {
             ("2027-12-23", 3, "2027-12-29"),
         ];
         for (applied, n, due) in table {
-            assert_eq!(
-                cal.add_business_days(d(applied), n),
-                d(due),
-                "applied {applied} + {n}"
-            );
+            assert_eq!(cal.add_business_days(d(applied), n), d(due), "applied {applied} + {n}");
         }
     }
 
@@ -312,14 +276,8 @@ mod tests {
     #[test]
     fn business_days_between_counts_the_half_open_interval() {
         let cal = Calendar::builtin();
-        assert_eq!(
-            cal.business_days_between(d("2027-02-05"), d("2027-02-12")),
-            3
-        );
-        assert_eq!(
-            cal.business_days_between(d("2026-11-23"), d("2026-11-23")),
-            0
-        );
+        assert_eq!(cal.business_days_between(d("2027-02-05"), d("2027-02-12")), 3);
+        assert_eq!(cal.business_days_between(d("2026-11-23"), d("2026-11-23")), 0);
     }
 
     #[test]

@@ -44,11 +44,7 @@ impl Deadline {
     /// `guidance@20261102`: one window instance; reopening the window (an operator moving the
     /// merchant back) starts a new one with its own reminder count.
     pub fn instance(&self) -> String {
-        format!(
-            "{}@{}",
-            self.window.as_str(),
-            kst_date(self.opened).format("%Y%m%d")
-        )
+        format!("{}@{}", self.window.as_str(), kst_date(self.opened).format("%Y%m%d"))
     }
 }
 
@@ -58,20 +54,12 @@ pub fn deadline(m: &Merchant, windows: &Windows, cal: &Calendar) -> Option<Deadl
         Stage::Applied => {
             let opened = m.applied_at;
             let day = cal.add_business_days(kst_date(opened), windows.guidance_business_days);
-            Some(Deadline {
-                window: Window::Guidance,
-                opened,
-                due: end_of_day(day),
-            })
+            Some(Deadline { window: Window::Guidance, opened, due: end_of_day(day) })
         }
         Stage::CardReviewRequested => {
             let opened = m.stage_since;
             let day = kst_date(opened) + chrono::Days::new(u64::from(windows.card_review_days));
-            Some(Deadline {
-                window: Window::CardReview,
-                opened,
-                due: end_of_day(day),
-            })
+            Some(Deadline { window: Window::CardReview, opened, due: end_of_day(day) })
         }
         _ => None,
     }
@@ -86,9 +74,7 @@ pub fn reminder_log<'a>(entries: impl IntoIterator<Item = &'a OutboxEntry>) -> R
     for e in entries {
         if e.kind == NoticeKind::Reminder {
             if let Some(m) = &e.merchant {
-                log.entry((m.clone(), e.window.clone()))
-                    .or_default()
-                    .push(e.created_at);
+                log.entry((m.clone(), e.window.clone())).or_default().push(e.created_at);
             }
         }
     }
@@ -123,9 +109,7 @@ pub fn due_reminders(
             continue;
         }
         let instance = d.instance();
-        let sent = log
-            .get(&(m.id.clone(), instance.clone()))
-            .map_or(&[][..], Vec::as_slice);
+        let sent = log.get(&(m.id.clone(), instance.clone())).map_or(&[][..], Vec::as_slice);
         let n = sent.len() as u32;
         if n >= reminders.max_reminders {
             continue;
@@ -148,16 +132,8 @@ pub fn due_reminders(
         };
         let key = reminder_key(&m.id, &instance, n + 1);
         out.push(
-            OutboxEntry::pending(
-                key,
-                NoticeKind::Reminder,
-                Some(m.id.clone()),
-                instance,
-                n + 1,
-                facts,
-                now,
-            )
-            .to_contact(&m.contact, &reminders.operators),
+            OutboxEntry::pending(key, NoticeKind::Reminder, Some(m.id.clone()), instance, n + 1, facts, now)
+                .to_contact(&m.contact, &reminders.operators),
         );
     }
     out
@@ -175,12 +151,7 @@ pub struct StatusRow {
     pub found_in_spam: bool,
 }
 
-pub fn status(
-    merchants: &[Merchant],
-    windows: &Windows,
-    cal: &Calendar,
-    now: DateTime<Utc>,
-) -> Vec<StatusRow> {
+pub fn status(merchants: &[Merchant], windows: &Windows, cal: &Calendar, now: DateTime<Utc>) -> Vec<StatusRow> {
     merchants
         .iter()
         .map(|m| {
@@ -211,19 +182,8 @@ mod tests {
     }
 
     fn due_now(m: &Merchant, log: &ReminderLog, now: &str) -> Vec<OutboxEntry> {
-        let r = Reminders {
-            operators: vec!["ops@example.test".into()],
-            ..Reminders::default()
-        };
-        due_reminders(
-            std::slice::from_ref(m),
-            log,
-            &Windows::default(),
-            &r,
-            &[],
-            &Calendar::builtin(),
-            t(now),
-        )
+        let r = Reminders { operators: vec!["ops@example.test".into()], ..Reminders::default() };
+        due_reminders(std::slice::from_ref(m), log, &Windows::default(), &r, &[], &Calendar::builtin(), t(now))
     }
 
     #[test]
@@ -259,23 +219,13 @@ mod tests {
         let key = ("acme".to_string(), "guidance@20261102".to_string());
         // Reminder 1 went out Fri 11-06 09:00.
         log.insert(key.clone(), vec![t("2026-11-06T09:00:00+09:00")]);
-        assert!(
-            due_now(&m, &log, "2026-11-09T09:00:00+09:00").is_empty(),
-            "Mon is only 1 business day later"
-        );
+        assert!(due_now(&m, &log, "2026-11-09T09:00:00+09:00").is_empty(), "Mon is only 1 business day later");
         let second = due_now(&m, &log, "2026-11-10T09:00:00+09:00");
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].n, 2);
-        log.get_mut(&key)
-            .unwrap()
-            .push(t("2026-11-10T09:00:00+09:00"));
-        log.get_mut(&key)
-            .unwrap()
-            .push(t("2026-11-12T09:00:00+09:00"));
-        assert!(
-            due_now(&m, &log, "2026-11-20T09:00:00+09:00").is_empty(),
-            "three sent: the cap"
-        );
+        log.get_mut(&key).unwrap().push(t("2026-11-10T09:00:00+09:00"));
+        log.get_mut(&key).unwrap().push(t("2026-11-12T09:00:00+09:00"));
+        assert!(due_now(&m, &log, "2026-11-20T09:00:00+09:00").is_empty(), "three sent: the cap");
     }
 
     #[test]
@@ -283,12 +233,7 @@ mod tests {
         let mut m = applied("2026-11-02T10:00:00+09:00");
         m.stage = Stage::Contracting;
         assert!(deadline(&m, &Windows::default(), &Calendar::builtin()).is_none());
-        let rows = status(
-            &[m],
-            &Windows::default(),
-            &Calendar::builtin(),
-            t("2027-01-01T00:00:00Z"),
-        );
+        let rows = status(&[m], &Windows::default(), &Calendar::builtin(), t("2027-01-01T00:00:00Z"));
         assert!(!rows[0].overdue);
     }
 }

@@ -164,9 +164,7 @@ fn dec<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> anyhow::Result<T> {
 }
 
 fn u64_be(bytes: Option<sled::IVec>) -> u64 {
-    bytes
-        .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-        .map_or(0, u64::from_be_bytes)
+    bytes.and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok()).map_or(0, u64::from_be_bytes)
 }
 
 fn event_key(merchant: &str, seq: u64) -> Vec<u8> {
@@ -196,11 +194,7 @@ fn abort<T>(e: anyhow::Error) -> TxResult<T> {
     Err(ConflictableTransactionError::Abort(e))
 }
 
-fn tx_get<T: DeserializeOwned>(
-    tree: &TransactionalTree,
-    what: &str,
-    key: &[u8],
-) -> TxResult<Option<T>> {
+fn tx_get<T: DeserializeOwned>(tree: &TransactionalTree, what: &str, key: &[u8]) -> TxResult<Option<T>> {
     match tree.get(key)? {
         Some(v) => match dec(what, &v) {
             Ok(x) => Ok(Some(x)),
@@ -216,12 +210,7 @@ fn tx_next_seq(meta: &TransactionalTree) -> TxResult<u64> {
     Ok(seq)
 }
 
-fn tx_advance_cursor(
-    cursors: &TransactionalTree,
-    account: &str,
-    folder: &str,
-    to: Cursor,
-) -> TxResult<()> {
+fn tx_advance_cursor(cursors: &TransactionalTree, account: &str, folder: &str, to: Cursor) -> TxResult<()> {
     let key = cursor_key(account, folder);
     let current: Option<Cursor> = tx_get(cursors, "cursor", &key)?;
     let next = match current {
@@ -244,10 +233,7 @@ impl Store {
     /// Open (or create) the database in `dir`.
     pub fn open(dir: &Path) -> anyhow::Result<Store> {
         std::fs::create_dir_all(dir).with_context(|| {
-            format!(
-                "cannot create the state directory {} — check --state-dir and permissions",
-                dir.display()
-            )
+            format!("cannot create the state directory {} — check --state-dir and permissions", dir.display())
         })?;
         let db = sled::Config::new().path(dir).open().map_err(|e| match &e {
             sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => anyhow!(
@@ -256,10 +242,7 @@ impl Store {
             ),
             _ => anyhow!(e).context(format!("cannot open the database in {}", dir.display())),
         })?;
-        let open = |name: &str| {
-            db.open_tree(name)
-                .with_context(|| format!("cannot open tree {name}"))
-        };
+        let open = |name: &str| db.open_tree(name).with_context(|| format!("cannot open tree {name}"));
         let store = Store {
             meta: open("meta")?,
             merchants: open("merchants")?,
@@ -274,9 +257,7 @@ impl Store {
         };
         match store.meta.get(b"schema_version")? {
             None => {
-                store
-                    .meta
-                    .insert(b"schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+                store.meta.insert(b"schema_version", &SCHEMA_VERSION.to_be_bytes())?;
             }
             Some(v) => {
                 let found = u64_be(Some(v));
@@ -297,48 +278,29 @@ impl Store {
     }
 
     pub async fn flush(&self) -> anyhow::Result<()> {
-        self.db
-            .flush_async()
-            .await
-            .context("cannot flush the database to disk")?;
+        self.db.flush_async().await.context("cannot flush the database to disk")?;
         Ok(())
     }
 
     pub fn flush_blocking(&self) -> anyhow::Result<()> {
-        self.db
-            .flush()
-            .context("cannot flush the database to disk")?;
+        self.db.flush().context("cannot flush the database to disk")?;
         Ok(())
     }
 
     fn is_empty(&self) -> bool {
-        [
-            &self.merchants,
-            &self.events,
-            &self.seen,
-            &self.unassigned,
-            &self.cursors,
-            &self.outbox,
-        ]
-        .iter()
-        .all(|t| t.is_empty())
+        [&self.merchants, &self.events, &self.seen, &self.unassigned, &self.cursors, &self.outbox]
+            .iter()
+            .all(|t| t.is_empty())
     }
 
     // ---- merchants --------------------------------------------------------------------------
 
     pub fn merchant(&self, id: &str) -> anyhow::Result<Option<Merchant>> {
-        self.merchants
-            .get(id.as_bytes())?
-            .map(|v| dec("merchant", &v))
-            .transpose()
+        self.merchants.get(id.as_bytes())?.map(|v| dec("merchant", &v)).transpose()
     }
 
     pub fn merchants(&self) -> anyhow::Result<Vec<Merchant>> {
-        self.merchants
-            .iter()
-            .values()
-            .map(|v| dec("merchant", &v?))
-            .collect()
+        self.merchants.iter().values().map(|v| dec("merchant", &v?)).collect()
     }
 
     pub fn merchant_count(&self) -> usize {
@@ -346,12 +308,7 @@ impl Store {
     }
 
     /// Register a merchant with its `Registered` event. Refuses a duplicate id.
-    pub fn add_merchant(
-        &self,
-        m: &Merchant,
-        note: Option<String>,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
+    pub fn add_merchant(&self, m: &Merchant, note: Option<String>, now: DateTime<Utc>) -> anyhow::Result<()> {
         let event = Event {
             merchant: m.id.clone(),
             at: m.applied_at,
@@ -419,19 +376,11 @@ impl Store {
     pub fn events(&self, merchant: &str) -> anyhow::Result<Vec<Event>> {
         let mut prefix = merchant.as_bytes().to_vec();
         prefix.push(0);
-        self.events
-            .scan_prefix(prefix)
-            .values()
-            .map(|v| dec("event", &v?))
-            .collect()
+        self.events.scan_prefix(prefix).values().map(|v| dec("event", &v?)).collect()
     }
 
     pub fn unassigned(&self) -> anyhow::Result<Vec<UnassignedMail>> {
-        self.unassigned
-            .iter()
-            .values()
-            .map(|v| dec("unassigned mail", &v?))
-            .collect()
+        self.unassigned.iter().values().map(|v| dec("unassigned mail", &v?)).collect()
     }
 
     pub fn seen_count(&self) -> usize {
@@ -445,10 +394,7 @@ impl Store {
     // ---- cursors ------------------------------------------------------------------------------
 
     pub fn cursor(&self, account: &str, folder: &str) -> anyhow::Result<Option<Cursor>> {
-        self.cursors
-            .get(cursor_key(account, folder))?
-            .map(|v| dec("cursor", &v))
-            .transpose()
+        self.cursors.get(cursor_key(account, folder))?.map(|v| dec("cursor", &v)).transpose()
     }
 
     pub fn cursors(&self) -> anyhow::Result<Vec<CursorRecord>> {
@@ -457,14 +403,9 @@ impl Store {
             .map(|kv| {
                 let (k, v) = kv?;
                 let mut parts = k.splitn(2, |b| *b == 0);
-                let account =
-                    String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+                let account = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
                 let folder = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
-                Ok(CursorRecord {
-                    account,
-                    folder,
-                    cursor: dec("cursor", &v)?,
-                })
+                Ok(CursorRecord { account, folder, cursor: dec("cursor", &v)? })
             })
             .collect()
     }
@@ -472,18 +413,12 @@ impl Store {
     /// Move a folder's cursor past mail that needed no processing (forward only within one
     /// UIDVALIDITY; a new UIDVALIDITY replaces it).
     pub fn advance_cursor(&self, account: &str, folder: &str, to: Cursor) -> anyhow::Result<()> {
-        self.cursors
-            .transaction(|cursors| tx_advance_cursor(cursors, account, folder, to))
-            .map_err(flatten_tx_error)
+        self.cursors.transaction(|cursors| tx_advance_cursor(cursors, account, folder, to)).map_err(flatten_tx_error)
     }
 
     /// Record the folders an account's sync found and their roles (for `folders` output and for
     /// naming the watched spam folder in reminders).
-    pub fn set_folder_roles(
-        &self,
-        account: &str,
-        roles: &[(String, FolderRole)],
-    ) -> anyhow::Result<()> {
+    pub fn set_folder_roles(&self, account: &str, roles: &[(String, FolderRole)]) -> anyhow::Result<()> {
         self.folders.insert(account.as_bytes(), enc(&roles))?;
         Ok(())
     }
@@ -494,10 +429,7 @@ impl Store {
             .iter()
             .map(|kv| {
                 let (k, v) = kv?;
-                Ok((
-                    String::from_utf8_lossy(&k).into_owned(),
-                    dec("folder roles", &v)?,
-                ))
+                Ok((String::from_utf8_lossy(&k).into_owned(), dec("folder roles", &v)?))
             })
             .collect()
     }
@@ -515,10 +447,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> anyhow::Result<Applied> {
         let cursor = match (source.uid_validity, source.uid) {
-            (Some(v), Some(u)) => Some(Cursor {
-                uid_validity: v,
-                last_uid: u,
-            }),
+            (Some(v), Some(u)) => Some(Cursor { uid_validity: v, last_uid: u }),
             _ => None,
         };
         let identity = mail.identity();
@@ -538,146 +467,128 @@ impl Store {
             (0, None)
         };
 
-        let trees = (
-            &self.meta,
-            &self.merchants,
-            &self.events,
-            &self.seen,
-            &self.unassigned,
-            &self.cursors,
-            &self.outbox,
-        );
-        let result = trees.transaction(
-            |(meta, merchants, events, seen, unassigned, cursors, outbox)| {
-                let mut applied = Applied {
-                    kind: Some(mail.kind),
-                    own_mail: mail.self_sent,
-                    ..Applied::default()
-                };
-                if let Some(c) = cursor {
-                    tx_advance_cursor(cursors, &source.account, &source.folder, c)?;
-                }
-                let Some(outcome) = &outcome else {
-                    return Ok(applied);
-                };
-                if seen.get(identity.as_bytes())?.is_some() {
-                    applied.duplicate = true;
-                    return Ok(applied);
-                }
-                if u64_be(meta.get(b"merchants_gen")?) != gen {
-                    // A merchant was added or removed since we matched: retry from the top.
-                    return abort(anyhow!(StaleMatch));
-                }
-                let tag = mail_tag(&identity);
-                let mut seen_merchant = None;
-                match outcome {
-                    MatchOutcome::Matched { id, rule } => {
-                        let Some(m) = tx_get::<Merchant>(merchants, "merchant", id.as_bytes())?
-                        else {
-                            return abort(anyhow!(StaleMatch));
-                        };
-                        let effect = merchant::apply_mail(&m, mail, source, rules, rule, now);
-                        merchants.insert(id.as_bytes(), enc(&effect.merchant))?;
-                        for e in &effect.events {
-                            let seq = tx_next_seq(meta)?;
-                            events.insert(event_key(id, seq), enc(e))?;
-                        }
-                        applied.merchant = Some(id.clone());
-                        applied.stage_changed = effect.stage_changed;
-                        applied.found_in_spam = effect.spam_notice;
-                        seen_merchant = Some(id.clone());
-                        let mail_date = merchant::mail_time(mail, source, now);
-                        if effect.spam_notice {
-                            let key = format!("spam/{id}/{tag}");
-                            let entry = OutboxEntry::pending(
-                                key.clone(),
-                                NoticeKind::SpamNotice,
-                                Some(id.clone()),
-                                "spam".into(),
-                                1,
-                                NoticeFacts::SpamNotice {
-                                    merchant_name: effect.merchant.name.clone(),
-                                    account: source.account.clone(),
-                                    folder: source.folder.clone(),
-                                    subject: mail.subject.clone(),
-                                    mail_date,
-                                    message_id: mail.message_id.clone(),
-                                    kind: mail.kind.as_str().into(),
-                                    moved_to_inbox: false,
-                                },
-                                now,
-                            )
-                            .to_contact(&effect.merchant.contact, operators);
-                            if outbox.get(key.as_bytes())?.is_none() {
-                                outbox.insert(key.as_bytes(), enc(&entry))?;
-                                applied.enqueued.push(key);
-                            }
-                        }
-                        if mail.kind == MailKind::Suspicious {
-                            let key = operator_notice(
-                                outbox,
-                                mail,
-                                source,
-                                "suspicious",
-                                &tag,
-                                format!("for merchant {id}"),
-                                vec![id.clone()],
-                                operators,
-                                now,
-                            )?;
-                            applied.enqueued.extend(key);
+        let trees =
+            (&self.meta, &self.merchants, &self.events, &self.seen, &self.unassigned, &self.cursors, &self.outbox);
+        let result = trees.transaction(|(meta, merchants, events, seen, unassigned, cursors, outbox)| {
+            let mut applied = Applied { kind: Some(mail.kind), own_mail: mail.self_sent, ..Applied::default() };
+            if let Some(c) = cursor {
+                tx_advance_cursor(cursors, &source.account, &source.folder, c)?;
+            }
+            let Some(outcome) = &outcome else {
+                return Ok(applied);
+            };
+            if seen.get(identity.as_bytes())?.is_some() {
+                applied.duplicate = true;
+                return Ok(applied);
+            }
+            if u64_be(meta.get(b"merchants_gen")?) != gen {
+                // A merchant was added or removed since we matched: retry from the top.
+                return abort(anyhow!(StaleMatch));
+            }
+            let tag = mail_tag(&identity);
+            let mut seen_merchant = None;
+            match outcome {
+                MatchOutcome::Matched { id, rule } => {
+                    let Some(m) = tx_get::<Merchant>(merchants, "merchant", id.as_bytes())? else {
+                        return abort(anyhow!(StaleMatch));
+                    };
+                    let effect = merchant::apply_mail(&m, mail, source, rules, rule, now);
+                    merchants.insert(id.as_bytes(), enc(&effect.merchant))?;
+                    for e in &effect.events {
+                        let seq = tx_next_seq(meta)?;
+                        events.insert(event_key(id, seq), enc(e))?;
+                    }
+                    applied.merchant = Some(id.clone());
+                    applied.stage_changed = effect.stage_changed;
+                    applied.found_in_spam = effect.spam_notice;
+                    seen_merchant = Some(id.clone());
+                    let mail_date = merchant::mail_time(mail, source, now);
+                    if effect.spam_notice {
+                        let key = format!("spam/{id}/{tag}");
+                        let entry = OutboxEntry::pending(
+                            key.clone(),
+                            NoticeKind::SpamNotice,
+                            Some(id.clone()),
+                            "spam".into(),
+                            1,
+                            NoticeFacts::SpamNotice {
+                                merchant_name: effect.merchant.name.clone(),
+                                account: source.account.clone(),
+                                folder: source.folder.clone(),
+                                subject: mail.subject.clone(),
+                                mail_date,
+                                message_id: mail.message_id.clone(),
+                                kind: mail.kind.as_str().into(),
+                                moved_to_inbox: false,
+                            },
+                            now,
+                        )
+                        .to_contact(&effect.merchant.contact, operators);
+                        if outbox.get(key.as_bytes())?.is_none() {
+                            outbox.insert(key.as_bytes(), enc(&entry))?;
+                            applied.enqueued.push(key);
                         }
                     }
-                    MatchOutcome::Unassigned { candidates, reason } => {
-                        applied.unassigned = true;
-                        let seq = tx_next_seq(meta)?;
-                        let record = UnassignedMail {
-                            identity: identity.clone(),
-                            recorded_at: now,
-                            source: source.clone(),
-                            message_id: mail.message_id.clone(),
-                            kind: mail.kind,
-                            sender: mail.sender.clone(),
-                            recipients: mail.recipients.clone(),
-                            subject: mail.subject.clone(),
-                            date: mail.date.map(|d| d.with_timezone(&Utc)),
-                            business_numbers: mail.business_numbers.clone(),
-                            mids: mail.mids.clone(),
-                            candidates: candidates.clone(),
-                            reason: reason.clone(),
-                        };
-                        unassigned.insert(&seq.to_be_bytes(), enc(&record))?;
-                        let why = if mail.kind == MailKind::Suspicious {
-                            "suspicious"
-                        } else {
-                            "unassigned"
-                        };
+                    if mail.kind == MailKind::Suspicious {
                         let key = operator_notice(
                             outbox,
                             mail,
                             source,
-                            why,
+                            "suspicious",
                             &tag,
-                            reason.clone(),
-                            candidates.clone(),
+                            format!("for merchant {id}"),
+                            vec![id.clone()],
                             operators,
                             now,
                         )?;
                         applied.enqueued.extend(key);
                     }
                 }
-                let record = SeenMail {
-                    first_seen: now,
-                    account: source.account.clone(),
-                    folder: source.folder.clone(),
-                    uid: source.uid,
-                    kind: mail.kind,
-                    merchant: seen_merchant,
-                };
-                seen.insert(identity.as_bytes(), enc(&record))?;
-                Ok(applied)
-            },
-        );
+                MatchOutcome::Unassigned { candidates, reason } => {
+                    applied.unassigned = true;
+                    let seq = tx_next_seq(meta)?;
+                    let record = UnassignedMail {
+                        identity: identity.clone(),
+                        recorded_at: now,
+                        source: source.clone(),
+                        message_id: mail.message_id.clone(),
+                        kind: mail.kind,
+                        sender: mail.sender.clone(),
+                        recipients: mail.recipients.clone(),
+                        subject: mail.subject.clone(),
+                        date: mail.date.map(|d| d.with_timezone(&Utc)),
+                        business_numbers: mail.business_numbers.clone(),
+                        mids: mail.mids.clone(),
+                        candidates: candidates.clone(),
+                        reason: reason.clone(),
+                    };
+                    unassigned.insert(&seq.to_be_bytes(), enc(&record))?;
+                    let why = if mail.kind == MailKind::Suspicious { "suspicious" } else { "unassigned" };
+                    let key = operator_notice(
+                        outbox,
+                        mail,
+                        source,
+                        why,
+                        &tag,
+                        reason.clone(),
+                        candidates.clone(),
+                        operators,
+                        now,
+                    )?;
+                    applied.enqueued.extend(key);
+                }
+            }
+            let record = SeenMail {
+                first_seen: now,
+                account: source.account.clone(),
+                folder: source.folder.clone(),
+                uid: source.uid,
+                kind: mail.kind,
+                merchant: seen_merchant,
+            };
+            seen.insert(identity.as_bytes(), enc(&record))?;
+            Ok(applied)
+        });
         match result {
             Ok(a) => Ok(a),
             Err(TransactionError::Abort(e)) if e.is::<StaleMatch>() => {
@@ -690,27 +601,16 @@ impl Store {
     // ---- outbox -------------------------------------------------------------------------------
 
     pub fn outbox_entries(&self) -> anyhow::Result<Vec<OutboxEntry>> {
-        self.outbox
-            .iter()
-            .values()
-            .map(|v| dec("outbox entry", &v?))
-            .collect()
+        self.outbox.iter().values().map(|v| dec("outbox entry", &v?)).collect()
     }
 
     pub fn outbox_entry(&self, key: &str) -> anyhow::Result<Option<OutboxEntry>> {
-        self.outbox
-            .get(key.as_bytes())?
-            .map(|v| dec("outbox entry", &v))
-            .transpose()
+        self.outbox.get(key.as_bytes())?.map(|v| dec("outbox entry", &v)).transpose()
     }
 
     /// Entries under a key prefix (e.g. `reminder/acme/`), in key order.
     pub fn outbox_prefix(&self, prefix: &str) -> anyhow::Result<Vec<OutboxEntry>> {
-        self.outbox
-            .scan_prefix(prefix.as_bytes())
-            .values()
-            .map(|v| dec("outbox entry", &v?))
-            .collect()
+        self.outbox.scan_prefix(prefix.as_bytes()).values().map(|v| dec("outbox entry", &v?)).collect()
     }
 
     /// Insert entries whose key is not there yet; returns the keys inserted. One transaction.
@@ -743,14 +643,8 @@ impl Store {
             .iter()
             .map(|kv| {
                 let (k, v) = kv?;
-                let seq = k
-                    .len()
-                    .checked_sub(8)
-                    .map_or(0, |i| u64_be(Some(sled::IVec::from(&k[i..]))));
-                Ok(SeqEvent {
-                    seq,
-                    event: dec("event", &v)?,
-                })
+                let seq = k.len().checked_sub(8).map_or(0, |i| u64_be(Some(sled::IVec::from(&k[i..]))));
+                Ok(SeqEvent { seq, event: dec("event", &v)? })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let seen = self
@@ -766,10 +660,7 @@ impl Store {
             .iter()
             .map(|kv| {
                 let (k, v) = kv?;
-                Ok(SeqUnassigned {
-                    seq: u64_be(Some(k)),
-                    mail: dec("unassigned mail", &v)?,
-                })
+                Ok(SeqUnassigned { seq: u64_be(Some(k)), mail: dec("unassigned mail", &v)? })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Export {
@@ -797,44 +688,35 @@ impl Store {
         if !self.is_empty() {
             return Err(Refused::NotEmpty(self.path.clone()).into());
         }
-        let trees = (
-            &self.meta,
-            &self.merchants,
-            &self.events,
-            &self.seen,
-            &self.unassigned,
-            &self.cursors,
-            &self.outbox,
-        );
+        let trees =
+            (&self.meta, &self.merchants, &self.events, &self.seen, &self.unassigned, &self.cursors, &self.outbox);
         trees
-            .transaction(
-                |(meta, merchants, events, seen, unassigned, cursors, outbox)| {
-                    for m in &data.merchants {
-                        merchants.insert(m.id.as_bytes(), enc(m))?;
-                    }
-                    let mut max_seq = data.next_seq;
-                    for e in &data.events {
-                        events.insert(event_key(&e.event.merchant, e.seq), enc(&e.event))?;
-                        max_seq = max_seq.max(e.seq + 1);
-                    }
-                    for (k, v) in &data.seen {
-                        seen.insert(k.as_bytes(), enc(v))?;
-                    }
-                    for u in &data.unassigned {
-                        unassigned.insert(&u.seq.to_be_bytes(), enc(&u.mail))?;
-                        max_seq = max_seq.max(u.seq + 1);
-                    }
-                    for c in &data.cursors {
-                        cursors.insert(cursor_key(&c.account, &c.folder), enc(&c.cursor))?;
-                    }
-                    for o in &data.outbox {
-                        outbox.insert(o.key.as_bytes(), enc(o))?;
-                    }
-                    meta.insert(b"next_seq".as_slice(), &max_seq.to_be_bytes())?;
-                    meta.insert(b"merchants_gen".as_slice(), &1u64.to_be_bytes())?;
-                    Ok(())
-                },
-            )
+            .transaction(|(meta, merchants, events, seen, unassigned, cursors, outbox)| {
+                for m in &data.merchants {
+                    merchants.insert(m.id.as_bytes(), enc(m))?;
+                }
+                let mut max_seq = data.next_seq;
+                for e in &data.events {
+                    events.insert(event_key(&e.event.merchant, e.seq), enc(&e.event))?;
+                    max_seq = max_seq.max(e.seq + 1);
+                }
+                for (k, v) in &data.seen {
+                    seen.insert(k.as_bytes(), enc(v))?;
+                }
+                for u in &data.unassigned {
+                    unassigned.insert(&u.seq.to_be_bytes(), enc(&u.mail))?;
+                    max_seq = max_seq.max(u.seq + 1);
+                }
+                for c in &data.cursors {
+                    cursors.insert(cursor_key(&c.account, &c.folder), enc(&c.cursor))?;
+                }
+                for o in &data.outbox {
+                    outbox.insert(o.key.as_bytes(), enc(o))?;
+                }
+                meta.insert(b"next_seq".as_slice(), &max_seq.to_be_bytes())?;
+                meta.insert(b"merchants_gen".as_slice(), &1u64.to_be_bytes())?;
+                Ok(())
+            })
             .map_err(flatten_tx_error)?;
         for (account, roles) in &data.folders {
             self.set_folder_roles(account, roles)?;

@@ -137,11 +137,7 @@ impl OutboxEntry {
     /// Addressed to the merchant's contact with the operators in Cc (SPEC §5).
     pub fn to_contact(mut self, contact: &str, operators: &[String]) -> Self {
         self.to = vec![contact.to_owned()];
-        self.cc = operators
-            .iter()
-            .filter(|o| !o.eq_ignore_ascii_case(contact))
-            .cloned()
-            .collect();
+        self.cc = operators.iter().filter(|o| !o.eq_ignore_ascii_case(contact)).cloned().collect();
         self
     }
 

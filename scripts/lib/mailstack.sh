@@ -1,0 +1,427 @@
+# shellcheck shell=bash
+# The body of scripts/mailstack (sourced). Layout under $MAILSTACK_DIR:
+#
+#   tls/{ca.pem,ca.key,server.pem,server-chain.pem,server.key}   the stack's CA and localhost cert
+#   dovecot/{dovecot.conf,users,dovecot.log,run/,state/,sieve/}   run/master.pid is Dovecot's pid
+#   postfix/{etc/main.cf,etc/master.cf,spool/,data/,postfix.log}  spool/pid/master.pid is Postfix's
+#   mail/<domain>/<user>/Maildir                                 the users' mail
+#   ports.env                                                    the ports the stack was started with
+#   .lock                                                        flock: concurrent starts are safe
+
+MS_TEMPLATES="${MS_TEMPLATES:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../mailstack.d" && pwd)}"
+
+ms_init_vars() {
+    MS_DIR="${MAILSTACK_DIR:-/tmp/hecto-mailstack}"
+    case "$MS_DIR" in /*) ;; *) MS_DIR="$PWD/$MS_DIR" ;; esac
+    # Ports: the running stack's (ports.env) win over the environment, so `env` always tells the
+    # truth about what is listening.
+    if [[ -f "$MS_DIR/ports.env" ]]; then
+        # shellcheck disable=SC1091
+        . "$MS_DIR/ports.env"
+    fi
+    MS_IMAP_PORT="${MS_IMAP_PORT:-${MAILSTACK_IMAP_PORT:-10143}}"
+    MS_IMAPS_PORT="${MS_IMAPS_PORT:-${MAILSTACK_IMAPS_PORT:-10993}}"
+    MS_SMTP_PORT="${MS_SMTP_PORT:-${MAILSTACK_SMTP_PORT:-10025}}"
+    MS_SUBMISSION_PORT="${MS_SUBMISSION_PORT:-${MAILSTACK_SUBMISSION_PORT:-10587}}"
+    MS_LMTP_PORT="${MS_LMTP_PORT:-${MAILSTACK_LMTP_PORT:-10024}}"
+    MS_PASSWORD="${MAILSTACK_PASSWORD:-hecto-test-pw}"
+    MS_DOVECOT_CONF="$MS_DIR/dovecot/dovecot.conf"
+    MS_DOVECOT_PID="$MS_DIR/dovecot/run/master.pid"
+    MS_POSTFIX_CONF="$MS_DIR/postfix/etc"
+    MS_POSTFIX_PID="$MS_DIR/postfix/spool/pid/master.pid"
+    MS_USERS="$MS_DIR/dovecot/users"
+}
+
+ms_log() { printf 'mailstack: %s\n' "$*" >&2; }
+ms_die() {
+    printf 'mailstack: error: %s\n' "$*" >&2
+    exit 1
+}
+
+ms_lock() {
+    mkdir -p "$MS_DIR"
+    chmod 755 "$MS_DIR"
+    exec 9>"$MS_DIR/.lock"
+    flock -w 120 9 || ms_die "another mailstack command holds $MS_DIR/.lock for over 120 s"
+}
+
+# ---- installation ---------------------------------------------------------------------------
+
+ms_missing_packages() {
+    local missing=()
+    [[ -x /usr/sbin/dovecot && -x /usr/lib/dovecot/imap ]] || missing+=(dovecot-imapd)
+    [[ -x /usr/lib/dovecot/lmtp ]] || missing+=(dovecot-lmtpd)
+    [[ -e /usr/lib/dovecot/modules/lib90_sieve_plugin.so && -x /usr/bin/sievec ]] || missing+=(dovecot-sieve)
+    [[ -x /usr/sbin/postfix ]] || missing+=(postfix)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    command -v flock >/dev/null 2>&1 || missing+=(util-linux)
+    printf '%s\n' "${missing[@]}"
+}
+
+ms_install() {
+    local missing
+    mapfile -t missing < <(ms_missing_packages | sed '/^$/d')
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    [[ $(id -u) -eq 0 ]] || ms_die "missing packages (${missing[*]}) and not root: install them with apt-get"
+    ms_log "installing ${missing[*]}"
+    # The packages' own services must not start: the system postfix would take port 25 and the
+    # system dovecot 143/993. policy-rc.d (exit 101) tells invoke-rc.d not to start anything;
+    # postfix gets "No configuration", so there is no /etc/postfix/main.cf to start from anyway.
+    local policy_added=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        policy_added=1
+    fi
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    local rc=0
+    {
+        DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+                dovecot-imapd dovecot-lmtpd dovecot-sieve postfix openssl util-linux
+    } >"${TMPDIR:-/tmp}/mailstack-apt.log" 2>&1 || rc=$?
+    [[ $policy_added -eq 1 ]] && rm -f /usr/sbin/policy-rc.d
+    [[ $rc -eq 0 ]] || ms_die "apt-get failed (exit $rc); see ${TMPDIR:-/tmp}/mailstack-apt.log"
+}
+
+# ---- TLS ------------------------------------------------------------------------------------
+
+# A CA and a leaf for localhost/127.0.0.1 signed by it: rustls/webpki reject a self-signed leaf
+# used as its own anchor (CaUsedAsEndEntity), so clients trust ca.pem and the server shows the leaf.
+ms_tls() {
+    local t="$MS_DIR/tls"
+    [[ -s "$t/server-chain.pem" && -s "$t/ca.pem" ]] && return 0
+    mkdir -p "$t"
+    chmod 755 "$t"
+    (
+        cd "$t" || exit 1
+        umask 022
+        openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
+        openssl req -x509 -new -key ca.key -sha256 -days 3650 -subj "/CN=hecto-watch mailstack CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" \
+            -addext "subjectKeyIdentifier=hash" -out ca.pem
+        openssl ecparam -name prime256v1 -genkey -noout -out server.key 2>/dev/null
+        openssl req -new -key server.key -subj "/CN=localhost" -out server.csr
+        cat >server.ext <<'EOF'
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=DNS:localhost,IP:127.0.0.1
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid
+EOF
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+            -sha256 -extfile server.ext -out server.pem 2>/dev/null
+        cat server.pem ca.pem >server-chain.pem
+        chmod 600 ca.key
+        # Postfix's and Dovecot's masters read the key as root before dropping privileges.
+        chmod 640 server.key
+        rm -f server.csr server.ext ca.srl
+    )
+    openssl verify -CAfile "$t/ca.pem" "$t/server.pem" >/dev/null || ms_die "generated certificate does not verify"
+}
+
+# ---- configuration --------------------------------------------------------------------------
+
+ms_render() { # template destination
+    sed -e "s|@DIR@|$MS_DIR|g" \
+        -e "s|@IMAP_PORT@|$MS_IMAP_PORT|g" -e "s|@IMAPS_PORT@|$MS_IMAPS_PORT|g" \
+        -e "s|@SMTP_PORT@|$MS_SMTP_PORT|g" -e "s|@SUBMISSION_PORT@|$MS_SUBMISSION_PORT|g" \
+        -e "s|@LMTP_PORT@|$MS_LMTP_PORT|g" -e "s|@VMAIL_UID@|${MS_VMAIL_UID:-}|g" \
+        -e "s|@VMAIL_GID@|${MS_VMAIL_GID:-}|g" "$MS_TEMPLATES/$1" >"$2.tmp"
+    mv "$2.tmp" "$2"
+}
+
+# Userdb extra fields of the Korean layout: no \Junk and no \Sent anywhere; spam in 스팸메일함
+# (on the wire in modified UTF-7: &yqTVyMplwqQ-), sent mail in 보낸메일함.
+# (An empty value cannot be given in passwd-file fields, so the \Junk/\Sent definitions stay; the
+# mailboxes carrying them simply never exist for these users.)
+MS_KOREAN_FIELDS='userdb_namespace/inbox/mailbox/Junk/auto=no userdb_namespace/inbox/mailbox/Sent/auto=no userdb_namespace/inbox/mailbox/스팸메일함/auto=subscribe userdb_namespace/inbox/mailbox/보낸메일함/auto=subscribe'
+
+ms_user_line() { # email password korean(0|1)
+    local fields=""
+    if [[ "$3" == 1 ]]; then
+        fields="$MS_KOREAN_FIELDS userdb_sieve_before=$MS_DIR/dovecot/sieve/spam-korean.sieve"
+    fi
+    printf '%s:{PLAIN}%s::::::%s\n' "$1" "$2" "$fields"
+}
+
+ms_add_user_locked() { # email password korean
+    local email="$1" pw="$2" korean="$3"
+    [[ "$email" =~ ^[A-Za-z0-9._+-]+@example\.test$ ]] || ms_die "user must be <name>@example.test, got '$email'"
+    [[ "$pw" =~ ^[^:[:space:]]+$ ]] || ms_die "password must not contain ':' or spaces"
+    touch "$MS_USERS"
+    if grep -q "^$email:" "$MS_USERS"; then
+        # Same user again: replace the line (password or layout may change).
+        grep -v "^$email:" "$MS_USERS" >"$MS_USERS.tmp" || true
+    else
+        cp "$MS_USERS" "$MS_USERS.tmp"
+    fi
+    ms_user_line "$email" "$pw" "$korean" >>"$MS_USERS.tmp"
+    chmod 640 "$MS_USERS.tmp"
+    chgrp dovecot "$MS_USERS.tmp" 2>/dev/null || true
+    mv "$MS_USERS.tmp" "$MS_USERS"
+}
+
+# The mail processes cannot run as root (Dovecot: "Mail access not allowed for root"), so the
+# stack's mail belongs to a dedicated system user, created here when missing.
+MS_VMAIL_USER=hecto-vmail
+
+ms_vmail_user() {
+    if ! id -u "$MS_VMAIL_USER" >/dev/null 2>&1; then
+        useradd --system --user-group --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin "$MS_VMAIL_USER" || ms_die "cannot create user $MS_VMAIL_USER"
+    fi
+    MS_VMAIL_UID="$(id -u "$MS_VMAIL_USER")"
+    MS_VMAIL_GID="$(id -g "$MS_VMAIL_USER")"
+}
+
+ms_configure() {
+    ms_vmail_user
+    mkdir -p "$MS_DIR/dovecot/run" "$MS_DIR/dovecot/state" "$MS_DIR/dovecot/sieve" \
+        "$MS_DIR/postfix/etc" "$MS_DIR/postfix/spool" "$MS_DIR/postfix/data" "$MS_DIR/mail"
+    chmod 755 "$MS_DIR/dovecot" "$MS_DIR/dovecot/run" "$MS_DIR/postfix" "$MS_DIR/postfix/etc"
+    ms_render dovecot.conf.in "$MS_DOVECOT_CONF"
+    cp "$MS_TEMPLATES/spam-junk.sieve" "$MS_TEMPLATES/spam-korean.sieve" "$MS_DIR/dovecot/sieve/"
+    if [[ ! -s "$MS_USERS" ]]; then
+        local u
+        for u in ops merchant agency merchant2 hecto; do
+            ms_add_user_locked "$u@example.test" "$MS_PASSWORD" 0
+        done
+        ms_add_user_locked "hanmail@example.test" "$MS_PASSWORD" 1
+    fi
+    ms_render postfix-main.cf.in "$MS_POSTFIX_CONF/main.cf"
+    ms_render postfix-master.cf.in "$MS_POSTFIX_CONF/master.cf"
+    # Postfix insists that the data directory belongs to mail_owner.
+    chown postfix:postfix "$MS_DIR/postfix/data"
+    chown "$MS_VMAIL_UID:$MS_VMAIL_GID" "$MS_DIR/mail"
+    {
+        echo "MS_IMAP_PORT=$MS_IMAP_PORT"
+        echo "MS_IMAPS_PORT=$MS_IMAPS_PORT"
+        echo "MS_SMTP_PORT=$MS_SMTP_PORT"
+        echo "MS_SUBMISSION_PORT=$MS_SUBMISSION_PORT"
+        echo "MS_LMTP_PORT=$MS_LMTP_PORT"
+    } >"$MS_DIR/ports.env"
+}
+
+# ---- processes ------------------------------------------------------------------------------
+
+ms_pid_alive() { # pidfile name
+    local pid
+    [[ -s "$1" ]] || return 1
+    pid="$(head -n1 "$1" | tr -dc 0-9)"
+    [[ -n "$pid" ]] || return 1
+    [[ -r "/proc/$pid/comm" ]] || return 1
+    # A stale pid file may name a reused pid: only our binary counts.
+    [[ "$(cat "/proc/$pid/comm")" == "$2" ]] || return 1
+    echo "$pid"
+}
+
+ms_port_open() { # port
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Readiness: poll the port (bounded), not sleep-and-hope.
+ms_wait_port() { # port what
+    local i
+    for ((i = 0; i < 300; i++)); do
+        ms_port_open "$1" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+ms_wait_gone() { # pid
+    local i
+    for ((i = 0; i < 200; i++)); do
+        [[ -d "/proc/$1" ]] || return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+ms_dovecot_running() { ms_pid_alive "$MS_DOVECOT_PID" dovecot >/dev/null; }
+ms_postfix_running() { ms_pid_alive "$MS_POSTFIX_PID" master >/dev/null; }
+
+ms_start_dovecot() {
+    if ms_dovecot_running; then
+        return 0
+    fi
+    local p
+    for p in "$MS_IMAP_PORT" "$MS_IMAPS_PORT" "$MS_LMTP_PORT"; do
+        ms_port_open "$p" && ms_die "port $p is taken by another process (set MAILSTACK_*_PORT, or stop it)"
+    done
+    sievec -c "$MS_DOVECOT_CONF" "$MS_DIR/dovecot/sieve/spam-junk.sieve" ||
+        ms_die "sievec failed on spam-junk.sieve"
+    sievec -c "$MS_DOVECOT_CONF" "$MS_DIR/dovecot/sieve/spam-korean.sieve" ||
+        ms_die "sievec failed on spam-korean.sieve"
+    dovecot -c "$MS_DOVECOT_CONF" 9>&- || ms_die "dovecot did not start; see $MS_DIR/dovecot/dovecot.log"
+    ms_wait_port "$MS_IMAP_PORT" || ms_die "dovecot IMAP port $MS_IMAP_PORT did not open in 30 s; see $MS_DIR/dovecot/dovecot.log"
+    ms_wait_port "$MS_IMAPS_PORT" || ms_die "dovecot IMAPS port $MS_IMAPS_PORT did not open"
+    ms_wait_port "$MS_LMTP_PORT" || ms_die "dovecot LMTP port $MS_LMTP_PORT did not open"
+}
+
+ms_stop_dovecot() {
+    local pid
+    pid="$(ms_pid_alive "$MS_DOVECOT_PID" dovecot)" || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! ms_wait_gone "$pid"; then
+        ms_log "dovecot ($pid) did not exit in 10 s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+        ms_wait_gone "$pid" || ms_die "dovecot ($pid) survives SIGKILL"
+    fi
+    # The master's children (imap, lmtp, auth) exit when it does; wait for the port to close so
+    # a following start can bind it.
+    local i
+    for ((i = 0; i < 100; i++)); do
+        ms_port_open "$MS_IMAP_PORT" || break
+        sleep 0.05
+    done
+}
+
+ms_start_postfix() {
+    if ms_postfix_running; then
+        return 0
+    fi
+    local p
+    for p in "$MS_SMTP_PORT" "$MS_SUBMISSION_PORT"; do
+        ms_port_open "$p" && ms_die "port $p is taken by another process (set MAILSTACK_*_PORT, or stop it)"
+    done
+    # set-permissions creates the queue's subdirectories with the owners postfix wants.
+    postfix -c "$MS_POSTFIX_CONF" set-permissions >/dev/null 2>&1 || true
+    postfix -c "$MS_POSTFIX_CONF" check || ms_die "postfix check failed for $MS_POSTFIX_CONF"
+    postfix -c "$MS_POSTFIX_CONF" start >/dev/null 2>&1 9>&- ||
+        ms_die "postfix did not start; see $MS_DIR/postfix/postfix.log"
+    ms_wait_port "$MS_SMTP_PORT" || ms_die "postfix SMTP port $MS_SMTP_PORT did not open in 30 s; see $MS_DIR/postfix/postfix.log"
+    ms_wait_port "$MS_SUBMISSION_PORT" || ms_die "postfix submission port $MS_SUBMISSION_PORT did not open"
+}
+
+ms_stop_postfix() {
+    local pid
+    pid="$(ms_pid_alive "$MS_POSTFIX_PID" master)" || return 0
+    postfix -c "$MS_POSTFIX_CONF" stop >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
+    if ! ms_wait_gone "$pid"; then
+        ms_log "postfix master ($pid) did not exit in 10 s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+        ms_wait_gone "$pid" || ms_die "postfix master ($pid) survives SIGKILL"
+    fi
+}
+
+# ---- commands -------------------------------------------------------------------------------
+
+ms_cmd_start() {
+    ms_lock
+    if ms_dovecot_running && ms_postfix_running; then
+        return 0
+    fi
+    ms_install
+    ms_tls
+    # Configure only when nothing of ours runs: a half-running stack keeps its files.
+    if ! ms_dovecot_running && ! ms_postfix_running; then
+        ms_configure
+    fi
+    ms_start_dovecot
+    ms_start_postfix
+    ms_log "running in $MS_DIR (IMAP $MS_IMAP_PORT, IMAPS $MS_IMAPS_PORT, SMTP $MS_SMTP_PORT, submission $MS_SUBMISSION_PORT)"
+}
+
+ms_cmd_stop() {
+    ms_lock
+    ms_stop_postfix
+    ms_stop_dovecot
+}
+
+ms_cmd_restart_dovecot() {
+    ms_lock
+    ms_stop_dovecot
+    ms_start_dovecot
+}
+
+ms_cmd_stop_dovecot() {
+    ms_lock
+    ms_stop_dovecot
+}
+
+ms_cmd_start_dovecot() {
+    ms_lock
+    ms_start_dovecot
+}
+
+ms_cmd_status() {
+    local rc=0 pid
+    if pid="$(ms_pid_alive "$MS_DOVECOT_PID" dovecot)" && ms_port_open "$MS_IMAP_PORT"; then
+        echo "dovecot: running (pid $pid; IMAP $MS_IMAP_PORT, IMAPS $MS_IMAPS_PORT, LMTP $MS_LMTP_PORT)"
+    else
+        echo "dovecot: stopped"
+        rc=1
+    fi
+    if pid="$(ms_pid_alive "$MS_POSTFIX_PID" master)" && ms_port_open "$MS_SMTP_PORT"; then
+        echo "postfix: running (pid $pid; SMTP $MS_SMTP_PORT, submission $MS_SUBMISSION_PORT)"
+    else
+        echo "postfix: stopped"
+        rc=1
+    fi
+    echo "dir: $MS_DIR"
+    return $rc
+}
+
+ms_cmd_env() {
+    cat <<EOF
+export MAILSTACK_DIR='$MS_DIR'
+export MAILSTACK_HOST='127.0.0.1'
+export MAILSTACK_IMAP_PORT=$MS_IMAP_PORT
+export MAILSTACK_IMAPS_PORT=$MS_IMAPS_PORT
+export MAILSTACK_SMTP_PORT=$MS_SMTP_PORT
+export MAILSTACK_SUBMISSION_PORT=$MS_SUBMISSION_PORT
+export MAILSTACK_LMTP_PORT=$MS_LMTP_PORT
+export MAILSTACK_CA_FILE='$MS_DIR/tls/ca.pem'
+export MAILSTACK_DOMAIN='example.test'
+export MAILSTACK_PASSWORD='$MS_PASSWORD'
+export MAILSTACK_USERS='ops@example.test merchant@example.test agency@example.test merchant2@example.test hecto@example.test hanmail@example.test'
+export MAILSTACK_KOREAN_USER='hanmail@example.test'
+export MAILSTACK_MAIL_DIR='$MS_DIR/mail'
+EOF
+}
+
+ms_cmd_add_user() {
+    local email="" pw="" korean=0 a
+    for a in "$@"; do
+        case "$a" in
+        --korean) korean=1 ;;
+        -*) ms_die "add-user: unknown option $a" ;;
+        *) if [[ -z "$email" ]]; then email="$a"; elif [[ -z "$pw" ]]; then pw="$a"; else ms_die "add-user: too many arguments"; fi ;;
+        esac
+    done
+    [[ -n "$email" ]] || ms_die "usage: mailstack add-user EMAIL [PASSWORD] [--korean]"
+    [[ -n "$pw" ]] || pw="$MS_PASSWORD"
+    ms_lock
+    mkdir -p "$MS_DIR/dovecot"
+    ms_add_user_locked "$email" "$pw" "$korean"
+}
+
+ms_usage() {
+    sed -n '2,13p' "${BASH_SOURCE[-1]}" | sed 's/^# \{0,1\}//'
+}
+
+mailstack_main() {
+    ms_init_vars
+    case "${1:-}" in
+    start) ms_cmd_start ;;
+    stop) ms_cmd_stop ;;
+    restart-dovecot) ms_cmd_restart_dovecot ;;
+    stop-dovecot) ms_cmd_stop_dovecot ;;
+    start-dovecot) ms_cmd_start_dovecot ;;
+    status) ms_cmd_status ;;
+    env) ms_cmd_env ;;
+    add-user)
+        shift
+        ms_cmd_add_user "$@"
+        ;;
+    -h | --help | help) ms_usage ;;
+    *)
+        ms_usage >&2
+        exit 2
+        ;;
+    esac
+}

