@@ -65,6 +65,22 @@ pub enum Command {
     Status,
     /// What is due now (reminders, spam notices, operator notices), sending nothing
     Reminders(RemindersArgs),
+    /// Send what is due now: one tick of the reminder schedule (enqueue due reminders, then send
+    /// everything pending whose retry time has come)
+    Remind {
+        /// Do exactly one tick and exit (the daemon `run` follows the schedule)
+        #[arg(long)]
+        once: bool,
+    },
+    /// Put messages that failed permanently back into the outbox, to be sent at the next tick
+    Retry {
+        /// Outbox keys (see `reminders --failed`)
+        #[arg(value_name = "KEY", conflicts_with = "all")]
+        keys: Vec<String>,
+        /// Every failed message
+        #[arg(long)]
+        all: bool,
+    },
     /// Feed .eml files through the same pipeline as IMAP mail
     ImportMail {
         /// The folder the mail was in; its role (inbox, junk, sent) comes from the name
@@ -289,6 +305,13 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
             }
             Ok(0)
         }
+        Command::Remind { once } => remind(&ctx, once, &mut out),
+        Command::Retry { keys, all } => {
+            let store = ctx.open_store()?;
+            let back = crate::notify::retry(&store, &keys, all)?;
+            print::retried(&mut out, &back, ctx.json)?;
+            Ok(0)
+        }
         Command::ImportMail { folder, account, files } => import_mail(&ctx, account, folder, &files, &mut out),
         Command::Export { output } => {
             let data: serde_json::Value = ctx.request(Request::Export)?;
@@ -356,6 +379,9 @@ fn check_config(ctx: &Ctx, out: &mut impl Write) -> Result<i32, Failure> {
         if let Some(Err(e)) = s.password.as_ref().map(|p| p.reveal()) {
             problems.push(format!("smtp.password: {e:#}"));
         }
+    }
+    if let Err(e) = crate::notify::Renderer::new(&ctx.config.reminders) {
+        problems.push(format!("{e:#}"));
     }
     let source = ctx.config.source.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string());
     if problems.is_empty() {
@@ -428,6 +454,33 @@ fn merchant(ctx: &Ctx, cmd: MerchantCmd, out: &mut impl Write) -> Result<i32, Fa
         }
     }
     Ok(0)
+}
+
+/// `remind --once`: one tick at `--now` (or now), printing what was sent. Exit 1 when something
+/// could not be sent (it stays queued, or is listed by `reminders --failed`).
+fn remind(ctx: &Ctx, once: bool, out: &mut impl Write) -> Result<i32, Failure> {
+    if !once {
+        return Err(Failure::usage("remind needs --once (the daemon `hecto-watch run` sends on the schedule)"));
+    }
+    if ctx.config.smtp.is_none() {
+        return Err(Failure::usage(
+            "remind sends mail and needs an [smtp] section in the configuration (see config/hecto-watch.toml)",
+        ));
+    }
+    let calendar = ctx.calendar()?;
+    let store = ctx.open_store()?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
+    let now = ctx.now();
+    let report = runtime.block_on(async {
+        // Built inside the runtime: lettre's connection pool spawns a task.
+        let notifier =
+            crate::notify::smtp_notifier(store, &ctx.config).map_err(|e| Failure::usage(format!("{e:#}")))?;
+        crate::notify::tick(&notifier, &ctx.config, &calendar, now).await.map_err(Failure::from)
+    })?;
+    print::remind(out, &report, ctx.json)?;
+    let unsent = report.outcomes.iter().any(|o| o.result != crate::notify::OutcomeKind::Sent);
+    Ok(if unsent { 1 } else { 0 })
 }
 
 fn import_mail(
