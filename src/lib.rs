@@ -15,6 +15,7 @@
 //! - [`merchant`]: stages, the forward-only stage machine and mail → merchant matching. Pure.
 //! - [`store`]: the only module that touches sled. One transaction per mail.
 //! - [`schedule`]: Korean business days and what is due at a given instant. Pure.
+//! - [`notify`]: the outbox → SMTP: templates, deterministic Message-IDs, retries, the cron tick.
 //! - [`ingest`]: one mail's path classify → match → apply, shared by IMAP and `import-mail`.
 //! - [`cli`]: the command line, a thin layer over the library.
 //!
@@ -29,6 +30,7 @@ pub mod imap;
 pub mod ingest;
 pub mod mail;
 pub mod merchant;
+pub mod notify;
 pub mod ops;
 pub mod schedule;
 pub mod store;

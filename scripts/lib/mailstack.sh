@@ -160,6 +160,14 @@ ms_add_user_locked() { # email password korean
     fi
     ms_user_line "$email" "$pw" "$korean" >>"$MS_USERS.tmp"
     chmod 640 "$MS_USERS.tmp"
+    # Dovecot re-reads a passwd-file only when its mtime (seconds) or size changes: two users of
+    # equal name length added within one second would leave the second unknown ("User doesn't
+    # exist" at LMTP). Make the mtime strictly increase with every change (we hold the lock).
+    local old_mtime new_mtime
+    old_mtime="$(stat -c %Y "$MS_USERS" 2>/dev/null || echo 0)"
+    new_mtime="$(date +%s)"
+    ((new_mtime > old_mtime)) || new_mtime=$((old_mtime + 1))
+    touch -d "@$new_mtime" "$MS_USERS.tmp"
     chgrp dovecot "$MS_USERS.tmp" 2>/dev/null || true
     mv "$MS_USERS.tmp" "$MS_USERS"
 }
@@ -352,6 +360,23 @@ ms_cmd_start_dovecot() {
     ms_start_dovecot
 }
 
+# Outage tests (SMTP down, IMAP up): stop/start Postfix only.
+ms_cmd_stop_postfix() {
+    ms_lock
+    ms_stop_postfix
+    # Wait for the listeners to close so clients see "connection refused", not a dying server.
+    local i
+    for ((i = 0; i < 100; i++)); do
+        ms_port_open "$MS_SUBMISSION_PORT" || ms_port_open "$MS_SMTP_PORT" || break
+        sleep 0.05
+    done
+}
+
+ms_cmd_start_postfix() {
+    ms_lock
+    ms_start_postfix
+}
+
 ms_cmd_status() {
     local rc=0 pid
     if pid="$(ms_pid_alive "$MS_DOVECOT_PID" dovecot)" && ms_port_open "$MS_IMAP_PORT"; then
@@ -420,7 +445,7 @@ ms_cmd_add_user() {
 }
 
 ms_usage() {
-    sed -n '2,13p' "${BASH_SOURCE[-1]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "${BASH_SOURCE[-1]}" | sed 's/^# \{0,1\}//'
 }
 
 mailstack_main() {
@@ -431,6 +456,8 @@ mailstack_main() {
     restart-dovecot) ms_cmd_restart_dovecot ;;
     stop-dovecot) ms_cmd_stop_dovecot ;;
     start-dovecot) ms_cmd_start_dovecot ;;
+    stop-postfix) ms_cmd_stop_postfix ;;
+    start-postfix) ms_cmd_start_postfix ;;
     status) ms_cmd_status ;;
     env) ms_cmd_env ;;
     add-user)

@@ -3,6 +3,7 @@
 //! Data goes to stdout, logs to stderr; `--json` gives machine output. Exit status 0 on success,
 //! 1 on a runtime failure, 2 on bad usage or configuration, with a one-line reason on stderr.
 
+mod online;
 mod print;
 mod table;
 
@@ -52,7 +53,19 @@ pub enum Command {
     /// The daemon: watch every account, send reminders, answer commands on the control socket
     Run,
     /// Validate the configuration and report every problem at once
-    CheckConfig,
+    CheckConfig {
+        /// Also log in to every IMAP account and the SMTP server
+        #[arg(long)]
+        connect: bool,
+    },
+    /// One ingest pass over every watched folder of every account
+    Scan {
+        /// Scan once and exit (the daemon `run` watches continuously)
+        #[arg(long)]
+        once: bool,
+    },
+    /// List each account's folders with the role detected (inbox, junk, sent)
+    Folders,
     /// Classify .eml files offline (`-` reads stdin); changes nothing
     Classify {
         #[arg(required = true, value_name = "FILE")]
@@ -65,6 +78,22 @@ pub enum Command {
     Status,
     /// What is due now (reminders, spam notices, operator notices), sending nothing
     Reminders(RemindersArgs),
+    /// Send what is due now: one tick of the reminder schedule (enqueue due reminders, then send
+    /// everything pending whose retry time has come)
+    Remind {
+        /// Do exactly one tick and exit (the daemon `run` follows the schedule)
+        #[arg(long)]
+        once: bool,
+    },
+    /// Put messages that failed permanently back into the outbox, to be sent at the next tick
+    Retry {
+        /// Outbox keys (see `reminders --failed`)
+        #[arg(value_name = "KEY", conflicts_with = "all")]
+        keys: Vec<String>,
+        /// Every failed message
+        #[arg(long)]
+        all: bool,
+    },
     /// Feed .eml files through the same pipeline as IMAP mail
     ImportMail {
         /// The folder the mail was in; its role (inbox, junk, sent) comes from the name
@@ -260,7 +289,8 @@ fn init_logging(config: &Config, format: Option<&str>) {
 }
 
 pub fn run(cli: Cli) -> Result<i32, Failure> {
-    let required = matches!(cli.command, Command::CheckConfig | Command::Run);
+    let required =
+        matches!(cli.command, Command::CheckConfig { .. } | Command::Run | Command::Scan { .. } | Command::Folders);
     let config = load_config(cli.config.as_deref(), required)?;
     init_logging(&config, cli.log_format.as_deref());
     let clock = match &cli.now {
@@ -270,7 +300,12 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
     let ctx = Ctx { config, clock, now: cli.now.is_some(), json: cli.json, state_dir: cli.state_dir };
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::CheckConfig => check_config(&ctx, &mut out),
+        Command::CheckConfig { connect } => check_config(&ctx, connect, &mut out),
+        Command::Scan { once: true } => online::scan_once(&ctx, &mut out),
+        Command::Scan { once: false } => {
+            Err(Failure::usage("scan needs --once (the daemon `hecto-watch run` watches continuously)"))
+        }
+        Command::Folders => online::folders(&ctx, &mut out),
         Command::Run => run_daemon(ctx, cli.config),
         Command::Classify { files } => classify(&ctx, &files, &mut out),
         Command::Merchant(cmd) => merchant(&ctx, cmd, &mut out),
@@ -287,6 +322,13 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
                 let items: Vec<DueItem> = ctx.request(Request::Reminders { failed: false })?;
                 print::due(&mut out, &items, ctx.json)?;
             }
+            Ok(0)
+        }
+        Command::Remind { once } => remind(&ctx, once, &mut out),
+        Command::Retry { keys, all } => {
+            let store = ctx.open_store()?;
+            let back = crate::notify::retry(&store, &keys, all)?;
+            print::retried(&mut out, &back, ctx.json)?;
             Ok(0)
         }
         Command::ImportMail { folder, account, files } => import_mail(&ctx, account, folder, &files, &mut out),
@@ -342,7 +384,7 @@ fn run_daemon(ctx: Ctx, config_path: Option<PathBuf>) -> Result<i32, Failure> {
     Ok(0)
 }
 
-fn check_config(ctx: &Ctx, out: &mut impl Write) -> Result<i32, Failure> {
+fn check_config(ctx: &Ctx, connect: bool, out: &mut impl Write) -> Result<i32, Failure> {
     let mut problems = Vec::new();
     if let Err(e) = Calendar::from_config(&ctx.config.calendar) {
         problems.push(format!("{e:#}"));
@@ -357,7 +399,24 @@ fn check_config(ctx: &Ctx, out: &mut impl Write) -> Result<i32, Failure> {
             problems.push(format!("smtp.password: {e:#}"));
         }
     }
+    if let Err(e) = crate::notify::Renderer::new(&ctx.config.reminders) {
+        problems.push(format!("{e:#}"));
+    }
     let source = ctx.config.source.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string());
+    if problems.is_empty() && connect {
+        let failures = online::connect_all(ctx, out)?;
+        if !failures.is_empty() {
+            let n = failures.len();
+            return Err(Failure {
+                code: 1,
+                message: format!(
+                    "{source}: {n} connection problem{}\n  {}",
+                    if n == 1 { "" } else { "s" },
+                    failures.join("\n  ")
+                ),
+            });
+        }
+    }
     if problems.is_empty() {
         writeln!(out, "{source}: ok ({} accounts)", ctx.config.accounts.len()).context("cannot write to stdout")?;
         Ok(0)
@@ -428,6 +487,33 @@ fn merchant(ctx: &Ctx, cmd: MerchantCmd, out: &mut impl Write) -> Result<i32, Fa
         }
     }
     Ok(0)
+}
+
+/// `remind --once`: one tick at `--now` (or now), printing what was sent. Exit 1 when something
+/// could not be sent (it stays queued, or is listed by `reminders --failed`).
+fn remind(ctx: &Ctx, once: bool, out: &mut impl Write) -> Result<i32, Failure> {
+    if !once {
+        return Err(Failure::usage("remind needs --once (the daemon `hecto-watch run` sends on the schedule)"));
+    }
+    if ctx.config.smtp.is_none() {
+        return Err(Failure::usage(
+            "remind sends mail and needs an [smtp] section in the configuration (see config/hecto-watch.toml)",
+        ));
+    }
+    let calendar = ctx.calendar()?;
+    let store = ctx.open_store()?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
+    let now = ctx.now();
+    let report = runtime.block_on(async {
+        // Built inside the runtime: lettre's connection pool spawns a task.
+        let notifier =
+            crate::notify::smtp_notifier(store, &ctx.config).map_err(|e| Failure::usage(format!("{e:#}")))?;
+        crate::notify::tick(&notifier, &ctx.config, &calendar, now).await.map_err(Failure::from)
+    })?;
+    print::remind(out, &report, ctx.json)?;
+    let unsent = report.outcomes.iter().any(|o| o.result != crate::notify::OutcomeKind::Sent);
+    Ok(if unsent { 1 } else { 0 })
 }
 
 fn import_mail(

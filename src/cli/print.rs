@@ -13,6 +13,7 @@ use super::Failure;
 use crate::control::ImportedMail;
 use crate::mail::Classified;
 use crate::merchant::{Change, Evidence, Merchant};
+use crate::notify::{OutcomeKind, TickReport};
 use crate::ops::{DueItem, MerchantDetail};
 use crate::schedule::StatusRow;
 use crate::store::OutboxEntry;
@@ -131,6 +132,56 @@ pub fn failed(out: &mut impl Write, entries: &[OutboxEntry], json: bool) -> Resu
         t.row(vec![e.key.clone(), e.to.join(", "), e.attempts.to_string(), or_dash(e.last_error.as_deref())]);
     }
     w(out, &t.render())
+}
+
+/// `remind --once`: one line per message tried.
+pub fn remind(out: &mut impl Write, r: &TickReport, json: bool) -> Result<(), Failure> {
+    if json {
+        for o in &r.outcomes {
+            json_line(out, o)?;
+        }
+        return Ok(());
+    }
+    if r.outcomes.is_empty() {
+        return w(out, &format!("nothing to send at {}\n", kst(r.at)));
+    }
+    for o in &r.outcomes {
+        let cc = if o.cc.is_empty() { String::new() } else { format!(" cc {}", o.cc.join(", ")) };
+        let line = match o.result {
+            OutcomeKind::Sent => {
+                format!("sent     {}  to {}{cc}  {}\n", o.key, o.to.join(", "), or_dash(o.message_id.as_deref()))
+            }
+            OutcomeKind::Retrying => format!(
+                "retrying {}  attempt {}, next at {}: {}\n",
+                o.key,
+                o.attempts,
+                o.next_attempt_at.map_or_else(|| "-".into(), kst),
+                or_dash(o.error.as_deref())
+            ),
+            OutcomeKind::Failed => {
+                format!("failed   {}  after {} attempts: {}\n", o.key, o.attempts, or_dash(o.error.as_deref()))
+            }
+        };
+        w(out, &line)?;
+    }
+    Ok(())
+}
+
+/// `retry`: the keys put back.
+pub fn retried(out: &mut impl Write, entries: &[OutboxEntry], json: bool) -> Result<(), Failure> {
+    if json {
+        for e in entries {
+            json_line(out, e)?;
+        }
+        return Ok(());
+    }
+    if entries.is_empty() {
+        return w(out, "no failed messages to retry\n");
+    }
+    for e in entries {
+        w(out, &format!("pending  {}  (sent at the next tick)\n", e.key))?;
+    }
+    Ok(())
 }
 
 pub fn merchants(out: &mut impl Write, list: &[Merchant], json: bool) -> Result<(), Failure> {

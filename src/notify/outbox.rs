@@ -1,0 +1,496 @@
+//! Draining the sled outbox: render (once, stored and flushed before the first try), send, and
+//! record the outcome (flushed right after the server accepts, so a key is never sent twice in
+//! normal operation). Transient failures are retried with persisted, capped, jittered exponential
+//! backoff in `next_attempt_at`; permanent ones (5xx) give up after a few tries as
+//! [`Delivery::Failed`], which `hecto-watch retry` puts back.
+//!
+//! Exactly-once holds except for one window no SMTP client can close: a crash after the server
+//! accepted the message and before `Sent` reached the disk resends it once after the restart —
+//! with the same `Message-ID`, so clients show it once.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lettre::message::Mailbox;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use super::message;
+use super::render::Renderer;
+use super::smtp::Deliver;
+#[cfg(test)]
+use super::smtp::SendError;
+use crate::merchant::{Merchant, Stage};
+use crate::schedule::calendar::kst_date;
+use crate::store::{Delivery, NoticeKind, OutboxEntry, Store};
+
+/// How failed sends are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Delay after the first failure; doubled after each further one.
+    pub first: Duration,
+    /// No delay longer than this.
+    pub cap: Duration,
+    /// A permanent (5xx) failure on this attempt or later gives up.
+    pub permanent_tries: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { first: Duration::from_secs(30), cap: Duration::from_secs(3600), permanent_tries: 3 }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay after failed attempt number `attempts` (1-based). `jitter` in `[0, 1)` takes up to
+    /// a quarter off, so daemons restarted together do not retry in lockstep; never above `cap`.
+    pub fn backoff(&self, attempts: u32, jitter: f64) -> Duration {
+        let exp = attempts.saturating_sub(1).min(31);
+        let full = self.first.checked_mul(1u32 << exp).unwrap_or(self.cap).min(self.cap);
+        full.mul_f64(1.0 - 0.25 * jitter.clamp(0.0, 1.0))
+    }
+}
+
+/// What happened to one entry in a drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    Sent,
+    /// Failed for now; tried again at `next_attempt_at`.
+    Retrying,
+    /// Gave up; see `reminders --failed`, `retry`.
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub key: String,
+    pub kind: NoticeKind,
+    pub result: OutcomeKind,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl Outcome {
+    fn of(e: &OutboxEntry, result: OutcomeKind) -> Outcome {
+        Outcome {
+            key: e.key.clone(),
+            kind: e.kind,
+            result,
+            to: e.to.clone(),
+            cc: e.cc.clone(),
+            subject: e.rendered.as_ref().map(|r| r.subject.clone()),
+            message_id: e.rendered.as_ref().map(|r| r.message_id.clone()),
+            attempts: e.attempts,
+            error: e.last_error.clone(),
+            next_attempt_at: e.next_attempt_at,
+        }
+    }
+}
+
+/// Whether an entry waits to be sent at `now`.
+pub fn is_due(e: &OutboxEntry, now: DateTime<Utc>) -> bool {
+    e.status == Delivery::Pending && e.next_attempt_at.is_none_or(|t| t <= now)
+}
+
+/// The window instance a merchant has open now (`guidance@20270205`), for dropping reminders
+/// that went stale while they waited (the guidance mail arrived during an SMTP outage).
+fn open_instance(m: &Merchant) -> Option<String> {
+    let (window, opened) = match m.stage {
+        Stage::Applied => ("guidance", m.applied_at),
+        Stage::CardReviewRequested => ("card_review", m.stage_since),
+        _ => return None,
+    };
+    Some(format!("{window}@{}", kst_date(opened).format("%Y%m%d")))
+}
+
+/// The outbox and its sender: renders, sends through `D`, records outcomes.
+pub struct Notifier<D: Deliver> {
+    store: Store,
+    deliver: D,
+    renderer: Renderer,
+    from: Mailbox,
+    from_domain: String,
+    policy: RetryPolicy,
+    /// One drain at a time (the schedule's tick and the sender task may both drain).
+    drain_lock: tokio::sync::Mutex<()>,
+}
+
+impl<D: Deliver> Notifier<D> {
+    pub fn new(store: Store, deliver: D, renderer: Renderer, from: Mailbox) -> Notifier<D> {
+        Notifier {
+            from_domain: message::domain(&from),
+            store,
+            deliver,
+            renderer,
+            from,
+            policy: RetryPolicy::default(),
+            drain_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn deliverer(&self) -> &D {
+        &self.deliver
+    }
+
+    /// When the earliest pending entry becomes due (`None`: nothing pending).
+    pub fn next_due(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        Ok(self
+            .store
+            .outbox_entries()?
+            .iter()
+            .filter(|e| e.status == Delivery::Pending)
+            .map(|e| e.next_attempt_at.unwrap_or(DateTime::<Utc>::MIN_UTC))
+            .min())
+    }
+
+    /// Send every entry due at `now`, oldest first. Stops early (between messages) when `cancel`
+    /// fires. Database errors end the drain; SMTP errors are recorded per entry.
+    pub async fn drain(&self, now: DateTime<Utc>, cancel: &CancellationToken) -> anyhow::Result<Vec<Outcome>> {
+        let _one_at_a_time = self.drain_lock.lock().await;
+        let mut due: Vec<OutboxEntry> = self.store.outbox_entries()?.into_iter().filter(|e| is_due(e, now)).collect();
+        due.sort_by(|a, b| (a.created_at, &a.key).cmp(&(b.created_at, &b.key)));
+        let mut outcomes = Vec::new();
+        for entry in due {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let span = info_span!(
+                "notice",
+                key = %entry.key,
+                kind = entry.kind.as_str(),
+                merchant = entry.merchant.as_deref().unwrap_or("-"),
+            );
+            if let Some(o) = self.send_one(&entry.key, now).instrument(span).await? {
+                outcomes.push(o);
+            }
+        }
+        Ok(outcomes)
+    }
+
+    async fn send_one(&self, key: &str, now: DateTime<Utc>) -> anyhow::Result<Option<Outcome>> {
+        // Re-read: the entry may have changed since the list was made (`retry`, a removal).
+        let Some(mut entry) = self.store.outbox_entry(key)? else {
+            return Ok(None);
+        };
+        if !is_due(&entry, now) {
+            return Ok(None);
+        }
+        if entry.kind == NoticeKind::Reminder {
+            if let Some(stale) = self.stale_reason(&entry)? {
+                info!(reason = %stale, "Reminder dropped: its window closed while it waited");
+                entry.status = Delivery::Failed;
+                entry.last_error = Some(format!("not sent: {stale}"));
+                entry.next_attempt_at = None;
+                self.store.put_outbox(&entry)?;
+                self.store.flush().await?;
+                return Ok(Some(Outcome::of(&entry, OutcomeKind::Failed)));
+            }
+        }
+        let rendered = match &entry.rendered {
+            Some(r) => r.clone(),
+            None => {
+                let r = match self.renderer.render(&entry, &self.from_domain) {
+                    Ok(r) => r,
+                    Err(e) => return self.give_up(entry, format!("cannot render: {e:#}")).await.map(Some),
+                };
+                // Written (and on disk) before the first try: a retry or a restart sends the
+                // same subject, body and Message-ID.
+                entry.rendered = Some(r.clone());
+                self.store.put_outbox(&entry)?;
+                self.store.flush().await?;
+                super::crash_after("render");
+                r
+            }
+        };
+        let msg = match message::build(&entry, &rendered, &self.from) {
+            Ok(m) => m,
+            Err(e) => return self.give_up(entry, e.to_string()).await.map(Some),
+        };
+        entry.attempts = entry.attempts.saturating_add(1);
+        debug!(attempt = entry.attempts, message_id = %rendered.message_id, "Sending");
+        match self.deliver.deliver(&msg).await {
+            Ok(()) => {
+                entry.status = Delivery::Sent;
+                entry.sent_at = Some(now);
+                entry.last_error = None;
+                entry.next_attempt_at = None;
+                self.store.put_outbox(&entry)?;
+                // Right after the server accepted: this flush is what keeps a key from being
+                // sent twice.
+                self.store.flush().await?;
+                info!(
+                    message_id = %rendered.message_id,
+                    to = entry.to.len(),
+                    cc = entry.cc.len(),
+                    attempt = entry.attempts,
+                    "Notice sent"
+                );
+                Ok(Some(Outcome::of(&entry, OutcomeKind::Sent)))
+            }
+            Err(err) => {
+                let permanent = err.is_permanent();
+                entry.last_error = Some(err.to_string());
+                if permanent && entry.attempts >= self.policy.permanent_tries {
+                    entry.status = Delivery::Failed;
+                    entry.next_attempt_at = None;
+                    warn!(error = %err, attempts = entry.attempts, "Notice rejected permanently, giving up (see `hecto-watch reminders --failed`)");
+                } else {
+                    let delay = self.policy.backoff(entry.attempts, rand::random::<f64>());
+                    let next = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
+                    entry.next_attempt_at = Some(next);
+                    warn!(
+                        error = %err,
+                        attempt = entry.attempts,
+                        permanent,
+                        retry_in_s = delay.as_secs(),
+                        "Notice send failed, will retry"
+                    );
+                }
+                self.store.put_outbox(&entry)?;
+                self.store.flush().await?;
+                let result = if entry.status == Delivery::Failed { OutcomeKind::Failed } else { OutcomeKind::Retrying };
+                Ok(Some(Outcome::of(&entry, result)))
+            }
+        }
+    }
+
+    /// A problem of the entry itself (no recipients, bad address): retrying cannot help.
+    async fn give_up(&self, mut entry: OutboxEntry, why: String) -> anyhow::Result<Outcome> {
+        warn!(error = %why, "Notice cannot be sent, giving up (see `hecto-watch reminders --failed`)");
+        entry.status = Delivery::Failed;
+        entry.last_error = Some(why);
+        entry.next_attempt_at = None;
+        self.store.put_outbox(&entry)?;
+        self.store.flush().await?;
+        Ok(Outcome::of(&entry, OutcomeKind::Failed))
+    }
+
+    fn stale_reason(&self, entry: &OutboxEntry) -> anyhow::Result<Option<String>> {
+        let Some(id) = &entry.merchant else {
+            return Ok(None);
+        };
+        let Some(m) = self.store.merchant(id)? else {
+            return Ok(Some(format!("merchant {id} no longer exists")));
+        };
+        if open_instance(&m).as_deref() == Some(entry.window.as_str()) {
+            Ok(None)
+        } else {
+            Ok(Some(format!("window {} closed (merchant {id} is now at stage {})", entry.window, m.stage.id())))
+        }
+    }
+}
+
+/// Put failed (or waiting) entries back to be sent at the next drain: `keys`, or every failed one
+/// with `all`. A sent key is refused — a key is never sent twice.
+pub fn retry(store: &Store, keys: &[String], all: bool) -> anyhow::Result<Vec<OutboxEntry>> {
+    use crate::store::Refused;
+    let targets: Vec<OutboxEntry> = if all {
+        store.outbox_entries()?.into_iter().filter(|e| e.status == Delivery::Failed).collect()
+    } else {
+        if keys.is_empty() {
+            return Err(Refused::BadInput(
+                "name the keys to retry (see `hecto-watch reminders --failed`), or pass --all".into(),
+            )
+            .into());
+        }
+        let mut out = Vec::new();
+        for k in keys {
+            match store.outbox_entry(k)? {
+                None => {
+                    return Err(Refused::BadInput(format!(
+                        "no outbox entry {k:?} (see `hecto-watch reminders --failed`)"
+                    ))
+                    .into())
+                }
+                Some(e) if e.status == Delivery::Sent => {
+                    return Err(Refused::BadInput(format!(
+                        "{k:?} was already sent{}; a key is never sent twice",
+                        e.sent_at.map(|t| format!(" at {}", t.to_rfc3339())).unwrap_or_default()
+                    ))
+                    .into())
+                }
+                Some(e) => out.push(e),
+            }
+        }
+        out
+    };
+    let mut done = Vec::new();
+    for mut e in targets {
+        e.status = Delivery::Pending;
+        e.attempts = 0;
+        e.next_attempt_at = None;
+        store.put_outbox(&e)?;
+        done.push(e);
+    }
+    store.flush_blocking()?;
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Reminders;
+    use crate::store::NoticeFacts;
+    use std::sync::Mutex;
+
+    /// Replays scripted results and records what it was given.
+    struct Script {
+        results: Mutex<Vec<Result<(), SendError>>>,
+        sent: Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl Deliver for Script {
+        async fn deliver(&self, m: &lettre::Message) -> Result<(), SendError> {
+            self.sent.lock().unwrap().push(m.formatted());
+            let mut r = self.results.lock().unwrap();
+            if r.is_empty() {
+                Ok(())
+            } else {
+                r.remove(0)
+            }
+        }
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn setup(results: Vec<Result<(), SendError>>) -> (tempfile::TempDir, Notifier<Script>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let n = Notifier::new(
+            store,
+            Script { results: Mutex::new(results), sent: Mutex::new(Vec::new()) },
+            Renderer::new(&Reminders::default()).unwrap(),
+            "Hecto Watch <noreply@example.test>".parse().unwrap(),
+        );
+        (dir, n)
+    }
+
+    fn spam_entry() -> OutboxEntry {
+        OutboxEntry::pending(
+            "spam/acme/00aa".into(),
+            NoticeKind::SpamNotice,
+            Some("acme".into()),
+            "spam".into(),
+            1,
+            NoticeFacts::SpamNotice {
+                merchant_name: "에이씨미".into(),
+                account: "contracts".into(),
+                folder: "Junk".into(),
+                subject: "계약 안내".into(),
+                mail_date: t("2027-02-08T11:00:00+09:00"),
+                message_id: None,
+                kind: "guidance".into(),
+                moved_to_inbox: false,
+            },
+            t("2027-02-08T11:00:00+09:00"),
+        )
+        .to_contact("pay@acme.test", &["ops@example.test".into()])
+    }
+
+    #[test]
+    fn backoff_doubles_from_30s_to_a_one_hour_cap_and_jitter_only_shortens() {
+        let p = RetryPolicy::default();
+        let secs: Vec<u64> = (1..=9).map(|a| p.backoff(a, 0.0).as_secs()).collect();
+        assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        assert_eq!(p.backoff(1000, 0.0), Duration::from_secs(3600));
+        for a in 1..20 {
+            for j in [0.0, 0.3, 0.999] {
+                let d = p.backoff(a, j);
+                assert!(d <= p.backoff(a, 0.0) && d >= p.backoff(a, 0.0).mul_f64(0.75));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn transient_failure_is_persisted_with_backoff_then_sent_once() {
+        let (_d, n) = setup(vec![Err(SendError::Transient("connection refused".into()))]);
+        n.store().enqueue(&[spam_entry()]).unwrap();
+        let now = t("2027-02-08T11:00:05+09:00");
+        let out = n.drain(now, &CancellationToken::new()).await.unwrap();
+        assert_eq!(out[0].result, OutcomeKind::Retrying);
+        let e = n.store().outbox_entry("spam/acme/00aa").unwrap().unwrap();
+        assert_eq!(e.status, Delivery::Pending);
+        assert_eq!(e.attempts, 1);
+        assert_eq!(e.last_error.as_deref(), Some("connection refused"));
+        let next = e.next_attempt_at.unwrap();
+        assert!(next > now && next <= now + chrono::Duration::seconds(30), "{next}");
+        assert!(e.rendered.is_some(), "rendered before the first try");
+        // Not due again before next_attempt_at.
+        assert!(n.drain(now, &CancellationToken::new()).await.unwrap().is_empty());
+        let later = now + chrono::Duration::seconds(31);
+        let out = n.drain(later, &CancellationToken::new()).await.unwrap();
+        assert_eq!(out[0].result, OutcomeKind::Sent);
+        assert!(n.drain(later, &CancellationToken::new()).await.unwrap().is_empty());
+        let sent = n.deliverer().sent.lock().unwrap();
+        assert_eq!(sent.len(), 2, "one failed try, one success");
+        let parse = |raw: &[u8]| {
+            let m = mail_parser::MessageParser::default().parse(raw).unwrap();
+            (
+                m.subject().map(str::to_owned),
+                m.message_id().map(str::to_owned),
+                m.body_text(0).map(|t| t.into_owned()),
+                m.body_html(0).map(|t| t.into_owned()),
+            )
+        };
+        // Only the MIME boundary may differ: a retry sends the same message.
+        assert_eq!(parse(&sent[0]), parse(&sent[1]));
+        assert!(parse(&sent[0]).1.unwrap().ends_with("@hecto-watch.example.test"));
+    }
+
+    #[tokio::test]
+    async fn permanent_failures_give_up_after_three_tries_and_retry_puts_them_back() {
+        let perm = || Err(SendError::Permanent("550 no such user".into()));
+        let (_d, n) = setup(vec![perm(), perm(), perm()]);
+        n.store().enqueue(&[spam_entry()]).unwrap();
+        let mut now = t("2027-02-08T11:00:05+09:00");
+        let mut results = Vec::new();
+        for _ in 0..5 {
+            for o in n.drain(now, &CancellationToken::new()).await.unwrap() {
+                results.push(o.result);
+            }
+            now += chrono::Duration::hours(2);
+        }
+        assert_eq!(results, [OutcomeKind::Retrying, OutcomeKind::Retrying, OutcomeKind::Failed]);
+        let failed = n.store().outbox_entry("spam/acme/00aa").unwrap().unwrap();
+        assert_eq!(failed.status, Delivery::Failed);
+        assert_eq!(failed.last_error.as_deref(), Some("550 no such user"));
+
+        let back = retry(n.store(), &[], true).unwrap();
+        assert_eq!(back.len(), 1);
+        let out = n.drain(now, &CancellationToken::new()).await.unwrap();
+        assert_eq!(out[0].result, OutcomeKind::Sent);
+        let err = retry(n.store(), &["spam/acme/00aa".into()], false).unwrap_err();
+        assert!(format!("{err}").contains("never sent twice"), "{err}");
+        assert!(retry(n.store(), &["nope".into()], false).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_entry_without_recipients_fails_at_once() {
+        let (_d, n) = setup(vec![]);
+        let mut e = spam_entry();
+        e.to.clear();
+        n.store().enqueue(&[e]).unwrap();
+        let out = n.drain(t("2027-02-08T11:00:05+09:00"), &CancellationToken::new()).await.unwrap();
+        assert_eq!(out[0].result, OutcomeKind::Failed);
+        assert!(out[0].error.as_deref().unwrap().contains("no recipients"));
+        assert!(n.deliverer().sent.lock().unwrap().is_empty());
+    }
+}
