@@ -407,3 +407,12 @@ impl Watching {
             .expect("the watcher task does not panic");
     }
 }
+
+/// APPEND many mails to one folder over one connection.
+pub async fn append_all(user: &str, folder_raw: &str, mails: &[Vec<u8>]) {
+    let mut conn = login(user).await;
+    for raw in mails {
+        conn.session.append(folder_raw, None, None, raw).await.expect("APPEND");
+    }
+    conn.logout().await;
+}
