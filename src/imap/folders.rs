@@ -376,6 +376,44 @@ mod tests {
         assert!(r.problems[0].contains("스팸메일함"), "lists decoded names: {:?}", r.problems);
     }
 
+    fn account(extra: &str) -> Account {
+        let text = format!(
+            "[[accounts]]\nname = \"a\"\nhost = \"127.0.0.1\"\nport = 993\nusername = \"u\"\npassword = {{ value = \"p\" }}\n{extra}"
+        );
+        match crate::config::Config::parse(&text) {
+            Ok(mut c) => c.accounts.remove(0),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn plan_watches_configured_folders_then_junk_and_sent() {
+        let list =
+            [f("INBOX", &[]), f("Junk", &["\\Junk"]), f("Sent", &["\\Sent"]), f("Contracts", &[]), f("Old Spam", &[])];
+        let (plan, roles) = plan(&list, &account("folders = [\"INBOX\", \"Contracts\", \"Old Spam\", \"Gone\"]"));
+        let got: Vec<(&str, FolderRole)> = plan.iter().map(|w| (w.name.as_str(), w.role)).collect();
+        assert_eq!(
+            got,
+            [
+                ("INBOX", FolderRole::Inbox),
+                ("Contracts", FolderRole::Other),
+                // Watched because configured; its name says spam, so mail found there is.
+                ("Old Spam", FolderRole::Junk),
+                ("Junk", FolderRole::Junk),
+                ("Sent", FolderRole::Sent),
+            ]
+        );
+        assert_eq!(roles.problems.len(), 1, "{:?}", roles.problems);
+        assert!(roles.problems[0].contains("Gone"));
+
+        let (plan, _) = plan_for_off(&list);
+        assert_eq!(plan.len(), 1, "junk = off, sent = off: INBOX only: {plan:?}");
+    }
+
+    fn plan_for_off(list: &[FolderInfo]) -> (Vec<WatchedFolder>, Roles) {
+        plan(list, &account("junk = \"off\"\nsent = \"off\""))
+    }
+
     #[test]
     fn sent_is_never_the_junk_folder() {
         let list = [f("INBOX", &[]), f("Sent Spam", &[])];

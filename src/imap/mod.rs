@@ -188,8 +188,8 @@ fn progress_bar(mode: ProgressMode) -> Option<ProgressBar> {
     Some(bar)
 }
 
-/// `scan --once`: one pass over every watched folder of every account (accounts in parallel,
-/// an account's folders one after another on one connection). Never fails as a whole: what
+/// `scan --once`: one pass over every watched folder of every account (accounts and folders in
+/// parallel, a connection per folder). Never fails as a whole: what
 /// could not be scanned is listed in [`ScanSummary::errors`]. Cancelling stops at the next safe
 /// point (between mails), with everything done so far committed and flushed.
 pub async fn scan_once(
@@ -260,10 +260,16 @@ async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationT
     if let Err(e) = ingest.store().set_folder_roles(name, &folders::listing(&list, &roles)) {
         summary.errors.push(format!("account {name:?}: cannot record folder roles: {e:#}"));
     }
-    for folder in &plan {
+    // Folders in parallel, each on its own connection (as the daemon watches them): the server
+    // works on the junk folder while we read INBOX, and a slow folder delays no other. The
+    // connection that listed the folders serves the first one.
+    let mut first = Some(conn);
+    let scans = plan.iter().map(|folder| {
+        let conn = first.take();
         let span = info_span!("folder", folder = %folder.name);
-        let ctx = sync::FolderCtx { account, folder, ingest, cancel, hooks };
-        let result = sync::sync_folder(&mut conn, &ctx).instrument(span).await;
+        scan_folder(account, folder, conn, ingest, cancel, hooks).instrument(span)
+    });
+    for (folder, result) in plan.iter().zip(futures::future::join_all(scans).await) {
         match result {
             Ok(stats) => {
                 summary.folders += 1;
@@ -283,28 +289,36 @@ async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationT
                     stats,
                 });
             }
-            Err(SyncError::Cancelled) => {
-                summary.cancelled = true;
-                break;
-            }
+            Err(SyncError::Cancelled) => summary.cancelled = true,
             Err(e) => {
                 warn!(folder = %folder.name, error = %e, "Folder scan failed");
                 summary.errors.push(format!("account {name:?}, folder {:?}: {e}", folder.name));
-                if matches!(e, SyncError::Imap(_)) {
-                    // The connection may be gone; the next folder gets a fresh one.
-                    match connect(account).await {
-                        Ok(c) => conn = c,
-                        Err(e) => {
-                            summary.errors.push(format!("account {name:?}: {e}"));
-                            return summary;
-                        }
-                    }
-                }
             }
         }
     }
-    conn.logout().await;
     summary
+}
+
+/// One folder of `scan --once`, on `conn` or a connection of its own.
+async fn scan_folder(
+    account: &Account,
+    folder: &WatchedFolder,
+    conn: Option<Connection>,
+    ingest: &Ingest,
+    cancel: &CancellationToken,
+    hooks: &Hooks,
+) -> Result<SyncStats, SyncError> {
+    let mut conn = match conn {
+        Some(c) => c,
+        None => tokio::select! {
+            _ = cancel.cancelled() => return Err(SyncError::Cancelled),
+            r = connect(account) => r.map_err(|e| SyncError::Imap(e.into()))?,
+        },
+    };
+    let ctx = sync::FolderCtx { account, folder, ingest, cancel, hooks };
+    let result = sync::sync_folder(&mut conn, &ctx).await;
+    conn.logout().await;
+    result
 }
 
 /// `folders`: every selectable folder of an account with the role detected (INBOX, junk, sent;
