@@ -26,7 +26,7 @@ use futures::TryStreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn};
 
-use super::connect::{Connection, IO_TIMEOUT};
+use super::connect::{connect, Connection, IO_TIMEOUT};
 use super::folders::WatchedFolder;
 use super::{Hooks, ImapEvent, MailReport};
 use crate::config::Account;
@@ -199,7 +199,108 @@ pub async fn sync_folder(conn: &mut Connection, ctx: &FolderCtx<'_>) -> Result<S
     };
 
     let cursor = ctx.ingest.cursor(account, folder).map_err(store_err)?;
-    let mut uids: Vec<u32> = match cursor {
+    // More than one batch of new mail ahead (a first sync, a rescan, a long absence): open a
+    // second connection for bodies while this one looks — concurrently with the SEARCH below.
+    let ahead = match cursor {
+        Some(c) if c.uid_validity == uid_validity => newest_uid.saturating_sub(c.last_uid),
+        _ => mbox.exists,
+    };
+    let helper_fut = async {
+        if (ahead as usize) <= HEADER_BATCH {
+            return None;
+        }
+        let mut helper = connect(ctx.account).await.ok()?;
+        let same = tokio::time::timeout(IO_TIMEOUT, helper.session.examine(&ctx.folder.raw))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .is_some_and(|m| m.uid_validity == Some(uid_validity));
+        if same {
+            Some(helper)
+        } else {
+            helper.logout().await;
+            None
+        }
+    };
+    let (uids, helper) =
+        tokio::join!(self::new_uids(conn, ctx, cursor, uid_validity, newest_uid, &mut stats), helper_fut);
+    let mut uids = uids?;
+    uids.sort_unstable();
+    if let Some(bar) = &ctx.hooks.progress {
+        bar.inc_length(uids.len() as u64);
+    }
+    if !uids.is_empty() {
+        debug!(account = %account, folder = %folder, mails = uids.len(), rescan = stats.rescanned, "New mail to look at");
+    }
+
+    let mut pass = Pass { uid_validity, stats, to_move: Vec::new(), last_flush: std::time::Instant::now() };
+    match helper {
+        // A big pass: one connection streams headers while the other fetches bodies and the
+        // ingest applies them — the server never waits for our sled transactions.
+        Some(mut helper) => {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<(&[u32], Vec<Seen>)>(1);
+            let producer = async {
+                for batch in uids.chunks(HEADER_BATCH) {
+                    if ctx.cancel.is_cancelled() {
+                        return Err(SyncError::Cancelled);
+                    }
+                    let seen = fetch_headers(conn, ctx, batch).await?;
+                    if tx.send((batch, seen)).await.is_err() {
+                        break;
+                    }
+                }
+                drop(tx);
+                Ok(())
+            };
+            let consumer = async {
+                while let Some((batch, seen)) = rx.recv().await {
+                    apply_batch(&mut helper, ctx, &mut pass, batch, seen).await?;
+                }
+                Ok::<(), SyncError>(())
+            };
+            let result = tokio::try_join!(producer, consumer);
+            helper.logout().await;
+            if let Err(SyncError::Cancelled) = result {
+                ctx.ingest.flush().await.map_err(store_err)?;
+            }
+            result?;
+        }
+        None => {
+            for batch in uids.chunks(HEADER_BATCH) {
+                if ctx.cancel.is_cancelled() {
+                    ctx.ingest.flush().await.map_err(store_err)?;
+                    return Err(SyncError::Cancelled);
+                }
+                let seen = fetch_headers(conn, ctx, batch).await?;
+                apply_batch(conn, ctx, &mut pass, batch, seen).await?;
+            }
+        }
+    }
+    let Pass { mut stats, to_move, .. } = pass;
+    // Durable before the pass counts as done (and before anything leaves the junk folder).
+    ctx.ingest.flush().await.map_err(store_err)?;
+
+    if !to_move.is_empty() {
+        stats.moved_to_inbox = move_to_inbox(conn, ctx, &to_move).await?;
+    }
+    // Unsolicited responses (EXISTS, EXPUNGE, FETCH FLAGS) stay in the channel: the watcher
+    // looks there for mail announced while we synced.
+    Ok(stats)
+}
+
+/// The UIDs this pass must look at: after the cursor, or the back-fill window on a first sync or
+/// after a UIDVALIDITY change.
+async fn new_uids(
+    conn: &mut Connection,
+    ctx: &FolderCtx<'_>,
+    cursor: Option<crate::ingest::Cursor>,
+    uid_validity: u32,
+    newest_uid: u32,
+    stats: &mut SyncStats,
+) -> Result<Vec<u32>, SyncError> {
+    let account = &ctx.account.name;
+    let folder = &ctx.folder.name;
+    Ok(match cursor {
         Some(c) if c.uid_validity == uid_validity => {
             if newest_uid <= c.last_uid {
                 Vec::new() // nothing new: no SEARCH at all (the common poll)
@@ -235,148 +336,146 @@ pub async fn sync_folder(conn: &mut Connection, ctx: &FolderCtx<'_>) -> Result<S
             }
             found
         }
-    };
-    uids.sort_unstable();
-    if let Some(bar) = &ctx.hooks.progress {
-        bar.inc_length(uids.len() as u64);
-    }
-    if !uids.is_empty() {
-        debug!(account = %account, folder = %folder, mails = uids.len(), rescan = stats.rescanned, "New mail to look at");
-    }
+    })
+}
 
-    let mut to_move: Vec<u32> = Vec::new();
-    let mut last_flush = std::time::Instant::now();
-    for batch in uids.chunks(HEADER_BATCH) {
+/// The state of one folder pass across batches.
+struct Pass {
+    uid_validity: u32,
+    stats: SyncStats,
+    to_move: Vec<u32>,
+    last_flush: std::time::Instant,
+}
+
+/// Bodies for one header batch's candidates, applied in UID order, then the cursor past the
+/// batch. `conn` has the folder EXAMINEd.
+async fn apply_batch(
+    conn: &mut Connection,
+    ctx: &FolderCtx<'_>,
+    p: &mut Pass,
+    batch: &[u32],
+    seen: Vec<Seen>,
+) -> Result<(), SyncError> {
+    let account = &ctx.account.name;
+    let folder = &ctx.folder.name;
+    let uid_validity = p.uid_validity;
+    p.stats.mails_seen += seen.len() as u64;
+    let wanted: Vec<u32> = seen.iter().filter(|s| s.needs_body).map(|s| s.uid).collect();
+    // Sizes only for the few mails whose bodies we need (asking for RFC822.SIZE and
+    // INTERNALDATE in the header pass costs the server noticeably on every mail).
+    let sizes = if wanted.is_empty() { BTreeMap::new() } else { fetch_sizes(conn, ctx, &wanted).await? };
+    let size = |uid: &u32| sizes.get(uid).copied().unwrap_or(0);
+
+    // Bodies in groups bounded by count and bytes; applied strictly in UID order.
+    let mut start = 0;
+    while start < wanted.len() {
+        let mut end = start;
+        let mut bytes = 0u64;
+        while end < wanted.len()
+            && end - start < BODY_BATCH
+            && (end == start || bytes + size(&wanted[end]) <= BODY_BATCH_BYTES)
+        {
+            bytes += size(&wanted[end]);
+            end += 1;
+        }
+        let group = &wanted[start..end];
+        start = end;
         if ctx.cancel.is_cancelled() {
+            ctx.ingest.flush().await.map_err(store_err)?;
             return Err(SyncError::Cancelled);
         }
-        let seen = fetch_headers(conn, ctx, batch).await?;
-        stats.mails_seen += seen.len() as u64;
-        let wanted: Vec<u32> = seen.iter().filter(|s| s.needs_body).map(|s| s.uid).collect();
-        // Sizes only for the few mails whose bodies we need (asking for RFC822.SIZE and
-        // INTERNALDATE in the header pass costs the server noticeably on every mail).
-        let sizes = if wanted.is_empty() { BTreeMap::new() } else { fetch_sizes(conn, ctx, &wanted).await? };
-        let size = |uid: &u32| sizes.get(uid).copied().unwrap_or(0);
-
-        // Bodies in groups bounded by count and bytes; applied strictly in UID order.
-        let mut start = 0;
-        while start < wanted.len() {
-            let mut end = start;
-            let mut bytes = 0u64;
-            while end < wanted.len()
-                && end - start < BODY_BATCH
-                && (end == start || bytes + size(&wanted[end]) <= BODY_BATCH_BYTES)
-            {
-                bytes += size(&wanted[end]);
-                end += 1;
-            }
-            let group = &wanted[start..end];
-            start = end;
+        let bodies = fetch_bodies(conn, ctx, group).await?;
+        for &uid in group {
+            // Safe point: the previous mail is committed; stop here if asked.
             if ctx.cancel.is_cancelled() {
                 ctx.ingest.flush().await.map_err(store_err)?;
                 return Err(SyncError::Cancelled);
             }
-            let bodies = fetch_bodies(conn, ctx, group).await?;
-            for &uid in group {
-                // Safe point: the previous mail is committed; stop here if asked.
-                if ctx.cancel.is_cancelled() {
-                    ctx.ingest.flush().await.map_err(store_err)?;
-                    return Err(SyncError::Cancelled);
-                }
-                let Some((raw, internal_date)) = bodies.get(&uid) else {
-                    // Expunged between the header and the body fetch: nothing to apply.
-                    debug!(account = %account, folder = %folder, uid, "Mail vanished before its body was fetched");
-                    continue;
-                };
-                stats.bodies_fetched += 1;
-                let source = MailSource {
-                    account: account.clone(),
-                    folder: folder.clone(),
-                    role: ctx.folder.role,
-                    uid: Some(uid),
-                    uid_validity: Some(uid_validity),
-                    internal_date: *internal_date,
-                };
-                let (classified, applied) = ctx
-                    .ingest
-                    .apply(&source, raw)
-                    .with_context(|| format!("cannot record mail UID {uid} of {folder:?}"))
-                    .map_err(store_err)?;
-                let span = info_span!(
-                    "mail",
-                    account = %account,
-                    folder = %folder,
-                    uid,
-                    message_id = %classified.message_id.as_deref().unwrap_or("-"),
+            let Some((raw, internal_date)) = bodies.get(&uid) else {
+                // Expunged between the header and the body fetch: nothing to apply.
+                debug!(account = %account, folder = %folder, uid, "Mail vanished before its body was fetched");
+                continue;
+            };
+            p.stats.bodies_fetched += 1;
+            let source = MailSource {
+                account: account.clone(),
+                folder: folder.clone(),
+                role: ctx.folder.role,
+                uid: Some(uid),
+                uid_validity: Some(uid_validity),
+                internal_date: *internal_date,
+            };
+            let (classified, applied) = ctx
+                .ingest
+                .apply(&source, raw)
+                .with_context(|| format!("cannot record mail UID {uid} of {folder:?}"))
+                .map_err(store_err)?;
+            let span = info_span!(
+                "mail",
+                account = %account,
+                folder = %folder,
+                uid,
+                message_id = %classified.message_id.as_deref().unwrap_or("-"),
+            );
+            let _enter = span.enter();
+            if applied.is_hecto() {
+                p.stats.hecto_mails += 1;
+                info!(
+                    kind = classified.kind.as_str(),
+                    merchant = %applied.merchant.as_deref().unwrap_or("-"),
+                    stage_changed = applied.stage_changed,
+                    found_in_spam = applied.found_in_spam,
+                    unassigned = applied.unassigned,
+                    duplicate = applied.duplicate,
+                    "Hecto mail"
                 );
-                let _enter = span.enter();
-                if applied.is_hecto() {
-                    stats.hecto_mails += 1;
-                    info!(
-                        kind = classified.kind.as_str(),
-                        merchant = %applied.merchant.as_deref().unwrap_or("-"),
-                        stage_changed = applied.stage_changed,
-                        found_in_spam = applied.found_in_spam,
-                        unassigned = applied.unassigned,
-                        duplicate = applied.duplicate,
-                        "Hecto mail"
-                    );
-                }
-                stats.stage_changes += u64::from(applied.stage_changed);
-                stats.found_in_spam += u64::from(applied.found_in_spam);
-                stats.unassigned += u64::from(applied.unassigned);
-                stats.duplicates += u64::from(applied.duplicate);
-                let move_it = ctx.account.move_found_in_spam
-                    && ctx.folder.role == FolderRole::Junk
-                    && applied.is_hecto()
-                    && applied.merchant.is_some()
-                    && !applied.duplicate;
-                if move_it {
-                    to_move.push(uid);
-                }
-                ctx.hooks.emit(ImapEvent::Mail(MailReport {
-                    account: account.clone(),
-                    folder: folder.clone(),
-                    role: ctx.folder.role,
-                    uid,
-                    message_id: classified.message_id.clone(),
-                    kind: classified.kind,
-                    merchant: applied.merchant.clone(),
-                    stage_changed: applied.stage_changed,
-                    found_in_spam: applied.found_in_spam,
-                    unassigned: applied.unassigned,
-                    duplicate: applied.duplicate,
-                    will_move_to_inbox: move_it,
-                }));
             }
-        }
-        // Everything up to the batch's last UID is now handled: the rest needed no body.
-        if let Some(s) = seen.last() {
-            ctx.ingest.skip(account, folder, uid_validity, s.uid).map_err(store_err)?;
-        } else if let Some(&last) = batch.last() {
-            // All of the batch vanished meanwhile.
-            ctx.ingest.skip(account, folder, uid_validity, last).map_err(store_err)?;
-        }
-        // Each mail's effects and the cursor share one transaction, so they become durable
-        // together whenever sled writes; an explicit flush (an fsync) per batch would cost more
-        // than the batch. Flush at least every FLUSH_EVERY during a long pass, and at its end.
-        if last_flush.elapsed() >= FLUSH_EVERY {
-            ctx.ingest.flush().await.map_err(store_err)?;
-            last_flush = std::time::Instant::now();
-        }
-        if let Some(bar) = &ctx.hooks.progress {
-            bar.inc(batch.len() as u64);
+            p.stats.stage_changes += u64::from(applied.stage_changed);
+            p.stats.found_in_spam += u64::from(applied.found_in_spam);
+            p.stats.unassigned += u64::from(applied.unassigned);
+            p.stats.duplicates += u64::from(applied.duplicate);
+            let move_it = ctx.account.move_found_in_spam
+                && ctx.folder.role == FolderRole::Junk
+                && applied.is_hecto()
+                && applied.merchant.is_some()
+                && !applied.duplicate;
+            if move_it {
+                p.to_move.push(uid);
+            }
+            ctx.hooks.emit(ImapEvent::Mail(MailReport {
+                account: account.clone(),
+                folder: folder.clone(),
+                role: ctx.folder.role,
+                uid,
+                message_id: classified.message_id.clone(),
+                kind: classified.kind,
+                merchant: applied.merchant.clone(),
+                stage_changed: applied.stage_changed,
+                found_in_spam: applied.found_in_spam,
+                unassigned: applied.unassigned,
+                duplicate: applied.duplicate,
+                will_move_to_inbox: move_it,
+            }));
         }
     }
-    // Durable before the pass counts as done (and before anything leaves the junk folder).
-    ctx.ingest.flush().await.map_err(store_err)?;
-
-    if !to_move.is_empty() {
-        stats.moved_to_inbox = move_to_inbox(conn, ctx, &to_move).await?;
+    // Everything up to the batch's last UID is now handled: the rest needed no body.
+    if let Some(s) = seen.last() {
+        ctx.ingest.skip(account, folder, uid_validity, s.uid).map_err(store_err)?;
+    } else if let Some(&last) = batch.last() {
+        // All of the batch vanished meanwhile.
+        ctx.ingest.skip(account, folder, uid_validity, last).map_err(store_err)?;
     }
-    // Unsolicited responses (EXISTS, EXPUNGE, FETCH FLAGS) stay in the channel: the watcher
-    // looks there for mail announced while we synced.
-    Ok(stats)
+    // Each mail's effects and the cursor share one transaction, so they become durable
+    // together whenever sled writes; an explicit flush (an fsync) per batch would cost more
+    // than the batch. Flush at least every FLUSH_EVERY during a long pass, and at its end.
+    if p.last_flush.elapsed() >= FLUSH_EVERY {
+        ctx.ingest.flush().await.map_err(store_err)?;
+        p.last_flush = std::time::Instant::now();
+    }
+    if let Some(bar) = &ctx.hooks.progress {
+        bar.inc(batch.len() as u64);
+    }
+    Ok(())
 }
 
 async fn fetch_headers(conn: &mut Connection, ctx: &FolderCtx<'_>, batch: &[u32]) -> Result<Vec<Seen>, SyncError> {
