@@ -32,18 +32,25 @@ fn script() -> PathBuf {
 }
 
 fn run_script(extra: &[(String, String)], args: &[&str]) -> String {
-    let o = Command::new(script())
+    // Output goes to files, not pipes: `start` leaves Dovecot and Postfix running, and a daemon
+    // that inherited a pipe would keep `output()` waiting for an EOF that never comes.
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let status = Command::new(script())
         .args(args)
         .envs(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .status()
         .expect("cannot run scripts/mailstack");
+    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
     assert!(
-        o.status.success(),
-        "scripts/mailstack {args:?} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+        status.success(),
+        "scripts/mailstack {args:?} failed: {out}{}",
+        std::fs::read_to_string(&err_path).unwrap_or_default()
     );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    out
 }
 
 fn parse_env(text: &str) -> BTreeMap<String, String> {
