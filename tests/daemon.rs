@@ -1,77 +1,13 @@
 //! The real binary's `run` as a child process: systemd notifications, the control socket,
 //! signals, and refusal of an invalid configuration.
 
+mod daemon_support;
+
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_hecto-watch")
-}
-
-struct Daemon {
-    child: Child,
-    state: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &Path, config: &str, envs: &[(&str, String)]) -> Daemon {
-        let cfg = dir.join("config.toml");
-        std::fs::write(&cfg, config).unwrap();
-        let state = dir.join("state");
-        let mut cmd = Command::new(bin());
-        cmd.args(["--config", cfg.to_str().unwrap(), "--state-dir", state.to_str().unwrap(), "run"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(dir.join("daemon.log")).unwrap()));
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().unwrap();
-        Daemon { child, state }
-    }
-
-    /// Wait for the control socket: the daemon holds the database and answers commands.
-    fn wait_socket(&self) {
-        let sock = self.state.join("control.sock");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !sock.exists() {
-            assert!(Instant::now() < deadline, "control socket never appeared");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .arg("--state-dir")
-            .arg(&self.state)
-            .args(args)
-            .env_remove("HECTO_WATCH_CONFIG")
-            .output()
-            .unwrap()
-    }
-
-    fn terminate(mut self) -> (Option<i32>, Duration) {
-        let start = Instant::now();
-        unsafe_kill(self.child.id(), "TERM");
-        let deadline = start + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.code(), start.elapsed());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                return (None, start.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn unsafe_kill(pid: u32, sig: &str) {
-    Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
-}
+use daemon_support::{bin, Daemon};
 
 #[test]
 fn ready_watchdog_and_status_reach_the_notify_socket() {
@@ -107,7 +43,7 @@ fn ready_watchdog_and_status_reach_the_notify_socket() {
 fn commands_go_through_the_running_daemon_and_take_effect_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path(), "", &[]);
-    d.wait_socket();
+    d.wait_ready();
     let o = d.cli(&[
         "merchant",
         "add",
