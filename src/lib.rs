@@ -26,6 +26,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod imap;
 pub mod ingest;
 pub mod mail;
 pub mod merchant;

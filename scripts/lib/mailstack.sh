@@ -264,7 +264,7 @@ ms_start_dovecot() {
         ms_die "sievec failed on spam-junk.sieve"
     sievec -c "$MS_DOVECOT_CONF" "$MS_DIR/dovecot/sieve/spam-korean.sieve" ||
         ms_die "sievec failed on spam-korean.sieve"
-    dovecot -c "$MS_DOVECOT_CONF" 9>&- || ms_die "dovecot did not start; see $MS_DIR/dovecot/dovecot.log"
+    dovecot -c "$MS_DOVECOT_CONF" 9>&- </dev/null >>"$MS_DIR/dovecot/start.log" 2>&1 || ms_die "dovecot did not start; see $MS_DIR/dovecot/dovecot.log"
     ms_wait_port "$MS_IMAP_PORT" || ms_die "dovecot IMAP port $MS_IMAP_PORT did not open in 30 s; see $MS_DIR/dovecot/dovecot.log"
     ms_wait_port "$MS_IMAPS_PORT" || ms_die "dovecot IMAPS port $MS_IMAPS_PORT did not open"
     ms_wait_port "$MS_LMTP_PORT" || ms_die "dovecot LMTP port $MS_LMTP_PORT did not open"
@@ -299,7 +299,7 @@ ms_start_postfix() {
     # set-permissions creates the queue's subdirectories with the owners postfix wants.
     postfix -c "$MS_POSTFIX_CONF" set-permissions >/dev/null 2>&1 || true
     postfix -c "$MS_POSTFIX_CONF" check || ms_die "postfix check failed for $MS_POSTFIX_CONF"
-    postfix -c "$MS_POSTFIX_CONF" start >/dev/null 2>&1 9>&- ||
+    postfix -c "$MS_POSTFIX_CONF" start </dev/null >/dev/null 2>&1 9>&- ||
         ms_die "postfix did not start; see $MS_DIR/postfix/postfix.log"
     ms_wait_port "$MS_SMTP_PORT" || ms_die "postfix SMTP port $MS_SMTP_PORT did not open in 30 s; see $MS_DIR/postfix/postfix.log"
     ms_wait_port "$MS_SUBMISSION_PORT" || ms_die "postfix submission port $MS_SUBMISSION_PORT did not open"
@@ -423,6 +423,21 @@ ms_cmd_add_user() {
     ms_lock
     mkdir -p "$MS_DIR/dovecot"
     ms_add_user_locked "$email" "$pw" "$korean"
+    # Dovecot re-reads a changed passwd-file at most once per second (passwd_file_sync compares
+    # with ioloop_time), so a login right after this could still miss the user. Wait until the
+    # running auth process answers for them — a readiness probe, bounded.
+    if ms_dovecot_running; then
+        local i
+        for ((i = 0; i < 100; i++)); do
+            # Both databases: the userdb (LMTP delivery) and the passdb (IMAP login).
+            if doveadm -c "$MS_DOVECOT_CONF" user "$email" >/dev/null 2>&1 &&
+                doveadm -c "$MS_DOVECOT_CONF" auth test "$email" "$pw" >/dev/null 2>&1; then
+                return 0
+            fi
+            sleep 0.05
+        done
+        ms_die "dovecot does not know $email 5 s after adding it; see $MS_DIR/dovecot/dovecot.log"
+    fi
 }
 
 ms_usage() {

@@ -3,6 +3,7 @@
 //! Data goes to stdout, logs to stderr; `--json` gives machine output. Exit status 0 on success,
 //! 1 on a runtime failure, 2 on bad usage or configuration, with a one-line reason on stderr.
 
+mod online;
 mod print;
 mod table;
 
@@ -52,7 +53,19 @@ pub enum Command {
     /// The daemon: watch every account, send reminders, answer commands on the control socket
     Run,
     /// Validate the configuration and report every problem at once
-    CheckConfig,
+    CheckConfig {
+        /// Also log in to every IMAP account and the SMTP server
+        #[arg(long)]
+        connect: bool,
+    },
+    /// One ingest pass over every watched folder of every account
+    Scan {
+        /// Scan once and exit (the daemon `run` watches continuously)
+        #[arg(long)]
+        once: bool,
+    },
+    /// List each account's folders with the role detected (inbox, junk, sent)
+    Folders,
     /// Classify .eml files offline (`-` reads stdin); changes nothing
     Classify {
         #[arg(required = true, value_name = "FILE")]
@@ -276,7 +289,8 @@ fn init_logging(config: &Config, format: Option<&str>) {
 }
 
 pub fn run(cli: Cli) -> Result<i32, Failure> {
-    let required = matches!(cli.command, Command::CheckConfig | Command::Run);
+    let required =
+        matches!(cli.command, Command::CheckConfig { .. } | Command::Run | Command::Scan { .. } | Command::Folders);
     let config = load_config(cli.config.as_deref(), required)?;
     init_logging(&config, cli.log_format.as_deref());
     let clock = match &cli.now {
@@ -286,7 +300,12 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
     let ctx = Ctx { config, clock, now: cli.now.is_some(), json: cli.json, state_dir: cli.state_dir };
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::CheckConfig => check_config(&ctx, &mut out),
+        Command::CheckConfig { connect } => check_config(&ctx, connect, &mut out),
+        Command::Scan { once: true } => online::scan_once(&ctx, &mut out),
+        Command::Scan { once: false } => {
+            Err(Failure::usage("scan needs --once (the daemon `hecto-watch run` watches continuously)"))
+        }
+        Command::Folders => online::folders(&ctx, &mut out),
         Command::Run => run_daemon(ctx, cli.config),
         Command::Classify { files } => classify(&ctx, &files, &mut out),
         Command::Merchant(cmd) => merchant(&ctx, cmd, &mut out),
@@ -365,7 +384,7 @@ fn run_daemon(ctx: Ctx, config_path: Option<PathBuf>) -> Result<i32, Failure> {
     Ok(0)
 }
 
-fn check_config(ctx: &Ctx, out: &mut impl Write) -> Result<i32, Failure> {
+fn check_config(ctx: &Ctx, connect: bool, out: &mut impl Write) -> Result<i32, Failure> {
     let mut problems = Vec::new();
     if let Err(e) = Calendar::from_config(&ctx.config.calendar) {
         problems.push(format!("{e:#}"));
@@ -384,6 +403,20 @@ fn check_config(ctx: &Ctx, out: &mut impl Write) -> Result<i32, Failure> {
         problems.push(format!("{e:#}"));
     }
     let source = ctx.config.source.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string());
+    if problems.is_empty() && connect {
+        let failures = online::connect_all(ctx, out)?;
+        if !failures.is_empty() {
+            let n = failures.len();
+            return Err(Failure {
+                code: 1,
+                message: format!(
+                    "{source}: {n} connection problem{}\n  {}",
+                    if n == 1 { "" } else { "s" },
+                    failures.join("\n  ")
+                ),
+            });
+        }
+    }
     if problems.is_empty() {
         writeln!(out, "{source}: ok ({} accounts)", ctx.config.accounts.len()).context("cannot write to stdout")?;
         Ok(0)

@@ -20,6 +20,7 @@ struct FolderState {
 pub struct Health {
     folders: Mutex<BTreeMap<(String, String), FolderState>>,
     accounts: Mutex<BTreeMap<String, bool>>,
+    ready: tokio::sync::Notify,
 }
 
 impl Health {
@@ -63,6 +64,28 @@ impl Health {
         if let Ok(mut a) = self.accounts.lock() {
             a.insert(account.to_owned(), true);
         }
+        self.ready.notify_waiters();
+    }
+
+    /// Wait until every account has synced once.
+    pub async fn wait_ready(&self) {
+        loop {
+            // Register interest before checking, so a notification in between is not lost.
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.all_ready() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether every folder the account watches has synced at least once.
+    pub fn account_synced(&self, account: &str) -> bool {
+        let Ok(f) = self.folders.lock() else { return false };
+        let mut folders = f.iter().filter(|((a, _), _)| a == account).peekable();
+        folders.peek().is_some() && folders.all(|(_, s)| s.last_ok.is_some())
     }
 
     /// Every account has synced once (READY=1).

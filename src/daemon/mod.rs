@@ -141,7 +141,7 @@ fn start(
 
     tracker.spawn(server::serve(listener.clone(), engine.clone(), cancel.clone(), tracker.clone()));
     tracker.spawn(supervise_health(engine, health.clone(), notifier.clone(), cancel.clone()));
-    workers::spawn(config, &ingest, &calendar, &health, &cancel, &tracker);
+    workers::spawn(config, &ingest, &calendar, &health, &cancel, &tracker)?;
     Ok(Generation { cancel, tracker })
 }
 
@@ -205,6 +205,17 @@ async fn status_line(engine: &Engine, health: &Health) -> String {
 /// The long-running workers of one generation: IMAP watchers, reminder schedule, outbox sender.
 mod workers {
     use super::*;
+    use crate::imap::{self, Hooks, ImapEvent};
+    use crate::ingest::FolderRole;
+    use crate::notify;
+
+    /// How stale a folder may get before the watchdog ping is withheld: an IDLE folder syncs at
+    /// least every [`imap::watch::IDLE_REFRESH`], a polled one every `poll_interval`; the margin
+    /// covers a slow sync and one reconnect with backoff.
+    fn freshness_bound(idle: bool, poll: Duration) -> Duration {
+        let cycle = if idle { imap::watch::IDLE_REFRESH } else { poll };
+        cycle * 2 + Duration::from_secs(120)
+    }
 
     pub fn spawn(
         config: &Arc<Config>,
@@ -213,12 +224,72 @@ mod workers {
         health: &Arc<Health>,
         cancel: &CancellationToken,
         tracker: &TaskTracker,
+    ) -> anyhow::Result<()> {
+        let (hooks, events) = Hooks::with_events(4096);
+        tracker.spawn(track_health(events.subscribe(), config.clone(), health.clone(), cancel.clone()));
+        {
+            let (config, ingest, cancel) = (config.clone(), ingest.clone(), cancel.clone());
+            tracker.spawn(async move { imap::watch(&config, ingest, cancel, hooks).await });
+        }
+        if config.smtp.is_none() {
+            tracing::warn!("No [smtp] section: reminders and notices are queued in the outbox but not sent");
+            return Ok(());
+        }
+        let notifier = Arc::new(notify::smtp_notifier(ingest.store().clone(), config)?);
+        tracker.spawn(notify::run_sender(notifier.clone(), ingest.clock(), ingest.outbox_ready(), cancel.clone()));
+        let (config, calendar, health, cancel, clock) =
+            (config.clone(), calendar.clone(), health.clone(), cancel.clone(), ingest.clock());
+        tracker.spawn(async move {
+            // The first tick makes up for ticks missed while we were down, so it must see the
+            // mail that arrived meanwhile: wait for the first sync of every account.
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = health.wait_ready() => {}
+            }
+            notify::run_schedule(notifier, config, calendar, clock, cancel).await;
+        });
+        Ok(())
+    }
+
+    /// Turn the watchers' events into folder freshness and account readiness.
+    async fn track_health(
+        mut events: tokio::sync::broadcast::Receiver<ImapEvent>,
+        config: Arc<Config>,
+        health: Arc<Health>,
+        cancel: CancellationToken,
     ) {
-        let _ = (config, ingest, calendar, cancel, tracker);
-        // Until the IMAP watchers are wired in, accounts count as synced so READY is sent.
-        if let Some(c) = Some(config) {
-            for a in &c.accounts {
-                health.account_ready(&a.name);
+        if config.accounts.is_empty() {
+            return;
+        }
+        loop {
+            let event = tokio::select! {
+                () = cancel.cancelled() => return,
+                e = events.recv() => e,
+            };
+            let event = match event {
+                Ok(e) => e,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(missed = n, "Health tracker lagged behind IMAP events");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            match event {
+                ImapEvent::Connected { account, folder, idle } => {
+                    let poll = config.accounts.iter().find(|a| a.name == account).map(|a| a.poll_interval);
+                    health.watch(&account, &folder, freshness_bound(idle, poll.unwrap_or(Duration::from_secs(60))));
+                }
+                ImapEvent::Synced { account, folder, role, .. } => {
+                    let a = config.accounts.iter().find(|a| a.name == account);
+                    let idle = role == FolderRole::Inbox && a.is_some_and(|a| a.idle);
+                    let poll = a.map_or(Duration::from_secs(60), |a| a.poll_interval);
+                    health.synced(&account, &folder, freshness_bound(idle, poll));
+                    if !health.all_ready() && health.account_synced(&account) {
+                        tracing::info!(%account, "First sync of the account complete");
+                        health.account_ready(&account);
+                    }
+                }
+                ImapEvent::Mail(_) | ImapEvent::Disconnected { .. } => {}
             }
         }
     }

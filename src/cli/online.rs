@@ -1,0 +1,129 @@
+//! The commands that talk to the mail servers: `scan --once`, `folders`, `check-config --connect`.
+
+use std::io::Write;
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::{print, Ctx, Failure};
+use crate::imap::{self, ProgressMode};
+use crate::ingest::Ingest;
+use crate::store;
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?)
+}
+
+/// One ingest pass over every watched folder of every account.
+pub fn scan_once(ctx: &Ctx, out: &mut impl Write) -> Result<i32, Failure> {
+    let store = ctx.open_store()?;
+    let ingest = Ingest::new(store.clone(), &ctx.config, ctx.clock);
+    let rt = runtime()?;
+    let summary = rt.block_on(async {
+        let cancel = CancellationToken::new();
+        // Ctrl-C stops at the next safe point; what is done stays committed.
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                c.cancel();
+            }
+        });
+        let summary = imap::scan_once(&ctx.config, &ingest, &cancel, ProgressMode::Auto).await;
+        store.flush().await.map(|()| summary)
+    })?;
+    if ctx.json {
+        print::json_line(out, &summary)?;
+    } else {
+        writeln!(
+            out,
+            "scanned {} folders of {} accounts: {} mails seen, {} Hecto mails, {} stage changes, {} found in spam, {} unassigned",
+            summary.folders,
+            summary.accounts,
+            summary.mails_seen,
+            summary.hecto_mails,
+            summary.stage_changes,
+            summary.found_in_spam,
+            summary.unassigned
+        )
+        .context("cannot write to stdout")?;
+        for w in &summary.warnings {
+            eprintln!("hecto-watch: warning: {w}");
+        }
+    }
+    for e in &summary.errors {
+        eprintln!("hecto-watch: {e}");
+    }
+    Ok(if summary.is_complete() { 0 } else { 1 })
+}
+
+#[derive(Serialize)]
+struct FolderLine<'a> {
+    account: &'a str,
+    folder: &'a str,
+    role: &'a str,
+}
+
+/// Each account's folders with the role detected.
+pub fn folders(ctx: &Ctx, out: &mut impl Write) -> Result<i32, Failure> {
+    let rt = runtime()?;
+    let mut status = 0;
+    let mut table = super::table::Table::new(&["ACCOUNT", "FOLDER", "ROLE"]);
+    for account in &ctx.config.accounts {
+        match rt.block_on(imap::list_folders(account)) {
+            Ok(list) => {
+                for (name, role) in &list {
+                    let role = store::role_name(*role);
+                    if ctx.json {
+                        print::json_line(out, &FolderLine { account: &account.name, folder: name, role })?;
+                    } else {
+                        table.row(vec![account.name.clone(), name.clone(), role.to_owned()]);
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("hecto-watch: account {:?}: {e:#}", account.name);
+                status = 1;
+            }
+        }
+    }
+    if !ctx.json {
+        out.write_all(table.render().as_bytes()).context("cannot write to stdout")?;
+    }
+    Ok(status)
+}
+
+/// `check-config --connect`: log in to every IMAP account and the SMTP server; every failure
+/// is listed (host, port and advice come from the connectors), none of them shows a secret.
+pub fn connect_all(ctx: &Ctx, out: &mut impl Write) -> Result<Vec<String>, Failure> {
+    let rt = runtime()?;
+    let mut problems = Vec::new();
+    rt.block_on(async {
+        for (i, account) in ctx.config.accounts.iter().enumerate() {
+            match imap::connect(account).await {
+                Ok(conn) => {
+                    conn.logout().await;
+                    let _ = writeln!(
+                        out,
+                        "accounts[{i}] {:?}: logged in to {}:{}",
+                        account.name, account.host, account.port
+                    );
+                }
+                Err(e) => problems.push(format!("accounts[{i}] {:?}: {e}", account.name)),
+            }
+        }
+        if let Some(smtp) = &ctx.config.smtp {
+            let result = match crate::notify::SmtpDeliver::new(smtp) {
+                Ok(d) => d.test_connection().await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => {
+                    let _ = writeln!(out, "smtp: connected to {}:{}", smtp.host, smtp.port);
+                }
+                Err(e) => problems.push(format!("smtp: {e:#}")),
+            }
+        }
+    });
+    Ok(problems)
+}

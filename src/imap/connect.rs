@@ -1,0 +1,412 @@
+//! Connecting and logging in: TCP → TLS (implicit or STARTTLS; plain only on loopback or with
+//! `allow_insecure`) → greeting → AUTHENTICATE PLAIN or LOGIN → CAPABILITY.
+//!
+//! Every step has a deadline, and every failure names the host, the port and the likely fix
+//! (lldap-style advice: a TLS mismatch says which `tls =` setting was probably meant). The
+//! password is read from its [`Secret`](crate::config::Secret) at each connect and never logged.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_imap::imap_proto::{Response, Status};
+use async_imap::types::Capabilities;
+use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsConnector;
+use tracing::{debug, info_span, Instrument};
+
+use super::transport::{Timed, Transport};
+use crate::config::{is_loopback, Account, TlsMode};
+
+/// The stream type of every session.
+pub type ImapStream = Timed<Transport>;
+/// A logged-in IMAP session.
+pub type Session = async_imap::Session<ImapStream>;
+type Client = async_imap::Client<ImapStream>;
+
+/// TCP connect, including name resolution.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// TLS handshake.
+pub const TLS_TIMEOUT: Duration = Duration::from_secs(20);
+/// The server's greeting after connect (and after STARTTLS's OK).
+pub const GREETING_TIMEOUT: Duration = Duration::from_secs(20);
+/// Any single read or write on an established session (not a whole command: a long FETCH that
+/// keeps streaming is fine). IDLE lifts it and uses its own timeout.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// LOGIN/AUTHENTICATE (servers delay failed logins on purpose; Dovecot up to 15 s).
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(45);
+/// LOGOUT is a courtesy: never wait long for it.
+pub const LOGOUT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the server can do, from CAPABILITY after login.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Caps {
+    pub idle: bool,
+    /// RFC 6851 `UID MOVE`.
+    pub move_: bool,
+    /// RFC 4315 `UID EXPUNGE` (and COPYUID).
+    pub uidplus: bool,
+    /// RFC 6154 attributes in LIST.
+    pub special_use: bool,
+}
+
+impl Caps {
+    fn from_capabilities(c: &Capabilities) -> Caps {
+        Caps {
+            idle: c.has_str("IDLE"),
+            move_: c.has_str("MOVE"),
+            uidplus: c.has_str("UIDPLUS"),
+            special_use: c.has_str("SPECIAL-USE"),
+        }
+    }
+}
+
+/// A logged-in session and what the server can do.
+pub struct Connection {
+    pub session: Session,
+    pub caps: Caps,
+    /// `host:port`, for messages.
+    pub endpoint: String,
+}
+
+impl Connection {
+    /// LOGOUT, bounded; errors are irrelevant at this point (the socket closes either way).
+    pub async fn logout(mut self) {
+        let _ = tokio::time::timeout(LOGOUT_TIMEOUT, self.session.logout()).await;
+    }
+}
+
+/// Why a connection could not be made. Display texts are the messages operators see.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("refusing to send the password for account {account:?} in clear text to {endpoint}: use tls = \"starttls\" or \"implicit\", or set allow_insecure = true")]
+    Insecure { account: String, endpoint: String },
+    #[error("cannot read the IMAP password of account {account:?}: {reason}")]
+    Password { account: String, reason: String },
+    #[error("cannot use ca_file {path}: {reason}")]
+    CaFile { path: String, reason: String },
+    #[error("cannot connect to {endpoint}: {reason}{hint}")]
+    Connect { endpoint: String, reason: String, hint: String },
+    #[error("cannot connect to {endpoint} with TLS: {reason}{hint}")]
+    Tls { endpoint: String, reason: String, hint: String },
+    #[error("no IMAP greeting from {endpoint}: {reason}{hint}")]
+    Greeting { endpoint: String, reason: String, hint: String },
+    #[error("{endpoint} refused STARTTLS ({reason}) — the server may only offer implicit TLS (tls = \"implicit\", port 993)")]
+    StartTls { endpoint: String, reason: String },
+    #[error("login as {user:?} at {endpoint} failed: {reason} — check username and password")]
+    Auth { endpoint: String, user: String, reason: String },
+    #[error("{endpoint}: {what} failed: {reason}")]
+    Protocol { endpoint: String, what: &'static str, reason: String },
+}
+
+impl ConnectError {
+    /// A mistake in the configuration rather than a network problem: retrying soon won't help.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::Insecure { .. }
+                | ConnectError::Password { .. }
+                | ConnectError::CaFile { .. }
+                | ConnectError::Auth { .. }
+        )
+    }
+}
+
+/// The TLS client configuration: Mozilla's roots (webpki-roots) plus the account's `ca_file`.
+pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, ConnectError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let ca_err = |reason: String| ConnectError::CaFile { path: path.display().to_string(), reason };
+        let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
+        let mut added = 0;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| ca_err(format!("not a PEM certificate: {e}")))?;
+            roots.add(cert).map_err(|e| ca_err(format!("not a usable CA certificate: {e}")))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(ca_err("contains no PEM certificate".into()));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnectError::Tls { endpoint: String::new(), reason: e.to_string(), hint: String::new() })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Connect, secure, greet and log in to one account's server.
+pub async fn connect(account: &Account) -> Result<Connection, ConnectError> {
+    let endpoint = format!("{}:{}", account.host, account.port);
+    let span = info_span!("connect", account = %account.name, endpoint = %endpoint);
+    connect_inner(account, endpoint).instrument(span).await
+}
+
+async fn connect_inner(account: &Account, endpoint: String) -> Result<Connection, ConnectError> {
+    if account.tls == TlsMode::None && !account.allow_insecure && !is_loopback(&account.host) {
+        return Err(ConnectError::Insecure { account: account.name.clone(), endpoint });
+    }
+    // Read the secret first: a missing credential is a configuration error, not a network one.
+    let password = account
+        .password
+        .reveal()
+        .map_err(|e| ConnectError::Password { account: account.name.clone(), reason: format!("{e:#}") })?;
+    let tls = match account.tls {
+        TlsMode::None => None,
+        _ => Some(tls_config(account.ca_file.as_deref())?),
+    };
+
+    let tcp = tcp_connect(account, &endpoint).await?;
+    let client = match account.tls {
+        TlsMode::Implicit => {
+            let stream = tls_handshake(tls.clone(), account, &endpoint, tcp).await?;
+            let mut client = Client::new(Timed::new(stream, IO_TIMEOUT));
+            read_greeting(&mut client, account, &endpoint).await?;
+            client
+        }
+        TlsMode::Starttls => {
+            let mut client = Client::new(Timed::new(Transport::Plain(tcp), IO_TIMEOUT));
+            read_greeting(&mut client, account, &endpoint).await?;
+            match tokio::time::timeout(GREETING_TIMEOUT, client.run_command_and_check_ok("STARTTLS", None)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(ConnectError::StartTls { endpoint, reason: e.to_string() }),
+                Err(_) => return Err(ConnectError::StartTls { endpoint, reason: "no answer".into() }),
+            }
+            // After the tagged OK the server sends nothing until our ClientHello, so the
+            // client's read buffer is empty and the raw socket can be taken back.
+            let Transport::Plain(tcp) = client.into_inner().into_inner() else {
+                return Err(ConnectError::Protocol {
+                    endpoint,
+                    what: "STARTTLS",
+                    reason: "the connection was already encrypted".into(),
+                });
+            };
+            let stream = tls_handshake(tls.clone(), account, &endpoint, tcp).await?;
+            Client::new(Timed::new(stream, IO_TIMEOUT))
+        }
+        TlsMode::None => {
+            let mut client = Client::new(Timed::new(Transport::Plain(tcp), IO_TIMEOUT));
+            read_greeting(&mut client, account, &endpoint).await?;
+            client
+        }
+    };
+
+    let mut session = login(client, account, &password, &endpoint).await?;
+    drop(password);
+    let caps = match tokio::time::timeout(IO_TIMEOUT, session.capabilities()).await {
+        Ok(Ok(c)) => Caps::from_capabilities(&c),
+        Ok(Err(e)) => return Err(ConnectError::Protocol { endpoint, what: "CAPABILITY", reason: e.to_string() }),
+        Err(_) => return Err(ConnectError::Protocol { endpoint, what: "CAPABILITY", reason: "no answer".into() }),
+    };
+    debug!(idle = caps.idle, r#move = caps.move_, uidplus = caps.uidplus, special_use = caps.special_use, "Logged in");
+    Ok(Connection { session, caps, endpoint })
+}
+
+async fn tcp_connect(account: &Account, endpoint: &str) -> Result<TcpStream, ConnectError> {
+    let err = |reason: String, hint: String| ConnectError::Connect { endpoint: endpoint.to_owned(), reason, hint };
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((account.host.as_str(), account.port))).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(err(
+            "connection refused".into(),
+            format!(" — is the IMAP server running, and is {} its {} port?", account.port, tls_word(account.tls)),
+        )),
+        Ok(Err(e)) => Err(err(e.to_string(), dns_hint(&e, &account.host))),
+        Err(_) => Err(err(
+            format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+            " — is a firewall dropping the connection, or is the host/port wrong?".into(),
+        )),
+    }
+}
+
+fn tls_word(tls: TlsMode) -> &'static str {
+    match tls {
+        TlsMode::Implicit => "implicit-TLS (IMAPS)",
+        TlsMode::Starttls | TlsMode::None => "IMAP",
+    }
+}
+
+fn dns_hint(e: &io::Error, host: &str) -> String {
+    let text = e.to_string();
+    if text.contains("failed to lookup") || text.contains("Name or service not known") {
+        format!(" — cannot resolve {host}; check the host name")
+    } else {
+        String::new()
+    }
+}
+
+async fn tls_handshake(
+    config: Option<Arc<rustls::ClientConfig>>,
+    account: &Account,
+    endpoint: &str,
+    tcp: TcpStream,
+) -> Result<Transport, ConnectError> {
+    let tls_err = |reason: String, hint: String| ConnectError::Tls { endpoint: endpoint.to_owned(), reason, hint };
+    let Some(config) = config else {
+        return Err(tls_err("no TLS configuration".into(), String::new()));
+    };
+    let name = rustls::pki_types::ServerName::try_from(account.host.clone())
+        .map_err(|e| tls_err(format!("{:?} is not a valid server name: {e}", account.host), String::new()))?;
+    let connector = TlsConnector::from(config);
+    match tokio::time::timeout(TLS_TIMEOUT, connector.connect(name, tcp)).await {
+        Ok(Ok(s)) => Ok(Transport::Tls(Box::new(s))),
+        Ok(Err(e)) => {
+            let (reason, hint) = explain_tls_error(&e, account);
+            Err(tls_err(reason, hint))
+        }
+        Err(_) => Err(tls_err(
+            format!("no TLS handshake within {} s", TLS_TIMEOUT.as_secs()),
+            if account.tls == TlsMode::Implicit {
+                " — is `tls = \"starttls\"` with port 143 what you meant?".into()
+            } else {
+                String::new()
+            },
+        )),
+    }
+}
+
+/// Turn a rustls failure into what happened and what to change.
+fn explain_tls_error(e: &io::Error, account: &Account) -> (String, String) {
+    let rustls_err = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match rustls_err {
+        Some(rustls::Error::InvalidMessage(_)) => (
+            "the server did not answer in TLS".into(),
+            if account.tls == TlsMode::Implicit {
+                " — is `tls = \"starttls\"` with port 143 what you meant?".into()
+            } else {
+                String::new()
+            },
+        ),
+        Some(rustls::Error::InvalidCertificate(cert)) => {
+            use rustls::CertificateError as C;
+            let hint = match cert {
+                C::UnknownIssuer | C::BadSignature => {
+                    " — the certificate is not signed by a trusted CA; if the server uses its own CA, set ca_file to that CA's PEM file".to_owned()
+                }
+                C::NotValidForName | C::NotValidForNameContext { .. } => format!(
+                    " — the certificate is not valid for {:?}; use the host name it was issued for",
+                    account.host
+                ),
+                C::Expired | C::ExpiredContext { .. } => {
+                    " — the server's certificate has expired".to_owned()
+                }
+                _ => String::new(),
+            };
+            (format!("invalid certificate: {cert:?}"), hint)
+        }
+        Some(other) => (other.to_string(), String::new()),
+        None if e.kind() == io::ErrorKind::UnexpectedEof => (
+            "the server closed the connection during the TLS handshake".into(),
+            if account.tls == TlsMode::Implicit {
+                " — is `tls = \"starttls\"` with port 143 what you meant?".into()
+            } else {
+                String::new()
+            },
+        ),
+        None => (e.to_string(), String::new()),
+    }
+}
+
+async fn read_greeting(client: &mut Client, account: &Account, endpoint: &str) -> Result<(), ConnectError> {
+    let err = |reason: String| ConnectError::Greeting {
+        endpoint: endpoint.to_owned(),
+        reason,
+        hint: if account.tls != TlsMode::Implicit && account.port == 993 {
+            " — port 993 speaks implicit TLS; is `tls = \"implicit\"` what you meant?".into()
+        } else {
+            String::new()
+        },
+    };
+    match tokio::time::timeout(GREETING_TIMEOUT, client.read_response()).await {
+        Err(_) => Err(err(format!("nothing within {} s", GREETING_TIMEOUT.as_secs()))),
+        Ok(Err(e)) => Err(err(e.to_string())),
+        Ok(Ok(None)) => Err(err("the server closed the connection".into())),
+        Ok(Ok(Some(resp))) => match resp.parsed() {
+            Response::Data { status: Status::Ok | Status::PreAuth, .. } => Ok(()),
+            Response::Data { status: Status::Bye, outcome } => {
+                Err(err(format!("the server said BYE: {}", outcome.information.as_deref().unwrap_or(""))))
+            }
+            _ => Err(err("unexpected first line (not an IMAP server?)".into())),
+        },
+    }
+}
+
+/// CAPABILITY before login. async-imap's `Client` has no such call, so run the command and pick
+/// the untagged `* CAPABILITY` line out of the unsolicited responses. Empty when it fails (then
+/// LOGIN is tried, which every server without LOGINDISABLED accepts).
+async fn pre_auth_capabilities(client: &mut Client) -> Vec<String> {
+    use async_imap::imap_proto::Capability;
+    let (tx, rx) = async_channel::bounded(16);
+    let ok = tokio::time::timeout(IO_TIMEOUT, client.run_command_and_check_ok("CAPABILITY", Some(tx))).await;
+    if !matches!(ok, Ok(Ok(()))) {
+        return Vec::new();
+    }
+    let mut caps = Vec::new();
+    while let Ok(r) = rx.try_recv() {
+        if let async_imap::types::UnsolicitedResponse::Other(data) = r {
+            if let Response::Capabilities(list) = data.parsed() {
+                for c in list {
+                    caps.push(match c {
+                        Capability::Imap4rev1 => "IMAP4rev1".to_owned(),
+                        Capability::Auth(m) => format!("AUTH={m}"),
+                        Capability::Atom(a) => a.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    caps
+}
+
+/// SASL PLAIN (RFC 4616): `authzid NUL authcid NUL password`, base64 by async-imap.
+struct PlainAuth<'a> {
+    user: &'a str,
+    password: &'a str,
+}
+
+impl async_imap::Authenticator for PlainAuth<'_> {
+    type Response = Vec<u8>;
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        let mut r = Vec::with_capacity(self.user.len() + self.password.len() + 2);
+        r.push(0);
+        r.extend_from_slice(self.user.as_bytes());
+        r.push(0);
+        r.extend_from_slice(self.password.as_bytes());
+        r
+    }
+}
+
+async fn login(mut client: Client, account: &Account, password: &str, endpoint: &str) -> Result<Session, ConnectError> {
+    let auth_err =
+        |reason: String| ConnectError::Auth { endpoint: endpoint.to_owned(), user: account.username.clone(), reason };
+    // Pre-auth CAPABILITY decides between AUTHENTICATE PLAIN (8-bit-safe, preferred) and LOGIN.
+    let caps = pre_auth_capabilities(&mut client).await;
+    let plain = caps.iter().any(|c| c.eq_ignore_ascii_case("AUTH=PLAIN"));
+    let login_disabled = caps.iter().any(|c| c.eq_ignore_ascii_case("LOGINDISABLED"));
+    let attempt = async {
+        if plain {
+            client.authenticate("PLAIN", PlainAuth { user: &account.username, password }).await.map_err(|(e, _)| e)
+        } else if login_disabled {
+            Err(async_imap::error::Error::No("the server offers neither LOGIN nor AUTH=PLAIN".into()))
+        } else {
+            client.login(&account.username, password).await.map_err(|(e, _)| e)
+        }
+    };
+    match tokio::time::timeout(AUTH_TIMEOUT, attempt).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text))) => {
+            Err(auth_err(text.trim().to_owned()))
+        }
+        Ok(Err(e)) => {
+            Err(ConnectError::Protocol { endpoint: endpoint.to_owned(), what: "login", reason: e.to_string() })
+        }
+        Err(_) => Err(auth_err(format!("no answer within {} s", AUTH_TIMEOUT.as_secs()))),
+    }
+}

@@ -1,0 +1,328 @@
+//! `imap`: the mail source. Second stage of the flow:
+//!
+//! ```text
+//! config ─► **imap** (connect, folders, cursor, IDLE/poll) ─► mail (classify) ─► merchant ─► store
+//! ```
+//!
+//! It connects to each `[[accounts]]` server ([`connect`]), finds INBOX, the junk and the sent
+//! folder ([`folders`]), and feeds every new mail to [`crate::ingest::Ingest`] in UID order
+//! ([`sync`]), once ([`scan_once`]) or for as long as the daemon runs ([`watch()`]).
+//!
+//! It knows nothing of merchants or stages: it hands over raw bytes with their provenance
+//! ([`crate::ingest::MailSource`]: account, folder, role, UID, UIDVALIDITY, INTERNALDATE) and
+//! reads back only what it needs to report and whether to move a mail out of junk.
+//!
+//! What it must never do (SPEC §6): change a mail — bodies are fetched with `BODY.PEEK` from a
+//! folder opened with EXAMINE, so nothing gets `\Seen`; the only write is the opt-in
+//! `move_found_in_spam`, which moves exactly the UIDs concerned (never a plain EXPUNGE). It never
+//! advances a folder's cursor past a mail whose effects are not committed and flushed, and never
+//! logs a password or a mail body.
+//!
+//! Files: [`transport`] (TCP/TLS stream with read/write deadlines), [`connect`] (TLS, login,
+//! capabilities, advice on errors), [`utf7`] (modified UTF-7 names), [`folders`] (roles),
+//! [`sync`] (one folder pass), [`watch`] (IDLE/poll loops, reconnect), this file (scan once,
+//! folder listing, events).
+
+pub mod connect;
+pub mod folders;
+pub mod sync;
+pub mod transport;
+pub mod utf7;
+pub mod watch;
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn, Instrument};
+
+pub use connect::{connect, Caps, ConnectError, Connection};
+pub use folders::{detect_roles, FolderInfo, Roles, WatchedFolder};
+pub use sync::{SyncError, SyncStats};
+pub use watch::{watch, watch_account, Backoff};
+
+use crate::config::{Account, Config};
+pub use crate::ingest::FolderRole;
+use crate::ingest::Ingest;
+use crate::mail::MailKind;
+
+/// One mail the IMAP side handed to the ingest, and what came of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MailReport {
+    pub account: String,
+    pub folder: String,
+    pub role: FolderRole,
+    pub uid: u32,
+    pub message_id: Option<String>,
+    pub kind: MailKind,
+    pub merchant: Option<String>,
+    pub stage_changed: bool,
+    pub found_in_spam: bool,
+    pub unassigned: bool,
+    pub duplicate: bool,
+    /// `move_found_in_spam`: the mail is moved to INBOX at the end of this folder pass.
+    pub will_move_to_inbox: bool,
+}
+
+/// What the IMAP side is doing, for the daemon (systemd READY/WATCHDOG), tests and metrics.
+#[derive(Debug, Clone)]
+pub enum ImapEvent {
+    Connected {
+        account: String,
+        folder: String,
+        /// Waiting with IDLE rather than polling.
+        idle: bool,
+    },
+    /// A folder pass completed (the daemon is READY after the first, and "fresh" while they come).
+    Synced {
+        account: String,
+        folder: String,
+        role: FolderRole,
+        stats: SyncStats,
+    },
+    /// A mail whose body was fetched went through the ingest.
+    Mail(MailReport),
+    Disconnected {
+        account: String,
+        folder: Option<String>,
+        error: String,
+    },
+}
+
+/// Optional observers of a scan or watch.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub events: Option<broadcast::Sender<ImapEvent>>,
+    pub progress: Option<ProgressBar>,
+}
+
+impl Hooks {
+    /// Hooks that publish events on a new channel; subscribe before starting.
+    pub fn with_events(capacity: usize) -> (Hooks, broadcast::Sender<ImapEvent>) {
+        let (tx, _) = broadcast::channel(capacity);
+        (Hooks { events: Some(tx.clone()), progress: None }, tx)
+    }
+
+    pub(crate) fn emit(&self, e: ImapEvent) {
+        if let Some(tx) = &self.events {
+            // No subscriber is fine.
+            let _ = tx.send(e);
+        }
+    }
+}
+
+/// Whether `scan --once` draws a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProgressMode {
+    /// On stderr when stderr is a terminal; never in logs or pipes.
+    #[default]
+    Auto,
+    Never,
+}
+
+/// The summary `scan --once` prints.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ScanSummary {
+    pub accounts: usize,
+    pub folders: usize,
+    pub mails_seen: u64,
+    pub bodies_fetched: u64,
+    pub hecto_mails: u64,
+    pub stage_changes: u64,
+    pub found_in_spam: u64,
+    pub unassigned: u64,
+    pub duplicates: u64,
+    pub moved_to_inbox: u64,
+    /// Folder-configuration problems (a configured folder that does not exist, …).
+    pub warnings: Vec<String>,
+    /// Accounts or folders that could not be scanned; non-empty → exit status 1.
+    pub errors: Vec<String>,
+    pub cancelled: bool,
+}
+
+impl ScanSummary {
+    fn add(&mut self, s: &SyncStats) {
+        self.mails_seen += s.mails_seen;
+        self.bodies_fetched += s.bodies_fetched;
+        self.hecto_mails += s.hecto_mails;
+        self.stage_changes += s.stage_changes;
+        self.found_in_spam += s.found_in_spam;
+        self.unassigned += s.unassigned;
+        self.duplicates += s.duplicates;
+        self.moved_to_inbox += s.moved_to_inbox;
+    }
+
+    fn merge(&mut self, o: ScanSummary) {
+        self.accounts += o.accounts;
+        self.folders += o.folders;
+        self.mails_seen += o.mails_seen;
+        self.bodies_fetched += o.bodies_fetched;
+        self.hecto_mails += o.hecto_mails;
+        self.stage_changes += o.stage_changes;
+        self.found_in_spam += o.found_in_spam;
+        self.unassigned += o.unassigned;
+        self.duplicates += o.duplicates;
+        self.moved_to_inbox += o.moved_to_inbox;
+        self.warnings.extend(o.warnings);
+        self.errors.extend(o.errors);
+        self.cancelled |= o.cancelled;
+    }
+
+    /// Every folder of every account was scanned to the end.
+    pub fn is_complete(&self) -> bool {
+        self.errors.is_empty() && !self.cancelled
+    }
+}
+
+fn progress_bar(mode: ProgressMode) -> Option<ProgressBar> {
+    if mode == ProgressMode::Never || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {pos}/{len} mails [{elapsed_precise}] {wide_msg}") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(bar)
+}
+
+/// `scan --once`: one pass over every watched folder of every account (accounts in parallel,
+/// an account's folders one after another on one connection). Never fails as a whole: what
+/// could not be scanned is listed in [`ScanSummary::errors`]. Cancelling stops at the next safe
+/// point (between mails), with everything done so far committed and flushed.
+pub async fn scan_once(
+    config: &Config,
+    ingest: &Ingest,
+    cancel: &CancellationToken,
+    progress: ProgressMode,
+) -> ScanSummary {
+    scan_once_with(config, ingest, cancel, progress, Hooks::default()).await
+}
+
+/// [`scan_once`] with observers (tests subscribe to [`ImapEvent`]s).
+pub async fn scan_once_with(
+    config: &Config,
+    ingest: &Ingest,
+    cancel: &CancellationToken,
+    progress: ProgressMode,
+    mut hooks: Hooks,
+) -> ScanSummary {
+    let bar = progress_bar(progress);
+    if hooks.progress.is_none() {
+        hooks.progress = bar.clone();
+    }
+    let scans = config.accounts.iter().map(|account| {
+        let span = info_span!("account", account = %account.name);
+        scan_account(account, ingest, cancel, &hooks).instrument(span)
+    });
+    let mut summary = ScanSummary::default();
+    for s in futures::future::join_all(scans).await {
+        summary.merge(s);
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    summary
+}
+
+async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationToken, hooks: &Hooks) -> ScanSummary {
+    let mut summary = ScanSummary { accounts: 1, ..ScanSummary::default() };
+    let name = &account.name;
+    let conn = tokio::select! {
+        _ = cancel.cancelled() => {
+            summary.cancelled = true;
+            return summary;
+        }
+        r = connect(account) => r,
+    };
+    let mut conn = match conn {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "Cannot connect");
+            summary.errors.push(format!("account {name:?}: {e}"));
+            return summary;
+        }
+    };
+    let list = match folders::list(&mut conn.session).await {
+        Ok(l) => l,
+        Err(e) => {
+            summary.errors.push(format!("account {name:?}: {e:#}"));
+            return summary;
+        }
+    };
+    let (plan, roles) = folders::plan(&list, account);
+    for p in &roles.problems {
+        warn!(problem = %p, "Folder configuration");
+        summary.warnings.push(format!("account {name:?}: {p}"));
+    }
+    if let Err(e) = ingest.store().set_folder_roles(name, &folders::listing(&list, &roles)) {
+        summary.errors.push(format!("account {name:?}: cannot record folder roles: {e:#}"));
+    }
+    for folder in &plan {
+        let span = info_span!("folder", folder = %folder.name);
+        let ctx = sync::FolderCtx { account, folder, ingest, cancel, hooks };
+        let result = sync::sync_folder(&mut conn, &ctx).instrument(span).await;
+        match result {
+            Ok(stats) => {
+                summary.folders += 1;
+                summary.add(&stats);
+                info!(
+                    folder = %folder.name,
+                    role = crate::store::role_name(folder.role),
+                    mails = stats.mails_seen,
+                    hecto = stats.hecto_mails,
+                    stage_changes = stats.stage_changes,
+                    "Folder scanned"
+                );
+                hooks.emit(ImapEvent::Synced {
+                    account: name.clone(),
+                    folder: folder.name.clone(),
+                    role: folder.role,
+                    stats,
+                });
+            }
+            Err(SyncError::Cancelled) => {
+                summary.cancelled = true;
+                break;
+            }
+            Err(e) => {
+                warn!(folder = %folder.name, error = %e, "Folder scan failed");
+                summary.errors.push(format!("account {name:?}, folder {:?}: {e}", folder.name));
+                if matches!(e, SyncError::Imap(_)) {
+                    // The connection may be gone; the next folder gets a fresh one.
+                    match connect(account).await {
+                        Ok(c) => conn = c,
+                        Err(e) => {
+                            summary.errors.push(format!("account {name:?}: {e}"));
+                            return summary;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    conn.logout().await;
+    summary
+}
+
+/// `folders`: every selectable folder of an account with the role detected (INBOX, junk, sent;
+/// `Other` for the rest).
+pub async fn list_folders(account: &Account) -> anyhow::Result<Vec<(String, FolderRole)>> {
+    let mut conn = connect(account).await?;
+    let list = folders::list(&mut conn.session).await;
+    conn.logout().await;
+    let list = list?;
+    let roles = folders::detect_roles(&list, &account.junk, &account.sent);
+    Ok(folders::listing(&list, &roles))
+}
+
+/// The folders an account would watch, with their roles and any configuration problems.
+pub async fn plan_folders(account: &Account) -> anyhow::Result<(Vec<WatchedFolder>, Vec<String>)> {
+    let mut conn = connect(account).await?;
+    let list = folders::list(&mut conn.session).await;
+    conn.logout().await;
+    let (plan, roles) = folders::plan(&list?, account);
+    Ok((plan, roles.problems))
+}

@@ -1,0 +1,212 @@
+//! The byte stream under an IMAP session: TCP, optionally TLS, with **read and write deadlines**.
+//!
+//! async-imap has no timeouts of its own (only IDLE takes one), so a server that stops answering
+//! mid-FETCH would hang a task forever. Every read or write that stays pending longer than the
+//! deadline fails with `TimedOut` instead, which the session reports as a lost connection and the
+//! watcher turns into a reconnect. The deadline is per I/O operation, not per command, so a big
+//! FETCH that keeps streaming is never cut off. During IDLE the read deadline is lifted (IDLE has
+//! its own, shorter-than-29-minutes timeout) and restored after DONE.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+use tokio_rustls::client::TlsStream;
+
+/// Plain TCP (loopback, or after opting in) or TLS over TCP.
+pub enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Transport::Plain(_) => f.write_str("Transport::Plain"),
+            Transport::Tls(_) => f.write_str("Transport::Tls"),
+        }
+    }
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A stream whose reads and writes fail with `TimedOut` when pending for longer than a deadline.
+pub struct Timed<S> {
+    inner: S,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    read_sleep: Option<Pin<Box<Sleep>>>,
+    write_sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> Timed<S> {
+    pub fn new(inner: S, timeout: Duration) -> Timed<S> {
+        Timed { inner, read_timeout: Some(timeout), write_timeout: Some(timeout), read_sleep: None, write_sleep: None }
+    }
+
+    /// `None` lifts the read deadline (IDLE); the pending timer, if any, is dropped.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.read_timeout = timeout;
+        self.read_sleep = None;
+    }
+
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.read_timeout
+    }
+
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S> fmt::Debug for Timed<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timed")
+            .field("read_timeout", &self.read_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn timed_out(what: &str, after: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("the server did not {what} for {} s (connection presumed lost)", after.as_secs()),
+    )
+}
+
+/// Arms the deadline on the first `Pending`, clears it on progress; `Err` when it expired.
+fn poll_deadline(
+    sleep: &mut Option<Pin<Box<Sleep>>>,
+    timeout: Option<Duration>,
+    cx: &mut Context<'_>,
+) -> Result<(), Duration> {
+    let Some(t) = timeout else {
+        return Ok(());
+    };
+    let s = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(t)));
+    if s.as_mut().poll(cx).is_ready() {
+        *sleep = None;
+        return Err(t);
+    }
+    Ok(())
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                this.read_sleep = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => match poll_deadline(&mut this.read_sleep, this.read_timeout, cx) {
+                Ok(()) => Poll::Pending,
+                Err(t) => Poll::Ready(Err(timed_out("send anything", t))),
+            },
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                this.write_sleep = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => match poll_deadline(&mut this.write_sleep, this.write_timeout, cx) {
+                Ok(()) => Poll::Pending,
+                Err(t) => Poll::Ready(Err(timed_out("accept data", t))),
+            },
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Ready(r) => {
+                this.write_sleep = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => match poll_deadline(&mut this.write_sleep, this.write_timeout, cx) {
+                Ok(()) => Poll::Pending,
+                Err(t) => Poll::Ready(Err(timed_out("accept data", t))),
+            },
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_times_out_the_read() {
+        let (client, mut server) = tokio::io::duplex(64);
+        let mut timed = Timed::new(client, Duration::from_secs(30));
+        server.write_all(b"* OK").await.unwrap();
+        let mut buf = [0u8; 4];
+        timed.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"* OK");
+        // Nothing more comes: with time paused the deadline fires at once, deterministically.
+        let err = timed.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lifting_the_read_deadline_lets_a_read_wait() {
+        let (client, mut server) = tokio::io::duplex(64);
+        let mut timed = Timed::new(client, Duration::from_secs(1));
+        timed.set_read_timeout(None);
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 2];
+            timed.read_exact(&mut buf).await.map(|_| buf)
+        });
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        server.write_all(b"ok").await.unwrap();
+        assert_eq!(&reader.await.unwrap().unwrap(), b"ok");
+    }
+}

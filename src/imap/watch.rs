@@ -1,0 +1,366 @@
+//! The daemon's side: keep every watched folder in sync until cancelled (SPEC §6).
+//!
+//! **One task and one connection per folder.** IDLE occupies a connection (RFC 2177: one selected
+//! mailbox, no other commands until DONE), so INBOX needs its own; giving every other folder its
+//! own connection too means a slow or broken folder — a huge junk folder being back-filled, a
+//! folder deleted under us — never delays another folder or another account, and reconnecting
+//! is local to the task that lost its connection. The cost is about three connections per
+//! account, well within server limits (Dovecot's default mail_max_userip_connections is 10,
+//! Gmail allows 15).
+//!
+//! Each task loops: connect → sync → wait (IDLE on INBOX where the server has it and `idle =
+//! true`, else sleep `poll_interval`) → sync …; any error drops the connection and reconnects
+//! after a jittered, capped backoff (2 s → 80 s, as Delta Chat's `Imap::connect`). Every wait has
+//! a cancellation branch; IDLE is re-issued every [`IDLE_REFRESH`] (< 29 min, RFC 2177), and DONE
+//! must be answered within [`DONE_TIMEOUT`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_imap::types::UnsolicitedResponse;
+use rand::Rng;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, info_span, warn, Instrument};
+
+use super::connect::{connect, Connection, IO_TIMEOUT, LOGOUT_TIMEOUT};
+use super::folders::{self, WatchedFolder};
+use super::sync::{sync_folder, FolderCtx, SyncError};
+use super::{Hooks, ImapEvent};
+use crate::config::{Account, Config};
+use crate::ingest::{FolderRole, Ingest};
+
+/// IDLE is ended and re-issued this often. Well under RFC 2177's 29 minutes, and short enough
+/// that a connection that died silently (no RST, no server keepalive) is noticed: DONE then has
+/// [`DONE_TIMEOUT`] to be answered.
+pub const IDLE_REFRESH: Duration = Duration::from_secs(10 * 60);
+/// DONE must be answered within this.
+pub const DONE_TIMEOUT: Duration = Duration::from_secs(15);
+/// After cancellation, tasks get this long to finish the mail in hand and log out; then abort.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Jittered exponential backoff, capped.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    attempt: u32,
+    min: Duration,
+    max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new(Duration::from_secs(2), Duration::from_secs(80))
+    }
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff { attempt: 0, min, max }
+    }
+
+    /// The ceiling of the next delay: min · 2^attempt, capped at max.
+    pub fn ceiling(&self) -> Duration {
+        let factor = 1u32.checked_shl(self.attempt.min(16)).unwrap_or(u32::MAX);
+        self.min.saturating_mul(factor).min(self.max)
+    }
+
+    /// The next delay: uniformly in [ceiling/2, ceiling], so many clients that lost the same
+    /// server do not all come back in the same second.
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self.ceiling();
+        self.attempt = self.attempt.saturating_add(1);
+        let half = ceiling / 2;
+        let jitter_ms = rand::thread_rng().gen_range(0..=half.as_millis().max(1) as u64);
+        half + Duration::from_millis(jitter_ms)
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// Sleep unless cancelled first; `false` when cancelled.
+async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+/// Watch every account of the configuration until `cancel`; then stop within [`SHUTDOWN_GRACE`].
+pub async fn watch(config: &Config, ingest: Ingest, cancel: CancellationToken, hooks: Hooks) {
+    let mut tasks = JoinSet::new();
+    for account in &config.accounts {
+        let account = Arc::new(account.clone());
+        let span = info_span!("account", account = %account.name);
+        tasks.spawn(watch_account(account, ingest.clone(), cancel.clone(), hooks.clone()).instrument(span));
+    }
+    cancel.cancelled().await;
+    shutdown(tasks).await;
+}
+
+async fn shutdown(mut tasks: JoinSet<()>) {
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "IMAP tasks did not stop in time; aborting them");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Discover an account's folders (retrying with backoff), then one task per watched folder.
+pub async fn watch_account(account: Arc<Account>, ingest: Ingest, cancel: CancellationToken, hooks: Hooks) {
+    let mut backoff = Backoff::default();
+    let plan = loop {
+        let attempt = async {
+            let conn = connect(&account).await?;
+            let mut conn = conn;
+            let list = folders::list(&mut conn.session).await;
+            conn.logout().await;
+            anyhow::Ok(list?)
+        };
+        let result = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = attempt => r,
+        };
+        match result {
+            Ok(list) => {
+                let (plan, roles) = folders::plan(&list, &account);
+                for p in &roles.problems {
+                    warn!(problem = %p, "Folder configuration");
+                }
+                if let Err(e) = ingest.store().set_folder_roles(&account.name, &folders::listing(&list, &roles)) {
+                    warn!(error = %format!("{e:#}"), "Cannot record the folder roles");
+                }
+                break plan;
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                warn!(error = %format!("{e:#}"), retry_in_s = delay.as_secs(), "Cannot list folders");
+                hooks.emit(ImapEvent::Disconnected {
+                    account: account.name.clone(),
+                    folder: None,
+                    error: format!("{e:#}"),
+                });
+                if !sleep_or_cancel(delay, &cancel).await {
+                    return;
+                }
+            }
+        }
+    };
+    info!(
+        folders = %plan.iter().map(|f| format!("{}={}", f.name, crate::store::role_name(f.role))).collect::<Vec<_>>().join(","),
+        "Watching"
+    );
+    let mut tasks = JoinSet::new();
+    for folder in plan {
+        let span = info_span!("folder", folder = %folder.name);
+        tasks.spawn(
+            watch_folder(account.clone(), folder, ingest.clone(), cancel.clone(), hooks.clone()).instrument(span),
+        );
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Keep one folder in sync until cancelled, reconnecting as needed.
+pub async fn watch_folder(
+    account: Arc<Account>,
+    folder: WatchedFolder,
+    ingest: Ingest,
+    cancel: CancellationToken,
+    hooks: Hooks,
+) {
+    let mut backoff = Backoff::default();
+    loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let conn = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = connect(&account) => r,
+        };
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                let delay = if e.is_configuration() {
+                    // A wrong password will not fix itself in 2 s; don't hammer the server.
+                    Backoff::default().ceiling().max(backoff.next_delay()).max(Duration::from_secs(60))
+                } else {
+                    backoff.next_delay()
+                };
+                if e.is_configuration() {
+                    error!(error = %e, retry_in_s = delay.as_secs(), "Cannot connect");
+                } else {
+                    warn!(error = %e, retry_in_s = delay.as_secs(), "Cannot connect");
+                }
+                hooks.emit(ImapEvent::Disconnected {
+                    account: account.name.clone(),
+                    folder: Some(folder.name.clone()),
+                    error: e.to_string(),
+                });
+                if !sleep_or_cancel(delay, &cancel).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let use_idle = folder.role == FolderRole::Inbox && account.idle && conn.caps.idle;
+        if folder.role == FolderRole::Inbox && account.idle && !conn.caps.idle {
+            info!("The server has no IDLE; polling INBOX instead");
+        }
+        hooks.emit(ImapEvent::Connected { account: account.name.clone(), folder: folder.name.clone(), idle: use_idle });
+        let ctx = FolderCtx { account: &account, folder: &folder, ingest: &ingest, cancel: &cancel, hooks: &hooks };
+        match serve(conn, &ctx, use_idle, &mut backoff).await {
+            Err(SyncError::Cancelled) => {
+                debug!("Stopped");
+                return;
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                match &e {
+                    SyncError::Store(_) => {
+                        error!(error = %e, retry_in_s = delay.as_secs(), "Sync failed (database)")
+                    }
+                    _ => {
+                        warn!(error = %e, retry_in_s = delay.as_secs(), "Connection lost; reconnecting")
+                    }
+                }
+                hooks.emit(ImapEvent::Disconnected {
+                    account: account.name.clone(),
+                    folder: Some(folder.name.clone()),
+                    error: e.to_string(),
+                });
+                if !sleep_or_cancel(delay, &cancel).await {
+                    return;
+                }
+            }
+            Ok(never) => match never {},
+        }
+    }
+}
+
+/// Sync, wait, sync … on one connection until it fails or we are cancelled.
+async fn serve(
+    mut conn: Connection,
+    ctx: &FolderCtx<'_>,
+    use_idle: bool,
+    backoff: &mut Backoff,
+) -> Result<std::convert::Infallible, SyncError> {
+    loop {
+        let stats = match sync_folder(&mut conn, ctx).await {
+            Ok(s) => s,
+            Err(SyncError::Cancelled) => {
+                conn.logout().await;
+                return Err(SyncError::Cancelled);
+            }
+            Err(e) => return Err(e),
+        };
+        backoff.reset();
+        ctx.hooks.emit(ImapEvent::Synced {
+            account: ctx.account.name.clone(),
+            folder: ctx.folder.name.clone(),
+            role: ctx.folder.role,
+            stats,
+        });
+        // Mail that arrived while we synced was announced with EXISTS on the side: sync again
+        // right away rather than idle past it.
+        if new_mail_announced(&mut conn) {
+            continue;
+        }
+        if use_idle {
+            conn = idle_once(conn, ctx).await?;
+        } else {
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => {
+                    conn.logout().await;
+                    return Err(SyncError::Cancelled);
+                }
+                _ = tokio::time::sleep(ctx.account.poll_interval) => {}
+            }
+        }
+    }
+}
+
+/// Drain the unsolicited responses; whether any said a mail arrived.
+fn new_mail_announced(conn: &mut Connection) -> bool {
+    let mut any = false;
+    while let Ok(r) = conn.session.unsolicited_responses.try_recv() {
+        if matches!(r, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)) {
+            any = true;
+        }
+    }
+    any
+}
+
+/// One IDLE: until the server reports something, [`IDLE_REFRESH`] passes, or we are cancelled.
+async fn idle_once(conn: Connection, ctx: &FolderCtx<'_>) -> Result<Connection, SyncError> {
+    let Connection { session, caps, endpoint } = conn;
+    let lost = |what: &str, e: String| SyncError::Imap(anyhow::anyhow!("{what} in {:?}: {e}", ctx.folder.name));
+    let mut handle = session.idle();
+    match tokio::time::timeout(IO_TIMEOUT, handle.init()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(lost("IDLE", e.to_string())),
+        Err(_) => return Err(lost("IDLE", "no continuation from the server".into())),
+    }
+    // The server may stay silent for the whole IDLE: lift the read deadline (restored below).
+    handle.as_mut().set_read_timeout(None);
+    let (wait, stop) = handle.wait_with_timeout(IDLE_REFRESH);
+    let outcome = tokio::select! {
+        _ = ctx.cancel.cancelled() => None,
+        // async-imap's own timeout restarts on every "* OK Still here", so bound the whole wait.
+        r = tokio::time::timeout(IDLE_REFRESH, wait) => Some(r),
+    };
+    drop(stop);
+    handle.as_mut().set_read_timeout(Some(IO_TIMEOUT));
+    let cancelled = outcome.is_none();
+    match outcome {
+        Some(Ok(Err(e))) => return Err(lost("IDLE", e.to_string())),
+        Some(Ok(Ok(r))) => debug!(response = ?r, "IDLE woke"),
+        Some(Err(_)) => debug!("IDLE refresh"),
+        None => {}
+    }
+    let done_within = if cancelled { LOGOUT_TIMEOUT } else { DONE_TIMEOUT };
+    let session = match tokio::time::timeout(done_within, handle.done()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) if !cancelled => return Err(lost("DONE", e.to_string())),
+        Err(_) if !cancelled => return Err(lost("DONE", format!("no answer within {} s", DONE_TIMEOUT.as_secs()))),
+        _ => return Err(SyncError::Cancelled),
+    };
+    let conn = Connection { session, caps, endpoint };
+    if cancelled {
+        conn.logout().await;
+        return Err(SyncError::Cancelled);
+    }
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_2s_to_an_80s_cap_with_jitter() {
+        let mut b = Backoff::default();
+        let ceilings: Vec<u64> = (0..9)
+            .map(|_| {
+                let c = b.ceiling();
+                let d = b.next_delay();
+                assert!(d >= c / 2 && d <= c, "{d:?} within [{:?}, {c:?}]", c / 2);
+                c.as_secs()
+            })
+            .collect();
+        assert_eq!(ceilings, [2, 4, 8, 16, 32, 64, 80, 80, 80]);
+        b.reset();
+        assert_eq!(b.ceiling(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn backoff_jitter_spreads_delays() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..50 {
+            let mut b = Backoff::new(Duration::from_secs(80), Duration::from_secs(80));
+            seen.insert(b.next_delay().as_millis());
+        }
+        assert!(seen.len() > 10, "jitter must vary the delay: {seen:?}");
+    }
+}

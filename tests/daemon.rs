@@ -1,0 +1,104 @@
+//! The real binary's `run` as a child process: systemd notifications, the control socket,
+//! signals, and refusal of an invalid configuration.
+
+mod daemon_support;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::time::Duration;
+
+use daemon_support::{bin, Daemon};
+
+#[test]
+fn ready_watchdog_and_status_reach_the_notify_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let d = Daemon::start(
+        dir.path(),
+        "",
+        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap().to_owned()), ("WATCHDOG_USEC", "400000".to_owned())],
+    );
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !(seen.iter().any(|m: &String| m.contains("READY=1")) && seen.iter().any(|m| m.contains("WATCHDOG=1"))) {
+        let n = sock.recv(&mut buf).expect("no notification within 20 s");
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let ready = seen.iter().find(|m| m.contains("READY=1")).unwrap();
+    assert!(ready.contains("STATUS=0 merchants, 0 overdue"), "{ready}");
+    let (code, took) = d.terminate();
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let n = sock.recv(&mut buf).unwrap();
+    let mut rest = String::from_utf8_lossy(&buf[..n]).into_owned();
+    while !rest.contains("STOPPING=1") {
+        let n = sock.recv(&mut buf).unwrap();
+        rest = String::from_utf8_lossy(&buf[..n]).into_owned();
+    }
+}
+
+#[test]
+fn commands_go_through_the_running_daemon_and_take_effect_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "", &[]);
+    d.wait_ready();
+    let o = d.cli(&[
+        "merchant",
+        "add",
+        "--id",
+        "acme",
+        "--name",
+        "에이씨미",
+        "--contact",
+        "pay@acme.test",
+        "--applied-at",
+        "2027-02-05",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = d.cli(&["status", "--json", "--now", "2027-02-15T09:00:00+09:00"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let row: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(row["id"], "acme");
+    assert_eq!(row["overdue"], true);
+    // A refusal through the daemon keeps its exit status and one-line message.
+    let o = d.cli(&["merchant", "advance", "acme", "signed"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&o.stderr).trim().lines().count(), 1);
+    let socket_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(d.state.join("control.sock")).unwrap().permissions(),
+    );
+    assert_eq!(socket_mode & 0o777, 0o600);
+    let state = d.state.clone();
+    let (code, _) = d.terminate();
+    assert_eq!(code, Some(0));
+    // After the daemon is gone, the same command opens the database itself and sees the same data.
+    let o = Command::new(bin()).arg("--state-dir").arg(&state).args(["merchant", "list", "--json"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"acme\""));
+}
+
+#[test]
+fn an_invalid_config_stops_run_and_check_config_with_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[reminders]\nschedule = \"often\"\nmax_reminders = \"three\"\n[windows]\ncard_review_days = 0\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    for cmd in ["run", "check-config"] {
+        let o = Command::new(bin())
+            .args(["--config", cfg.to_str().unwrap(), "--state-dir", state.to_str().unwrap(), cmd])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{cmd}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        for key in ["reminders.schedule", "reminders.max_reminders", "windows.card_review_days"] {
+            assert!(err.contains(key), "{cmd}: {key} missing in {err}");
+        }
+    }
+    assert!(!state.exists(), "nothing was started, not even the database");
+}

@@ -1,0 +1,258 @@
+//! The IMAP side against a real Dovecot fed by a real Postfix (`scripts/mailstack`): folder
+//! roles, Sieve-filed spam, Sent, flags untouched, UIDVALIDITY resets, moving out of junk, and
+//! connection errors. Each test has its own IMAP user and its own sled directory.
+
+mod support;
+
+use hecto_watch::imap::{self, utf7, ConnectError, FolderRole, ProgressMode};
+use hecto_watch::merchant::{Change, Stage};
+use support::*;
+use tokio_util::sync::CancellationToken;
+
+async fn scan(config: &hecto_watch::config::Config, ingest: &hecto_watch::ingest::Ingest) -> imap::ScanSummary {
+    let s = imap::scan_once(config, ingest, &CancellationToken::new(), ProgressMode::Never).await;
+    assert!(s.errors.is_empty(), "scan errors: {:?}", s.errors);
+    s
+}
+
+#[tokio::test]
+async fn guidance_filed_into_junk_by_sieve_reaches_guidance_received_found_in_spam() {
+    let user = fresh_user("junk", false);
+    // Delivered through Postfix; the X-Test-Spam header makes Sieve file it into Junk, the way a
+    // real server's spam filter does. A harmless mail goes to INBOX beside it.
+    smtp_deliver(
+        "contract@hectofinancial.co.kr",
+        &user,
+        &guidance_mail(&user, &message_id("g"), &["X-Test-Spam: yes"]),
+    )
+    .await;
+    smtp_deliver("friend@example.org", &user, &plain_mail(&user, &message_id("p"))).await;
+    wait_for_mail(&user, "Junk", 1).await;
+    wait_for_mail(&user, "INBOX", 1).await;
+    assert_eq!(count(&mut login(&user).await, "INBOX").await, 1, "the guidance mail must not be in INBOX");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &account_toml("a", &user, Tls::Starttls, ""));
+    let (store, ingest) = ingest(&config);
+    add_merchant(&store, "m1", &user);
+
+    let s = scan(&config, &ingest).await;
+    assert_eq!(s.folders, 3, "INBOX, Junk and Sent are watched: {s:?}");
+    assert_eq!((s.mails_seen, s.hecto_mails, s.stage_changes, s.found_in_spam), (2, 1, 1, 1), "{s:?}");
+    let m = store.merchant("m1").unwrap().unwrap();
+    assert_eq!(m.stage, Stage::GuidanceReceived);
+    assert!(m.found_in_spam);
+    // The role the ingest saw came from the IMAP side's detection (\Junk).
+    let roles = store.folder_roles().unwrap();
+    assert!(roles["a"].contains(&("Junk".to_owned(), FolderRole::Junk)), "{roles:?}");
+
+    // A second scan finds nothing new and changes nothing.
+    let again = scan(&config, &ingest).await;
+    assert_eq!((again.mails_seen, again.stage_changes), (0, 0), "{again:?}");
+}
+
+#[tokio::test]
+async fn korean_spam_folder_without_special_use_is_found_by_name() {
+    let user = fresh_user("kr", true);
+    smtp_deliver(
+        "contract@hectofinancial.co.kr",
+        &user,
+        &guidance_mail(&user, &message_id("gk"), &["X-Test-Spam: yes"]),
+    )
+    .await;
+    let spam_raw = utf7::encode("스팸메일함");
+    assert_eq!(spam_raw, "&wqTTOLpUx3zVaA-");
+    wait_for_mail(&user, &spam_raw, 1).await;
+
+    // The server marks no folder \Junk at all: detection must go by the decoded name.
+    let acct = account("kr", &user, Tls::Implicit, "");
+    let folders = imap::list_folders(&acct).await.unwrap();
+    assert!(folders.contains(&("스팸메일함".to_owned(), FolderRole::Junk)), "{folders:?}");
+    assert!(folders.contains(&("보낸메일함".to_owned(), FolderRole::Sent)), "{folders:?}");
+    assert!(!folders.iter().any(|(n, _)| n == "Junk"), "the Korean layout has no Junk: {folders:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &account_toml("kr", &user, Tls::Implicit, ""));
+    let (store, ingest) = ingest(&config);
+    add_merchant(&store, "m-kr", &user);
+    let s = scan(&config, &ingest).await;
+    assert_eq!((s.hecto_mails, s.found_in_spam), (1, 1), "{s:?}");
+    let m = store.merchant("m-kr").unwrap().unwrap();
+    assert_eq!(m.stage, Stage::GuidanceReceived);
+    assert!(m.found_in_spam);
+    // Evidence names the folder decoded, as operators know it.
+    let events = store.events("m-kr").unwrap();
+    let json = serde_json::to_string(&events).unwrap();
+    assert!(json.contains("스팸메일함"), "{json}");
+}
+
+#[tokio::test]
+async fn own_card_review_request_in_sent_reaches_card_review_requested() {
+    let user = fresh_user("sent", false);
+    let raw = mail(
+        &format!("\"가맹점 담당자\" <{user}>"),
+        "pg-contract@hectofinancial.co.kr",
+        "[가맹점] 카드사 심사 요청드립니다",
+        &message_id("cr"),
+        &[],
+        "개발이 완료되어 카드사 심사를 요청드립니다.",
+    );
+    append(&user, "Sent", &raw, Some("(\\Seen)")).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &account_toml("s", &user, Tls::Starttls, ""));
+    let (store, ingest) = ingest(&config);
+    add_merchant(&store, "m-sent", &user);
+    let s = scan(&config, &ingest).await;
+    assert_eq!((s.hecto_mails, s.stage_changes, s.found_in_spam), (1, 1, 0), "{s:?}");
+    assert_eq!(store.merchant("m-sent").unwrap().unwrap().stage, Stage::CardReviewRequested);
+}
+
+#[tokio::test]
+async fn scanning_changes_no_flags() {
+    let user = fresh_user("flags", false);
+    // Unread and read mail, Hecto's and not, in INBOX and Junk.
+    append(&user, "INBOX", &guidance_mail(&user, &message_id("f1"), &[]), None).await;
+    append(&user, "INBOX", &plain_mail(&user, &message_id("f2")), Some("(\\Seen)")).await;
+    append(&user, "INBOX", &plain_mail(&user, &message_id("f3")), None).await;
+    append(&user, "Junk", &guidance_mail(&user, &message_id("f4"), &[]), None).await;
+    append(&user, "Junk", &guidance_mail(&user, &message_id("f5"), &[]), Some("(\\Flagged)")).await;
+    let before = (flags(&user, "INBOX").await, flags(&user, "Junk").await);
+    assert_eq!(before.0.len(), 3);
+    assert!(before.0.values().filter(|f| f.iter().any(|x| x.contains("Seen"))).count() == 1, "{before:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &account_toml("f", &user, Tls::Starttls, ""));
+    let (store, ingest) = ingest(&config);
+    add_merchant(&store, "m-flags", &user);
+    let s = scan(&config, &ingest).await;
+    assert_eq!(s.bodies_fetched, 3, "bodies fetched for the three Hecto mails only: {s:?}");
+
+    let after = (flags(&user, "INBOX").await, flags(&user, "Junk").await);
+    assert_eq!(before, after, "a scan must not change any flag (no \\Seen from fetching bodies)");
+}
+
+#[tokio::test]
+async fn uidvalidity_change_rescans_without_duplicate_events() {
+    let user = fresh_user("uidv", false);
+    let g = guidance_mail(&user, &message_id("uv"), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        &account_toml(
+            "u",
+            &user,
+            Tls::Starttls,
+            "folders = [\"INBOX\", \"Contracts\"]\njunk = \"off\"\nsent = \"off\"",
+        ),
+    );
+    {
+        let mut c = login(&user).await;
+        c.session.create("Contracts").await.unwrap();
+        c.session.append("Contracts", None, None, &g).await.unwrap();
+        c.logout().await;
+    }
+    let (store, ingest) = ingest(&config);
+    add_merchant(&store, "m-uv", &user);
+    let first = scan(&config, &ingest).await;
+    assert_eq!((first.hecto_mails, first.stage_changes), (1, 1), "{first:?}");
+    let cursor_before = store.cursor("u", "Contracts").unwrap().unwrap();
+    let events_before = store.events("m-uv").unwrap();
+
+    // Delete and recreate the folder with the same mail: a new UIDVALIDITY, UIDs renumbered.
+    {
+        let mut c = login(&user).await;
+        c.session.delete("Contracts").await.unwrap();
+        c.session.create("Contracts").await.unwrap();
+        c.session.append("Contracts", None, None, &g).await.unwrap();
+        c.logout().await;
+    }
+    let second = scan(&config, &ingest).await;
+    let cursor_after = store.cursor("u", "Contracts").unwrap().unwrap();
+    assert_ne!(cursor_after.uid_validity, cursor_before.uid_validity, "the server gave a new UIDVALIDITY");
+    assert_eq!(second.mails_seen, 1, "the folder was rescanned: {second:?}");
+    assert_eq!((second.duplicates, second.stage_changes), (1, 0), "recognised by Message-ID: {second:?}");
+    assert_eq!(store.events("m-uv").unwrap(), events_before, "no new events");
+}
+
+#[tokio::test]
+async fn hecto_mail_in_junk_is_moved_to_inbox_when_configured() {
+    let user = fresh_user("move", false);
+    append(&user, "Junk", &plain_mail(&user, &message_id("keep")), None).await;
+    append(&user, "Junk", &guidance_mail(&user, &message_id("mv"), &[]), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &account_toml("mv", &user, Tls::Starttls, "move_found_in_spam = true"));
+    let (store, ingest) = ingest(&config);
+    add_merchant(&store, "m-mv", &user);
+    let s = scan(&config, &ingest).await;
+    assert_eq!((s.found_in_spam, s.moved_to_inbox), (1, 1), "{s:?}");
+    let mut c = login(&user).await;
+    assert_eq!(count(&mut c, "Junk").await, 1, "only the Hecto mail left Junk");
+    assert_eq!(count(&mut c, "INBOX").await, 1, "and arrived in INBOX");
+    c.logout().await;
+    // The moved copy is seen in INBOX at the next scan and recognised, not applied again.
+    let again = scan(&config, &ingest).await;
+    assert_eq!((again.duplicates, again.stage_changes), (1, 0), "{again:?}");
+    let spam_events = store.events("m-mv").unwrap().iter().filter(|e| e.change == Change::FoundInSpam).count();
+    assert_eq!(spam_events, 1);
+}
+
+#[tokio::test]
+async fn every_tls_mode_logs_in_and_mistakes_get_advice() {
+    let user = fresh_user("tls", false);
+    for tls in [Tls::Implicit, Tls::Starttls, Tls::None] {
+        let a = account("t", &user, tls, "");
+        let c = imap::connect(&a).await.unwrap_or_else(|e| panic!("{tls:?}: {e}"));
+        assert!(c.caps.idle && c.caps.move_ && c.caps.uidplus && c.caps.special_use, "{:?}", c.caps);
+        c.logout().await;
+    }
+    let s = stack();
+
+    // Implicit TLS against the plain IMAP port: the classic mix-up.
+    let mut a = account("t", &user, Tls::Implicit, "");
+    a.port = s.imap_port;
+    let e = imap::connect(&a).await.err().expect("must fail");
+    let text = e.to_string();
+    assert!(matches!(e, ConnectError::Tls { .. }), "{text}");
+    assert!(text.contains(&format!("127.0.0.1:{}", s.imap_port)) && text.contains("starttls"), "{text}");
+
+    // No ca_file: the stack's CA is not a public root.
+    let mut a = account("t", &user, Tls::Implicit, "");
+    a.ca_file = None;
+    let text = imap::connect(&a).await.err().expect("must fail").to_string();
+    assert!(text.contains("ca_file"), "{text}");
+
+    // Wrong password: named as such, and the password itself never appears.
+    let a = hecto_watch::config::Config::parse(
+        &account_toml("t", &user, Tls::Starttls, "").replace(&s.password, "wrong-pw-3141"),
+    )
+    .unwrap()
+    .accounts
+    .remove(0);
+    let e = imap::connect(&a).await.err().expect("must fail");
+    let text = e.to_string();
+    assert!(matches!(e, ConnectError::Auth { .. }) && e.is_configuration(), "{text}");
+    assert!(text.contains(&user) && !text.contains("wrong-pw-3141"), "{text}");
+
+    // Nothing listens: refused, with the port named.
+    let mut a = account("t", &user, Tls::Starttls, "");
+    a.port = 1;
+    let text = imap::connect(&a).await.err().expect("must fail").to_string();
+    assert!(text.contains("127.0.0.1:1") && text.contains("refused"), "{text}");
+}
+
+#[tokio::test]
+async fn folders_lists_roles_from_special_use() {
+    let user = fresh_user("list", false);
+    let acct = account("l", &user, Tls::Starttls, "");
+    let folders = imap::list_folders(&acct).await.unwrap();
+    for want in [("INBOX", FolderRole::Inbox), ("Junk", FolderRole::Junk), ("Sent", FolderRole::Sent)] {
+        assert!(folders.contains(&(want.0.to_owned(), want.1)), "{want:?} in {folders:?}");
+    }
+    assert!(folders.contains(&("Trash".to_owned(), FolderRole::Other)), "{folders:?}");
+    // A configured folder that does not exist is reported, not fatal.
+    let acct = account("l", &user, Tls::Starttls, "folders = [\"INBOX\", \"Nope\"]");
+    let (plan, problems) = imap::plan_folders(&acct).await.unwrap();
+    assert_eq!(plan.len(), 3, "{plan:?}");
+    assert!(problems.iter().any(|p| p.contains("Nope")), "{problems:?}");
+}
