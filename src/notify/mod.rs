@@ -10,9 +10,9 @@
 //! - [`outbox`]: [`Notifier`] — drain, backoff, `retry`.
 //! - [`schedule`]: [`tick`] and the cron loop [`run_schedule`]; [`sender`]: [`run_sender`].
 //!
-//! The daemon calls [`spawn_workers`] once per configuration generation: it builds one
-//! [`Notifier`] ([`smtp_notifier`]) and spawns [`run_sender`] (woken by
-//! [`crate::ingest::Ingest::outbox_ready`]) and [`run_schedule`] on the daemon's tracker.
+//! The daemon (`daemon::workers`) builds one [`Notifier`] with [`smtp_notifier`] per
+//! configuration generation and spawns [`run_sender`] (woken by
+//! [`crate::ingest::Ingest::outbox_ready`]) and [`run_schedule`].
 
 pub mod message;
 pub mod outbox;
@@ -22,12 +22,8 @@ pub mod sender;
 pub mod smtp;
 pub mod template;
 
-use std::sync::Arc;
-
 use anyhow::{anyhow, Context};
 use lettre::message::Mailbox;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use outbox::{retry, Notifier, Outcome, OutcomeKind, RetryPolicy};
 pub use render::Renderer;
@@ -36,8 +32,6 @@ pub use sender::run_sender;
 pub use smtp::{Deliver, SendError, SmtpDeliver};
 
 use crate::config::Config;
-use crate::ingest::Ingest;
-use crate::schedule::Calendar;
 use crate::store::Store;
 
 /// A notifier sending through `[smtp]`. Call inside a tokio runtime. Fails (naming the key) when
@@ -51,28 +45,6 @@ pub fn smtp_notifier(store: Store, config: &Config) -> anyhow::Result<Notifier<S
     let renderer = Renderer::new(&config.reminders)?;
     let deliver = SmtpDeliver::new(smtp)?;
     Ok(Notifier::new(store, deliver, renderer, from))
-}
-
-/// Spawn the outbox sender and the reminder schedule of the daemon on `tracker`, sharing one
-/// SMTP transport; both stop when `cancel` fires. Returns `Ok(false)` (and logs a warning) when
-/// there is no `[smtp]` section: the daemon still watches mail, and nothing is sent. Call inside
-/// the runtime.
-pub fn spawn_workers(
-    config: Arc<Config>,
-    calendar: Arc<Calendar>,
-    ingest: &Ingest,
-    cancel: &CancellationToken,
-    tracker: &TaskTracker,
-) -> anyhow::Result<bool> {
-    if config.smtp.is_none() {
-        tracing::warn!("No [smtp] section: reminders and notices are queued but not sent");
-        return Ok(false);
-    }
-    let notifier = Arc::new(smtp_notifier(ingest.store().clone(), &config)?);
-    let clock = ingest.clock();
-    tracker.spawn(run_sender(notifier.clone(), clock, ingest.outbox_ready(), cancel.clone()));
-    tracker.spawn(run_schedule(notifier, config, calendar, clock, cancel.clone()));
-    Ok(true)
 }
 
 /// The environment variable of the crash hook used by the exactly-once tests.

@@ -116,37 +116,9 @@ impl Stack {
         static N: AtomicU32 = AtomicU32::new(0);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         let email = format!("{prefix}-{}-{}-{nanos}@{DOMAIN}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+        // add-user returns once Dovecot knows the user (no "User doesn't exist" bounce).
         self.script(&["add-user", &email]);
-        self.wait_until_known(&email);
         email
-    }
-
-    /// Dovecot picks up a new user when it next reads its passwd-file; wait until a login works,
-    /// so no mail to the user bounces as "User doesn't exist".
-    fn wait_until_known(&self, user: &str) {
-        use std::io::{BufRead, BufReader, Write};
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let mut tcp = std::net::TcpStream::connect(("127.0.0.1", self.port("MAILSTACK_IMAP_PORT"))).unwrap();
-            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut reader = BufReader::new(tcp.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            write!(tcp, "a LOGIN \"{user}\" \"{}\"\r\n", self.password()).unwrap();
-            let ok = loop {
-                line.clear();
-                reader.read_line(&mut line).unwrap();
-                if let Some(rest) = line.strip_prefix("a ") {
-                    break rest.starts_with("OK");
-                }
-            };
-            let _ = write!(tcp, "b LOGOUT\r\n");
-            if ok {
-                return;
-            }
-            assert!(Instant::now() < deadline, "Dovecot does not know {user} 10 s after add-user");
-            std::thread::sleep(Duration::from_millis(200));
-        }
     }
 
     /// Fetch every message in `folder` of `user` (`BODY.PEEK[]`, nothing changed).
