@@ -29,7 +29,11 @@ async fn remind_once_delivers_the_korean_guidance_reminder_to_contact_and_operat
     assert!(m.text.contains("영업일 기준 4일"), "{}", m.text);
     assert!(m.text.contains("스팸으로 분류되는 경우가 많습니다"), "{}", m.text);
     assert!(m.text.contains("Junk"), "names the watched spam folder: {}", m.text);
-    assert!(m.text.contains("1600-5220") && m.text.contains("support@portone.io"), "{}", m.text);
+    assert!(
+        m.text.contains("계약 안내 메일의 발신 주소로 회신") && m.text.contains("support@portone.io"),
+        "{}",
+        m.text
+    );
     assert!(m.html.contains("<strong>Junk</strong>"), "{}", m.html);
 
     let ops =

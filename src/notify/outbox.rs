@@ -53,7 +53,7 @@ impl RetryPolicy {
 }
 
 /// What happened to one entry in a drain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutcomeKind {
     Sent,
@@ -63,7 +63,7 @@ pub enum OutcomeKind {
     Failed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Outcome {
     pub key: String,
     pub kind: NoticeKind,
