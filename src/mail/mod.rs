@@ -2,7 +2,25 @@
 //!
 //! Pure functions of `(bytes, rules)`: no I/O, no clock, no sled, no tokio. Whatever the bytes,
 //! [`classify`] returns; a panic inside the parser dependency is caught and reported as an
-//! unparseable mail rather than taking the daemon down.
+//! unparseable mail rather than taking the daemon down. Work is capped (the first
+//! `MAX_TEXT_PARTS` body parts, `SCAN_LIMIT` bytes of text) so a huge or deeply nested mail costs
+//! no more than mail-parser's own pass over it.
+//!
+//! Inside:
+//! - `charset`: rewrites CP949 charset labels mail-parser does not know (`cp949`, `ms949` …);
+//! - mail-parser parses (headers `classify` does not read are skipped, not decoded);
+//! - [`auth_results`]: `Authentication-Results` (RFC 8601) → `pass` / `fail` / `none`;
+//! - `html`: HTML-only bodies → text that keeps table cells apart;
+//! - `extract`: 사업자등록번호, MIDs, card companies from subject + body;
+//! - `subject`: decorations (`RE:`, `[SPAM]` …) stripped, then the kind rules of SPEC §3.
+//!
+//! Readings of SPEC §3 made here (see the functions for the reasons):
+//! - `card_review_completed` needs a subject naming *no* card company; one or several named is
+//!   `card_review_progress`. The progress rule takes the company from the subject, else the body.
+//! - `authenticated = fail` when dmarc/dkim/spf fail and no *aligned* pass exists (a `dkim=pass`
+//!   for another domain next to `dmarc=fail` is a spoof, not a pass).
+//! - `suspicious` follows the SPEC literally, so a merchant's own outgoing mail whose display
+//!   name mentions Hecto ("헥토 문의 <pay@merchant>") is suspicious too.
 
 pub mod auth_results;
 mod charset;
@@ -102,7 +120,8 @@ pub struct Classified {
     /// Valid 사업자등록번호 as 10 digits, in order of appearance, unique.
     pub business_numbers: Vec<String>,
     pub mids: Vec<String>,
-    /// Canonical card-company ids (`shinhan`, `kb`, …), in order of appearance, unique.
+    /// Canonical card-company ids (`shinhan`, `kb`, …) named in subject or body, in order of
+    /// appearance, unique.
     pub card_companies: Vec<String>,
     /// The card companies named in the subject alone, in order. `card_review_progress` mails
     /// record approvals for these: a body often lists every company ("타 카드사 심사는 진행
