@@ -28,10 +28,7 @@ fn parse_all(corpus: &[Vec<u8>]) -> usize {
 }
 
 fn classify_all(corpus: &[Vec<u8>], rules: &Rules) -> usize {
-    corpus
-        .iter()
-        .filter(|m| classify(m, rules).kind != MailKind::NotHecto)
-        .count()
+    corpus.iter().filter(|m| classify(m, rules).kind != MailKind::NotHecto).count()
 }
 
 /// Best of `ROUNDS` passes of each, interleaved, so that load from other processes on the
@@ -55,11 +52,7 @@ fn bench(c: &mut Criterion) {
     let bytes: usize = corpus.iter().map(Vec::len).sum();
     let rules = Rules::default();
     let hecto = classify_all(&corpus, &rules);
-    eprintln!(
-        "corpus: {MAILS} mails, {:.1} MB, mean {} bytes, {hecto} Hecto mails",
-        bytes as f64 / 1e6,
-        bytes / MAILS
-    );
+    eprintln!("corpus: {MAILS} mails, {:.1} MB, mean {} bytes, {hecto} Hecto mails", bytes as f64 / 1e6, bytes / MAILS);
 
     let mut group = c.benchmark_group("corpus");
     group
@@ -68,12 +61,8 @@ fn bench(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5))
         .throughput(Throughput::Bytes(bytes as u64));
-    group.bench_function("mail_parser_parse", |b| {
-        b.iter(|| black_box(parse_all(black_box(&corpus))))
-    });
-    group.bench_function("classify", |b| {
-        b.iter(|| black_box(classify_all(black_box(&corpus), &rules)))
-    });
+    group.bench_function("mail_parser_parse", |b| b.iter(|| black_box(parse_all(black_box(&corpus)))));
+    group.bench_function("classify", |b| b.iter(|| black_box(classify_all(black_box(&corpus), &rules))));
     group.finish();
 
     let (parse, classify) = best_interleaved(
@@ -86,18 +75,11 @@ fn bench(c: &mut Criterion) {
     );
     let report = |name: &str, d: Duration| {
         let s = d.as_secs_f64();
-        println!(
-            "{name:>10}: {:>9.0} msgs/s  {:>7.1} MB/s",
-            MAILS as f64 / s,
-            bytes as f64 / 1e6 / s
-        );
+        println!("{name:>10}: {:>9.0} msgs/s  {:>7.1} MB/s", MAILS as f64 / s, bytes as f64 / 1e6 / s);
     };
     report("parse", parse);
     report("classify", classify);
-    println!(
-        "     ratio: classify / parse throughput = {:.2}",
-        parse.as_secs_f64() / classify.as_secs_f64()
-    );
+    println!("     ratio: classify / parse throughput = {:.2}", parse.as_secs_f64() / classify.as_secs_f64());
 }
 
 criterion_group!(benches, bench);

@@ -57,24 +57,12 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 fn base64(input: &[u8]) -> String {
     let mut out = String::with_capacity(input.len() * 4 / 3 + 4);
     for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(B64[(n >> 18) as usize & 63] as char);
         out.push(B64[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            B64[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            B64[n as usize & 63] as char
-        } else {
-            '='
-        });
+        out.push(if chunk.len() > 1 { B64[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 2 { B64[n as usize & 63] as char } else { '=' });
     }
     out
 }
@@ -173,22 +161,12 @@ fn mail(rng: &mut Rng, i: usize) -> Vec<u8> {
     let layout = rng.below(100);
 
     // Hecto mails are UTF-8 (their templates are); the others use the phrase table's encodings.
-    let subject_bytes = if hecto {
-        rng.pick(HECTO_SUBJECTS).as_bytes().to_vec()
-    } else {
-        sentence(rng, cs).1
-    };
+    let subject_bytes = if hecto { rng.pick(HECTO_SUBJECTS).as_bytes().to_vec() } else { sentence(rng, cs).1 };
     let (from, to) = if hecto {
         if rng.below(3) == 0 {
-            (
-                "pay@merchant.example.co.kr",
-                "contract@hectofinancial.co.kr",
-            )
+            ("pay@merchant.example.co.kr", "contract@hectofinancial.co.kr")
         } else {
-            (
-                "contract@hectofinancial.co.kr",
-                "pay@merchant.example.co.kr",
-            )
+            ("contract@hectofinancial.co.kr", "pay@merchant.example.co.kr")
         }
     } else {
         (*rng.pick(SENDERS), "user@example.co.kr")
@@ -281,11 +259,9 @@ fn mail(rng: &mut Rng, i: usize) -> Vec<u8> {
         }
     };
     let leaf = |ctype: &str, body: &[u8]| -> Vec<u8> {
-        let mut v = format!(
-            "Content-Type: {ctype}; charset=\"{}\"\r\nContent-Transfer-Encoding: {cte}\r\n\r\n",
-            cs.label()
-        )
-        .into_bytes();
+        let mut v =
+            format!("Content-Type: {ctype}; charset=\"{}\"\r\nContent-Transfer-Encoding: {cte}\r\n\r\n", cs.label())
+                .into_bytes();
         v.extend_from_slice(&encode(body));
         v
     };
@@ -298,14 +274,10 @@ fn mail(rng: &mut Rng, i: usize) -> Vec<u8> {
         );
         // The alternative carries a shorter text so the whole mail stays near 4 KB.
         let half = text.len() / 2;
-        let cut = (half..text.len())
-            .find(|&k| text[k] == b' ' || text[k] == b'\n')
-            .unwrap_or(text.len());
+        let cut = (half..text.len()).find(|&k| text[k] == b' ' || text[k] == b'\n').unwrap_or(text.len());
         m.extend_from_slice(&leaf("text/plain", &text[..cut]));
         m.extend_from_slice(format!("\r\n--{boundary}\r\n").as_bytes());
-        let hcut = (html.len() / 2..html.len())
-            .find(|&k| html[k] == b'<')
-            .unwrap_or(html.len());
+        let hcut = (html.len() / 2..html.len()).find(|&k| html[k] == b'<').unwrap_or(html.len());
         m.extend_from_slice(&leaf("text/html", &html[..hcut]));
         m.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     } else {

@@ -194,11 +194,7 @@ fn split_header(value: &str) -> (Cow<'_, str>, Option<u32>, Statements<'_>) {
     let authserv_id = cur.value();
     cur.skip_cfws();
     // Optional authres-version: digits before the first `;`.
-    let version = if cur.peek().is_some_and(|c| c.is_ascii_digit()) {
-        cur.token(b"").parse().ok()
-    } else {
-        None
-    };
+    let version = if cur.peek().is_some_and(|c| c.is_ascii_digit()) { cur.token(b"").parse().ok() } else { None };
     // Anything else before the first `;` is not in the grammar; skip it.
     cur.skip_past_semicolon();
     (authserv_id, version, Statements { cur })
@@ -229,11 +225,7 @@ impl<'a> Iterator for Statements<'a> {
             let props = self.cur;
             self.cur.skip_past_semicolon();
             if let Some((method, result)) = head {
-                return Some(Statement {
-                    method,
-                    result,
-                    props,
-                });
+                return Some(Statement { method, result, props });
             }
         }
         None
@@ -326,11 +318,7 @@ pub fn parse(value: &str) -> AuthResults {
             info
         })
         .collect();
-    AuthResults {
-        authserv_id: authserv_id.to_ascii_lowercase(),
-        version,
-        results,
-    }
+    AuthResults { authserv_id: authserv_id.to_ascii_lowercase(), version, results }
 }
 
 /// Whether `signer` (a DKIM `d=`) is `from_domain` or a parent of it. A bare TLD or a ccTLD
@@ -390,10 +378,7 @@ pub fn evaluate<'v>(
 ) -> Authenticated {
     for value in values {
         let (authserv_id, _, statements) = split_header(value);
-        let believed = trusted.is_empty()
-            || trusted
-                .iter()
-                .any(|t| t.trim().eq_ignore_ascii_case(&authserv_id));
+        let believed = trusted.is_empty() || trusted.iter().any(|t| t.trim().eq_ignore_ascii_case(&authserv_id));
         if believed {
             return verdict_of(statements, from_domain);
         }
@@ -412,9 +397,7 @@ fn verdict_of(statements: Statements<'_>, from_domain: Option<&str>) -> Authenti
             return Authenticated::Pass;
         }
         failed |= st.result.eq_ignore_ascii_case("fail")
-            && ["dmarc", "dkim", "spf"]
-                .iter()
-                .any(|m| st.method.eq_ignore_ascii_case(m));
+            && ["dmarc", "dkim", "spf"].iter().any(|m| st.method.eq_ignore_ascii_case(m));
     }
     if failed {
         Authenticated::Fail
@@ -523,16 +506,8 @@ mod tests {
             "mx; arc=fail",
             "",
         ] {
-            for from in [
-                Some("hectofinancial.co.kr"),
-                Some("mail.hectofinancial.co.kr"),
-                None,
-            ] {
-                assert_eq!(
-                    evaluate([h], &[], from),
-                    verdict(&parse(h), from),
-                    "{h:?} {from:?}"
-                );
+            for from in [Some("hectofinancial.co.kr"), Some("mail.hectofinancial.co.kr"), None] {
+                assert_eq!(evaluate([h], &[], from), verdict(&parse(h), from), "{h:?} {from:?}");
             }
         }
     }

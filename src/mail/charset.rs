@@ -40,19 +40,15 @@ pub fn is_unknown_cp949_alias(label: &str) -> bool {
         return false;
     };
     for (d, s) in dst.iter_mut().zip(label) {
-        *d = if *s == b'_' {
-            b'-'
-        } else {
-            s.to_ascii_lowercase()
-        };
+        *d = if *s == b'_' { b'-' } else { s.to_ascii_lowercase() };
     }
     let (had_x, bare) = match dst.strip_prefix(b"x-") {
         Some(rest) => (true, rest),
         None => (false, &*dst),
     };
     match bare {
-        b"cp949" | b"cp-949" | b"ms949" | b"ms-949" | b"windows949" | b"949" | b"uhc"
-        | b"euckr" | b"ks-c-5601" | b"ksc5601-1987" => true,
+        b"cp949" | b"cp-949" | b"ms949" | b"ms-949" | b"windows949" | b"949" | b"uhc" | b"euckr" | b"ks-c-5601"
+        | b"ksc5601-1987" => true,
         // mail-parser knows these two spellings, but not with an `x-` in front.
         b"euc-kr" | b"windows-949" => had_x,
         _ => false,
@@ -65,10 +61,7 @@ pub fn has_unknown_cp949_label(message: &mail_parser::Message<'_>, raw: &[u8]) -
     let in_parts = message.parts.iter().any(|part| {
         part.headers.iter().any(|h| {
             h.name == mail_parser::HeaderName::ContentType
-                && h.value
-                    .as_content_type()
-                    .and_then(|ct| ct.attribute("charset"))
-                    .is_some_and(is_unknown_cp949_alias)
+                && h.value.as_content_type().and_then(|ct| ct.attribute("charset")).is_some_and(is_unknown_cp949_alias)
         })
     });
     in_parts
@@ -78,28 +71,19 @@ pub fn has_unknown_cp949_label(message: &mail_parser::Message<'_>, raw: &[u8]) -
                 if !matches!(h.name, H::Subject | H::From | H::To | H::Cc) {
                     return false;
                 }
-                let value = raw
-                    .get(h.offset_start as usize..h.offset_end as usize)
-                    .unwrap_or_default();
-                encoded_word_labels(value)
-                    .any(|l| is_unknown_cp949_alias(&String::from_utf8_lossy(l)))
+                let value = raw.get(h.offset_start as usize..h.offset_end as usize).unwrap_or_default();
+                encoded_word_labels(value).any(|l| is_unknown_cp949_alias(&String::from_utf8_lossy(l)))
             })
         })
 }
 
 /// The charset labels of the RFC 2047 encoded words in `value` (without `*lang`).
 fn encoded_word_labels(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .windows(2)
-        .enumerate()
-        .filter(|(_, w)| w == b"=?")
-        .filter_map(move |(i, _)| {
-            let rest = value.get(i + 2..)?;
-            let end = rest
-                .iter()
-                .position(|&b| b == b'?' || b == b'*' || b.is_ascii_whitespace())?;
-            rest.get(..end)
-        })
+    value.windows(2).enumerate().filter(|(_, w)| w == b"=?").filter_map(move |(i, _)| {
+        let rest = value.get(i + 2..)?;
+        let end = rest.iter().position(|&b| b == b'?' || b == b'*' || b.is_ascii_whitespace())?;
+        rest.get(..end)
+    })
 }
 
 /// "949" as a literal: the regex engine runs a SIMD substring search for it.
@@ -189,15 +173,7 @@ mod tests {
         ] {
             assert!(is_unknown_cp949_alias(a), "{a}");
         }
-        for k in [
-            "euc-kr",
-            "EUC-KR",
-            "ks_c_5601-1987",
-            "windows-949",
-            "utf-8",
-            "cp9490",
-            "korean",
-        ] {
+        for k in ["euc-kr", "EUC-KR", "ks_c_5601-1987", "windows-949", "utf-8", "cp9490", "korean"] {
             assert!(!is_unknown_cp949_alias(k), "{k}");
         }
     }

@@ -248,10 +248,7 @@ fn is_hangul_syllable(c: char) -> bool {
 pub fn card_companies(text: &str) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
     let mut starts: Vec<usize> = Vec::new();
-    for re in [HANGUL_NAMES.as_ref(), ASCII_NAMES.as_ref()]
-        .into_iter()
-        .flatten()
-    {
+    for re in [HANGUL_NAMES.as_ref(), ASCII_NAMES.as_ref()].into_iter().flatten() {
         starts.extend(re.find_iter(text).map(|m| m.start()));
     }
     if starts.is_empty() {
@@ -267,8 +264,7 @@ pub fn card_companies(text: &str) -> Vec<&'static str> {
         }
         let rest = text.get(start..).unwrap_or("");
         // The first listed name that matches here (longer forms are listed first).
-        let Some(&(name, id, strength)) = CARD_NAMES.iter().find(|(n, _, _)| rest.starts_with(n))
-        else {
+        let Some(&(name, id, strength)) = CARD_NAMES.iter().find(|(n, _, _)| rest.starts_with(n)) else {
             continue;
         };
         let end = start + name.len();
@@ -278,9 +274,7 @@ pub fn card_companies(text: &str) -> Vec<&'static str> {
         let after = after_str.chars().next();
         // ASCII ids are words of their own: not "KBank", "ABC", "NHN".
         if name.is_ascii() {
-            if before.is_some_and(|c| c.is_ascii_alphanumeric())
-                || after.is_some_and(|c| c.is_ascii_alphanumeric())
-            {
+            if before.is_some_and(|c| c.is_ascii_alphanumeric()) || after.is_some_and(|c| c.is_ascii_alphanumeric()) {
                 continue;
             }
         } else if before.is_some_and(is_hangul_syllable) {

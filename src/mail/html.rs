@@ -81,13 +81,12 @@ fn separator(name: &str) -> Sep {
     dst.copy_from_slice(name.as_bytes());
     dst.make_ascii_lowercase();
     match &*dst {
-        b"a" | b"b" | b"i" | b"u" | b"s" | b"em" | b"strong" | b"span" | b"font" | b"small"
-        | b"big" | b"sub" | b"sup" | b"mark" | b"code" | b"abbr" => Sep::None,
+        b"a" | b"b" | b"i" | b"u" | b"s" | b"em" | b"strong" | b"span" | b"font" | b"small" | b"big" | b"sub"
+        | b"sup" | b"mark" | b"code" | b"abbr" => Sep::None,
         b"td" | b"th" => Sep::Cell,
-        b"br" | b"p" | b"div" | b"tr" | b"li" | b"ul" | b"ol" | b"table" | b"tbody" | b"thead"
-        | b"h1" | b"h2" | b"h3" | b"h4" | b"h5" | b"h6" | b"blockquote" | b"pre" | b"hr"
-        | b"dt" | b"dd" | b"section" | b"article" | b"header" | b"footer" | b"title"
-        | b"center" => Sep::Line,
+        b"br" | b"p" | b"div" | b"tr" | b"li" | b"ul" | b"ol" | b"table" | b"tbody" | b"thead" | b"h1" | b"h2"
+        | b"h3" | b"h4" | b"h5" | b"h6" | b"blockquote" | b"pre" | b"hr" | b"dt" | b"dd" | b"section" | b"article"
+        | b"header" | b"footer" | b"title" | b"center" => Sep::Line,
         _ => Sep::Space,
     }
 }

@@ -360,13 +360,9 @@ fn examine(
     let business_numbers = extract::business_numbers(&scan);
     let mids = extract::mids(&scan);
 
-    let claims_hecto = sender_name.as_deref().is_some_and(|name| {
-        rules
-            .subject
-            .hecto_names
-            .iter()
-            .any(|w| subject::contains_ci(name, w.trim()))
-    });
+    let claims_hecto = sender_name
+        .as_deref()
+        .is_some_and(|name| rules.subject.hecto_names.iter().any(|w| subject::contains_ci(name, w.trim())));
     let kind = if (from_hecto && authenticated == Authenticated::Fail) || (claims_hecto && !from_hecto) {
         MailKind::Suspicious
     } else if direction.is_none() {

@@ -41,10 +41,7 @@ pub fn has_spam_tag(subject: &str, words: &SubjectWords) -> bool {
     words.tags.iter().any(|tag| {
         let tag = tag.trim();
         !tag.is_empty()
-            && !words
-                .non_spam_tags
-                .iter()
-                .any(|n| n.trim().eq_ignore_ascii_case(tag))
+            && !words.non_spam_tags.iter().any(|n| n.trim().eq_ignore_ascii_case(tag))
             && contains_ci(subject, tag)
     })
 }
@@ -58,9 +55,7 @@ pub fn contains_ci(hay: &str, needle: &str) -> bool {
     };
     // Only positions starting with the needle's first byte are compared in full.
     h.iter().enumerate().any(|(i, b)| {
-        b.eq_ignore_ascii_case(&first)
-            && h.get(i..i + n.len())
-                .is_some_and(|w| w.eq_ignore_ascii_case(n))
+        b.eq_ignore_ascii_case(&first) && h.get(i..i + n.len()).is_some_and(|w| w.eq_ignore_ascii_case(n))
     })
 }
 
