@@ -200,3 +200,44 @@ fn secrets_never_appear_in_logs_or_errors() {
     assert!(all.contains("accounts[0]"), "{all}");
     assert!(!all.contains(wrong), "the wrong password appears in: {all}");
 }
+
+#[test]
+fn remind_once_and_reminders_go_through_the_running_daemon() {
+    let user = fresh_user("run-remind", false);
+    let ops = fresh_user("run-remind-ops", false);
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &config_for(&user, &[&ops]), &[]);
+    d.wait_ready();
+    // Applied Fri 2027-02-05: over 설날 the guidance is due at the end of Fri 2027-02-12.
+    let o = d.cli(&[
+        "merchant",
+        "add",
+        "--id",
+        "acme",
+        "--name",
+        "에이씨미",
+        "--contact",
+        &user,
+        "--applied-at",
+        "2027-02-05",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(d.json(&["reminders", "--now", "2027-02-11T09:00:00+09:00"]).is_empty());
+    let due = d.json(&["reminders", "--now", "2027-02-15T09:00:00+09:00"]);
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0]["kind"], "reminder");
+
+    let sent = d.json(&["remind", "--once", "--now", "2027-02-15T09:00:00+09:00"]);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["result"], "sent");
+    assert_eq!(sent[0]["key"], "reminder/acme/guidance@20270205/001");
+    // The same tick again sends nothing: the key is already in the outbox.
+    let again = d.json(&["remind", "--once", "--now", "2027-02-15T09:00:00+09:00"]);
+    assert!(again.is_empty(), "{again:?}");
+
+    rt().block_on(support::wait_for_mail(&ops, "INBOX", 1));
+    let cc = rt().block_on(headers(&ops, "INBOX"));
+    assert_eq!(cc.len(), 1);
+    assert!(cc[0].contains("X-Hecto-Watch: reminder/acme/guidance@20270205/001"), "{}", cc[0]);
+    assert_eq!(d.terminate().0, Some(0));
+}
