@@ -102,3 +102,43 @@ fn an_invalid_config_stops_run_and_check_config_with_every_problem() {
     }
     assert!(!state.exists(), "nothing was started, not even the database");
 }
+
+#[test]
+fn sighup_with_an_invalid_config_keeps_the_old_one_and_logs_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "[windows]\nguidance_business_days = 3\n", &[]);
+    d.wait_ready();
+    std::fs::write(&d.config, "[windows]\nguidance_business_days = 0\n[reminders]\nschedule = \"hourly\"\n").unwrap();
+    daemon_support::signal(d.child.id(), "HUP");
+    // systemd's reload protocol: RELOADING=1, then READY=1 when the reload is over.
+    d.wait_notify("RELOADING=1", Duration::from_secs(10));
+    d.wait_notify("READY=1", Duration::from_secs(10));
+    let log = d.log_text();
+    assert!(log.contains("windows.guidance_business_days") && log.contains("reminders.schedule"), "{log}");
+    assert!(log.contains("keeping the old one"), "{log}");
+    // Still running on the old configuration: the guidance window is still 3 business days.
+    let o = d.cli(&[
+        "merchant",
+        "add",
+        "--id",
+        "acme",
+        "--name",
+        "A",
+        "--contact",
+        "a@acme.test",
+        "--applied-at",
+        "2027-02-05",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let rows = d.json(&["status"]);
+    assert_eq!(rows[0]["deadline"]["due"], "2027-02-12T14:59:59Z");
+
+    // A valid change is taken: 5 business days → the end of Tue 2027-02-16.
+    std::fs::write(&d.config, "[windows]\nguidance_business_days = 5\n").unwrap();
+    daemon_support::signal(d.child.id(), "HUP");
+    d.wait_notify("RELOADING=1", Duration::from_secs(10));
+    d.wait_notify("READY=1", Duration::from_secs(10));
+    let rows = d.json(&["status"]);
+    assert_eq!(rows[0]["deadline"]["due"], "2027-02-16T14:59:59Z");
+    assert_eq!(d.terminate().0, Some(0));
+}
