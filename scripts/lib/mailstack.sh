@@ -264,7 +264,11 @@ ms_start_dovecot() {
         ms_die "sievec failed on spam-junk.sieve"
     sievec -c "$MS_DOVECOT_CONF" "$MS_DIR/dovecot/sieve/spam-korean.sieve" ||
         ms_die "sievec failed on spam-korean.sieve"
-    dovecot -c "$MS_DOVECOT_CONF" 9>&- </dev/null >>"$MS_DIR/dovecot/start.log" 2>&1 || ms_die "dovecot did not start; see $MS_DIR/dovecot/dovecot.log"
+    # The daemon must not keep our stdout/stderr: a caller reading them to EOF (a test's
+    # Command::output) would wait forever. Its early errors go to startup.log.
+    dovecot -c "$MS_DOVECOT_CONF" </dev/null >>"$MS_DIR/dovecot/startup.log" 2>&1 9>&- ||
+        ms_die "dovecot did not start: $(tail -n 5 "$MS_DIR/dovecot/startup.log")"
+
     ms_wait_port "$MS_IMAP_PORT" || ms_die "dovecot IMAP port $MS_IMAP_PORT did not open in 30 s; see $MS_DIR/dovecot/dovecot.log"
     ms_wait_port "$MS_IMAPS_PORT" || ms_die "dovecot IMAPS port $MS_IMAPS_PORT did not open"
     ms_wait_port "$MS_LMTP_PORT" || ms_die "dovecot LMTP port $MS_LMTP_PORT did not open"
@@ -450,7 +454,7 @@ ms_cmd_add_user() {
 }
 
 ms_usage() {
-    sed -n '2,15p' "${BASH_SOURCE[-1]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "${BASH_SOURCE[-1]}" | sed 's/^# \{0,1\}//'
 }
 
 mailstack_main() {

@@ -211,6 +211,12 @@ pub async fn watch_folder(
         hooks.emit(ImapEvent::Connected { account: account.name.clone(), folder: folder.name.clone(), idle: use_idle });
         let ctx = FolderCtx { account: &account, folder: &folder, ingest: &ingest, cancel: &cancel, hooks: &hooks };
         match serve(conn, &ctx, use_idle, &mut backoff).await {
+            Ok(()) => {
+                // A long poll interval: the connection was closed on purpose; come back later.
+                if !sleep_or_cancel(account.poll_interval, &cancel).await {
+                    return;
+                }
+            }
             Err(SyncError::Cancelled) => {
                 debug!("Stopped");
                 return;
@@ -234,18 +240,22 @@ pub async fn watch_folder(
                     return;
                 }
             }
-            Ok(never) => match never {},
         }
     }
 }
 
-/// Sync, wait, sync … on one connection until it fails or we are cancelled.
+/// Polling less often than this closes the connection between polls: servers log idle clients
+/// out after 30 minutes (RFC 3501 §5.4), and an idle socket would only die unnoticed meanwhile.
+pub const KEEP_CONNECTION_MAX_POLL: Duration = Duration::from_secs(5 * 60);
+
+/// Sync, wait, sync … on one connection until it fails or we are cancelled. `Ok(())`: the
+/// connection was released until the next poll (long poll intervals).
 async fn serve(
     mut conn: Connection,
     ctx: &FolderCtx<'_>,
     use_idle: bool,
     backoff: &mut Backoff,
-) -> Result<std::convert::Infallible, SyncError> {
+) -> Result<(), SyncError> {
     loop {
         let stats = match sync_folder(&mut conn, ctx).await {
             Ok(s) => s,
@@ -269,6 +279,9 @@ async fn serve(
         }
         if use_idle {
             conn = idle_once(conn, ctx).await?;
+        } else if ctx.account.poll_interval >= KEEP_CONNECTION_MAX_POLL {
+            conn.logout().await;
+            return Ok(());
         } else {
             tokio::select! {
                 _ = ctx.cancel.cancelled() => {

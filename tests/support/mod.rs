@@ -344,3 +344,75 @@ pub async fn flags(user: &str, folder_raw: &str) -> std::collections::BTreeMap<u
     conn.logout().await;
     out
 }
+
+/// A running `imap::watch` with its event stream.
+pub struct Watching {
+    pub cancel: tokio_util::sync::CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+    pub events: tokio::sync::broadcast::Receiver<hecto_watch::imap::ImapEvent>,
+}
+
+/// Start watching every account of `config` (subscribed to events before anything happens).
+pub fn start_watch(config: &Config, ingest: &Ingest) -> Watching {
+    let (hooks, tx) = hecto_watch::imap::Hooks::with_events(4096);
+    let events = tx.subscribe();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (config, ingest, c) = (config.clone(), ingest.clone(), cancel.clone());
+    let task = tokio::spawn(async move { hecto_watch::imap::watch(&config, ingest, c, hooks).await });
+    Watching { cancel, task, events }
+}
+
+impl Watching {
+    /// The next event satisfying `pred`, within `within` (panics with what was seen otherwise).
+    pub async fn wait_for(
+        &mut self,
+        within: Duration,
+        what: &str,
+        mut pred: impl FnMut(&hecto_watch::imap::ImapEvent) -> bool,
+    ) -> hecto_watch::imap::ImapEvent {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Ok(e)) => {
+                    if pred(&e) {
+                        return e;
+                    }
+                    seen.push(format!("{e:?}"));
+                }
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => seen.push(format!("(lagged {n})")),
+                Ok(Err(e)) => panic!("event channel closed while waiting for {what}: {e}"),
+                Err(_) => panic!("no {what} within {within:?}; events seen:\n{}", seen.join("\n")),
+            }
+        }
+    }
+
+    /// Wait until the first pass over `folder` completed.
+    pub async fn synced(&mut self, folder: &str) {
+        let f = folder.to_owned();
+        self.wait_for(
+            Duration::from_secs(30),
+            &format!("first sync of {folder}"),
+            |e| matches!(e, hecto_watch::imap::ImapEvent::Synced { folder, .. } if *folder == f),
+        )
+        .await;
+    }
+
+    /// Cancel and insist the watcher stops promptly.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("the watcher stops within 15 s of cancellation")
+            .expect("the watcher task does not panic");
+    }
+}
+
+/// APPEND many mails to one folder over one connection.
+pub async fn append_all(user: &str, folder_raw: &str, mails: &[Vec<u8>]) {
+    let mut conn = login(user).await;
+    for raw in mails {
+        conn.session.append(folder_raw, None, None, raw).await.expect("APPEND");
+    }
+    conn.logout().await;
+}
