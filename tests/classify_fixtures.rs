@@ -117,3 +117,17 @@ fn huge_text_body_is_capped() {
     assert_eq!(c.business_numbers, vec!["2208162517"]);
     assert!(c.text.len() <= hecto_watch::mail::TEXT_LIMIT);
 }
+
+#[test]
+fn cp949_bodies_decode_extension_syllables() {
+    // 똠 exists only in CP949/UHC. `ks_c_5601-1987` (8bit and base64) is decoded by mail-parser
+    // as WHATWG EUC-KR, which is CP949; the `cp949` label (quoted-printable) only after
+    // `mail::charset` rewrites it.
+    for case in ["guidance_ksc5601_b_8bit", "guidance_ksc5601_q_b64", "guidance_cp949_label_qp"] {
+        let raw = fs::read(fixture_dir().join(format!("{case}.eml"))).expect("read fixture");
+        let c = classify(&raw, &Rules::default());
+        assert!(c.text.contains("주식회사 똠방각하"), "{case}: {:?}", c.text);
+        assert!(!c.text.contains('\u{fffd}'), "{case}: replacement character in text");
+        assert!(c.subject.contains("똠방각하"), "{case}: {:?}", c.subject);
+    }
+}

@@ -1,77 +1,13 @@
 //! The real binary's `run` as a child process: systemd notifications, the control socket,
 //! signals, and refusal of an invalid configuration.
 
+mod daemon_support;
+
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_hecto-watch")
-}
-
-struct Daemon {
-    child: Child,
-    state: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &Path, config: &str, envs: &[(&str, String)]) -> Daemon {
-        let cfg = dir.join("config.toml");
-        std::fs::write(&cfg, config).unwrap();
-        let state = dir.join("state");
-        let mut cmd = Command::new(bin());
-        cmd.args(["--config", cfg.to_str().unwrap(), "--state-dir", state.to_str().unwrap(), "run"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(dir.join("daemon.log")).unwrap()));
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().unwrap();
-        Daemon { child, state }
-    }
-
-    /// Wait for the control socket: the daemon holds the database and answers commands.
-    fn wait_socket(&self) {
-        let sock = self.state.join("control.sock");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !sock.exists() {
-            assert!(Instant::now() < deadline, "control socket never appeared");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .arg("--state-dir")
-            .arg(&self.state)
-            .args(args)
-            .env_remove("HECTO_WATCH_CONFIG")
-            .output()
-            .unwrap()
-    }
-
-    fn terminate(mut self) -> (Option<i32>, Duration) {
-        let start = Instant::now();
-        unsafe_kill(self.child.id(), "TERM");
-        let deadline = start + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.code(), start.elapsed());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                return (None, start.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn unsafe_kill(pid: u32, sig: &str) {
-    Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
-}
+use daemon_support::{bin, Daemon};
 
 #[test]
 fn ready_watchdog_and_status_reach_the_notify_socket() {
@@ -107,7 +43,7 @@ fn ready_watchdog_and_status_reach_the_notify_socket() {
 fn commands_go_through_the_running_daemon_and_take_effect_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path(), "", &[]);
-    d.wait_socket();
+    d.wait_ready();
     let o = d.cli(&[
         "merchant",
         "add",
@@ -165,4 +101,44 @@ fn an_invalid_config_stops_run_and_check_config_with_every_problem() {
         }
     }
     assert!(!state.exists(), "nothing was started, not even the database");
+}
+
+#[test]
+fn sighup_with_an_invalid_config_keeps_the_old_one_and_logs_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "[windows]\nguidance_business_days = 3\n", &[]);
+    d.wait_ready();
+    std::fs::write(&d.config, "[windows]\nguidance_business_days = 0\n[reminders]\nschedule = \"hourly\"\n").unwrap();
+    daemon_support::signal(d.child.id(), "HUP");
+    // systemd's reload protocol: RELOADING=1, then READY=1 when the reload is over.
+    d.wait_notify("RELOADING=1", Duration::from_secs(10));
+    d.wait_notify("READY=1", Duration::from_secs(10));
+    let log = d.log_text();
+    assert!(log.contains("windows.guidance_business_days") && log.contains("reminders.schedule"), "{log}");
+    assert!(log.contains("keeping the old one"), "{log}");
+    // Still running on the old configuration: the guidance window is still 3 business days.
+    let o = d.cli(&[
+        "merchant",
+        "add",
+        "--id",
+        "acme",
+        "--name",
+        "A",
+        "--contact",
+        "a@acme.test",
+        "--applied-at",
+        "2027-02-05",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let rows = d.json(&["status"]);
+    assert_eq!(rows[0]["deadline"]["due"], "2027-02-12T14:59:59Z");
+
+    // A valid change is taken: 5 business days → the end of Tue 2027-02-16.
+    std::fs::write(&d.config, "[windows]\nguidance_business_days = 5\n").unwrap();
+    daemon_support::signal(d.child.id(), "HUP");
+    d.wait_notify("RELOADING=1", Duration::from_secs(10));
+    d.wait_notify("READY=1", Duration::from_secs(10));
+    let rows = d.json(&["status"]);
+    assert_eq!(rows[0]["deadline"]["due"], "2027-02-16T14:59:59Z");
+    assert_eq!(d.terminate().0, Some(0));
 }

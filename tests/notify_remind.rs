@@ -29,12 +29,24 @@ async fn remind_once_delivers_the_korean_guidance_reminder_to_contact_and_operat
     assert!(m.text.contains("영업일 기준 4일"), "{}", m.text);
     assert!(m.text.contains("스팸으로 분류되는 경우가 많습니다"), "{}", m.text);
     assert!(m.text.contains("Junk"), "names the watched spam folder: {}", m.text);
-    assert!(m.text.contains("1600-5220") && m.text.contains("support@portone.io"), "{}", m.text);
+    assert!(
+        m.text.contains("계약 안내 메일의 발신 주소로 회신") && m.text.contains("support@portone.io"),
+        "{}",
+        m.text
+    );
     assert!(m.html.contains("<strong>Junk</strong>"), "{}", m.html);
 
     let ops =
         stack.wait_for(&env.ops, "INBOX", "the operator's copy", |m| m.x_hecto_watch.as_deref() == Some(key)).await;
     assert_eq!(ops.iter().filter(|m| m.message_id == expected_message_id(key)).count(), 1);
+
+    // Our own mail, scanned back (X-Hecto-Watch), is ignored by the ingest.
+    let eml = env.dir.path().join("own.eml");
+    std::fs::write(&eml, &m.raw).unwrap();
+    let line = env.ok(0, &["import-mail", "--json", "--folder", "INBOX", eml.to_str().unwrap()]);
+    let line: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(line["own_mail"], true, "{line}");
+    assert_eq!(line["stage_changed"], false, "{line}");
 }
 
 #[tokio::test]

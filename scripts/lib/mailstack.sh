@@ -277,12 +277,21 @@ ms_start_dovecot() {
 ms_stop_dovecot() {
     local pid
     pid="$(ms_pid_alive "$MS_DOVECOT_PID" dovecot)" || return 0
+    # The master's children (imap sessions, lmtp, auth), taken before it goes: a stopped server
+    # must drop its client connections, as in a real outage, even where shutdown_clients does not
+    # reach a session process.
+    local children
+    children="$(pgrep -P "$pid" 2>/dev/null | tr '\n' ' ' || true)"
     kill -TERM "$pid" 2>/dev/null || true
     if ! ms_wait_gone "$pid"; then
         ms_log "dovecot ($pid) did not exit in 10 s; killing it"
         kill -KILL "$pid" 2>/dev/null || true
         ms_wait_gone "$pid" || ms_die "dovecot ($pid) survives SIGKILL"
     fi
+    local c
+    for c in $children; do
+        kill -KILL "$c" 2>/dev/null || true
+    done
     # The master's children (imap, lmtp, auth) exit when it does; wait for the port to close so
     # a following start can bind it.
     local i

@@ -177,6 +177,13 @@ impl Failure {
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Failure {
+        // `hecto-watch status | head` closing the pipe early is not an error worth a message.
+        let broken_pipe = e
+            .chain()
+            .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe));
+        if broken_pipe {
+            return Failure { code: 0, message: String::new() };
+        }
         let usage = e.downcast_ref::<Refused>().is_some() || e.downcast_ref::<ConfigErrors>().is_some();
         Failure { code: if usage { 2 } else { 1 }, message: format!("{e:#}") }
     }
@@ -195,7 +202,9 @@ pub fn main() -> i32 {
     match run(cli) {
         Ok(code) => code,
         Err(f) => {
-            eprintln!("hecto-watch: {}", f.message);
+            if !f.message.is_empty() {
+                eprintln!("hecto-watch: {}", f.message);
+            }
             f.code
         }
     }
@@ -240,6 +249,7 @@ impl Ctx {
                     store,
                     config: Arc::new(self.config.clone()),
                     calendar: Arc::new(self.calendar()?),
+                    notifier: None,
                 };
                 engine.reply(&envelope)
             }
@@ -326,8 +336,7 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
         }
         Command::Remind { once } => remind(&ctx, once, &mut out),
         Command::Retry { keys, all } => {
-            let store = ctx.open_store()?;
-            let back = crate::notify::retry(&store, &keys, all)?;
+            let back: Vec<OutboxEntry> = ctx.request(Request::Retry { keys, all })?;
             print::retried(&mut out, &back, ctx.json)?;
             Ok(0)
         }
@@ -495,22 +504,7 @@ fn remind(ctx: &Ctx, once: bool, out: &mut impl Write) -> Result<i32, Failure> {
     if !once {
         return Err(Failure::usage("remind needs --once (the daemon `hecto-watch run` sends on the schedule)"));
     }
-    if ctx.config.smtp.is_none() {
-        return Err(Failure::usage(
-            "remind sends mail and needs an [smtp] section in the configuration (see config/hecto-watch.toml)",
-        ));
-    }
-    let calendar = ctx.calendar()?;
-    let store = ctx.open_store()?;
-    let runtime =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
-    let now = ctx.now();
-    let report = runtime.block_on(async {
-        // Built inside the runtime: lettre's connection pool spawns a task.
-        let notifier =
-            crate::notify::smtp_notifier(store, &ctx.config).map_err(|e| Failure::usage(format!("{e:#}")))?;
-        crate::notify::tick(&notifier, &ctx.config, &calendar, now).await.map_err(Failure::from)
-    })?;
+    let report: crate::notify::TickReport = ctx.request(Request::Remind)?;
     print::remind(out, &report, ctx.json)?;
     let unsent = report.outcomes.iter().any(|o| o.result != crate::notify::OutcomeKind::Sent);
     Ok(if unsent { 1 } else { 0 })

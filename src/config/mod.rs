@@ -206,10 +206,10 @@ fn default_max_reminders() -> u32 {
     3
 }
 fn default_hecto_contact() -> String {
-    "헥토파이낸셜 계약팀 (PG 영업/계약 담당) — 1600-5220".to_owned()
+    "PG 계약 담당 — 계약 안내 메일의 발신 주소로 회신".to_owned()
 }
 fn default_portone_contact() -> String {
-    "PortOne 고객센터 — support@portone.io".to_owned()
+    "고객센터 support@portone.io".to_owned()
 }
 
 impl Default for Reminders {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::ingest::{role_from_name, Ingest, MailSource};
 use crate::mail::ClassifyReport;
+use crate::notify::{Notifier, SmtpDeliver};
 use crate::ops::{self, NewMerchant};
 use crate::schedule::Calendar;
 use crate::store::{Refused, Store};
@@ -42,14 +43,36 @@ impl MailFile {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Status,
-    Reminders { failed: bool },
+    Reminders {
+        failed: bool,
+    },
     MerchantAdd(NewMerchant),
     MerchantList,
-    MerchantShow { id: String },
-    MerchantAdvance { id: String, stage: String, at: Option<String>, note: Option<String> },
-    MerchantRemove { id: String },
-    ImportMail { account: String, folder: String, mails: Vec<MailFile> },
+    MerchantShow {
+        id: String,
+    },
+    MerchantAdvance {
+        id: String,
+        stage: String,
+        at: Option<String>,
+        note: Option<String>,
+    },
+    MerchantRemove {
+        id: String,
+    },
+    ImportMail {
+        account: String,
+        folder: String,
+        mails: Vec<MailFile>,
+    },
     Export,
+    /// One reminder tick: enqueue what is due, send everything due (`remind --once`).
+    Remind,
+    /// Put failed or waiting outbox entries back to pending.
+    Retry {
+        keys: Vec<String>,
+        all: bool,
+    },
 }
 
 /// A request with the instant it is evaluated at (`--now`, else the caller's clock).
@@ -90,6 +113,9 @@ pub struct Engine {
     pub config: Arc<Config>,
     pub calendar: Arc<Calendar>,
     pub ingest: Ingest,
+    /// The daemon's notifier (one SMTP transport, one drain at a time); `None` in a one-shot
+    /// command, which builds its own when it needs to send.
+    pub notifier: Option<Arc<Notifier<SmtpDeliver>>>,
 }
 
 impl Engine {
@@ -147,8 +173,43 @@ impl Engine {
                 json(out)?
             }
             Request::Export => json(store.export()?)?,
+            Request::Remind => json(self.remind(now)?)?,
+            Request::Retry { keys, all } => {
+                let back = crate::notify::retry(store, keys, *all)?;
+                store.flush_blocking()?;
+                json(back)?
+            }
         };
         Ok(v)
+    }
+
+    /// One reminder tick at `now`. In the daemon this runs on a blocking thread of its runtime
+    /// and shares the daemon's notifier, so it never races the sender task; a one-shot command
+    /// runs it on a runtime of its own.
+    fn remind(&self, now: DateTime<Utc>) -> anyhow::Result<crate::notify::TickReport> {
+        if self.config.smtp.is_none() {
+            return Err(Refused::BadInput(
+                "remind sends mail and needs an [smtp] section in the configuration (see config/hecto-watch.toml)"
+                    .into(),
+            )
+            .into());
+        }
+        let tick = |notifier: Arc<Notifier<SmtpDeliver>>| {
+            let (config, calendar) = (self.config.clone(), self.calendar.clone());
+            async move { crate::notify::tick(&notifier, &config, &calendar, now).await }
+        };
+        match (&self.notifier, tokio::runtime::Handle::try_current()) {
+            (Some(n), Ok(handle)) => handle.block_on(tick(n.clone())),
+            _ => {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                rt.block_on(async {
+                    // Built inside the runtime: lettre's connection pool spawns a task.
+                    let notifier = crate::notify::smtp_notifier(self.store.clone(), &self.config)
+                        .map_err(|e| Refused::BadInput(format!("{e:#}")))?;
+                    tick(Arc::new(notifier)).await
+                })
+            }
+        }
     }
 
     /// Execute and wrap the outcome as a [`Reply`].

@@ -136,12 +136,21 @@ fn start(
     let calendar = Arc::new(Calendar::from_config(&config.calendar)?);
     let ingest = Ingest::new(store.clone(), config, opts.clock);
     let health = Arc::new(Health::new(config.accounts.iter().map(|a| a.name.as_str())));
-    let engine =
-        Engine { store: store.clone(), config: config.clone(), calendar: calendar.clone(), ingest: ingest.clone() };
+    let sender = match &config.smtp {
+        Some(_) => Some(Arc::new(crate::notify::smtp_notifier(store.clone(), config)?)),
+        None => None,
+    };
+    let engine = Engine {
+        store: store.clone(),
+        config: config.clone(),
+        calendar: calendar.clone(),
+        ingest: ingest.clone(),
+        notifier: sender.clone(),
+    };
 
     tracker.spawn(server::serve(listener.clone(), engine.clone(), cancel.clone(), tracker.clone()));
     tracker.spawn(supervise_health(engine, health.clone(), notifier.clone(), cancel.clone()));
-    workers::spawn(config, &ingest, &calendar, &health, &cancel, &tracker)?;
+    workers::spawn(config, &ingest, &calendar, sender, &health, &cancel, &tracker);
     Ok(Generation { cancel, tracker })
 }
 
@@ -221,21 +230,21 @@ mod workers {
         config: &Arc<Config>,
         ingest: &Ingest,
         calendar: &Arc<Calendar>,
+        notifier: Option<Arc<notify::Notifier<notify::SmtpDeliver>>>,
         health: &Arc<Health>,
         cancel: &CancellationToken,
         tracker: &TaskTracker,
-    ) -> anyhow::Result<()> {
+    ) {
         let (hooks, events) = Hooks::with_events(4096);
         tracker.spawn(track_health(events.subscribe(), config.clone(), health.clone(), cancel.clone()));
         {
             let (config, ingest, cancel) = (config.clone(), ingest.clone(), cancel.clone());
             tracker.spawn(async move { imap::watch(&config, ingest, cancel, hooks).await });
         }
-        if config.smtp.is_none() {
+        let Some(notifier) = notifier else {
             tracing::warn!("No [smtp] section: reminders and notices are queued in the outbox but not sent");
-            return Ok(());
-        }
-        let notifier = Arc::new(notify::smtp_notifier(ingest.store().clone(), config)?);
+            return;
+        };
         tracker.spawn(notify::run_sender(notifier.clone(), ingest.clock(), ingest.outbox_ready(), cancel.clone()));
         let (config, calendar, health, cancel, clock) =
             (config.clone(), calendar.clone(), health.clone(), cancel.clone(), ingest.clock());
@@ -248,7 +257,6 @@ mod workers {
             }
             notify::run_schedule(notifier, config, calendar, clock, cancel).await;
         });
-        Ok(())
     }
 
     /// Turn the watchers' events into folder freshness and account readiness.

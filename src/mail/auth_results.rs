@@ -7,6 +7,8 @@
 //! next `;`. Which of several headers is believed is the caller's business
 //! ([`evaluate`] takes the topmost trusted one, per SPEC §3).
 
+use std::borrow::Cow;
+
 use super::Authenticated;
 
 /// One parsed `Authentication-Results` header.
@@ -51,30 +53,37 @@ impl MethodResult {
     }
 }
 
-/// Cursor over the header value. Works on chars so that non-ASCII bytes (lossily decoded by the
-/// caller) can never split a UTF-8 sequence.
+/// Cursor over the header value. Works on bytes: every delimiter of the grammar is ASCII, so
+/// slicing only ever happens next to an ASCII byte and never inside a UTF-8 sequence (non-ASCII
+/// bytes, lossily decoded by the caller, are ordinary token characters).
+#[derive(Clone, Copy)]
 struct Cursor<'a> {
     s: &'a str,
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn peek(&self) -> Option<char> {
-        self.s.get(self.pos..).and_then(|r| r.chars().next())
+    fn peek(&self) -> Option<u8> {
+        self.s.as_bytes().get(self.pos).copied()
     }
 
-    fn bump(&mut self) -> Option<char> {
+    fn bump(&mut self) -> Option<u8> {
         let c = self.peek()?;
-        self.pos += c.len_utf8();
+        self.pos += 1;
         Some(c)
+    }
+
+    /// `s[start..self.pos]`; both ends are next to ASCII bytes or at the ends of `s`.
+    fn slice(&self, start: usize) -> &'a str {
+        self.s.get(start..self.pos).unwrap_or("")
     }
 
     /// Skips folding white space and (nested, backslash-escaped) comments: RFC 5322 `CFWS`.
     fn skip_cfws(&mut self) {
         while let Some(c) = self.peek() {
-            if c.is_whitespace() {
-                self.bump();
-            } else if c == '(' {
+            if c.is_ascii_whitespace() {
+                self.pos += 1;
+            } else if c == b'(' {
                 self.skip_comment();
             } else {
                 break;
@@ -87,11 +96,13 @@ impl<'a> Cursor<'a> {
         let mut depth = 0usize;
         while let Some(c) = self.bump() {
             match c {
-                '\\' => {
+                // An escaped byte may be the lead of a UTF-8 sequence; the rest of it is skipped
+                // as ordinary bytes, which is harmless inside a comment.
+                b'\\' => {
                     self.bump();
                 }
-                '(' => depth += 1,
-                ')' => {
+                b'(' => depth += 1,
+                b')' => {
                     depth = depth.saturating_sub(1);
                     if depth == 0 {
                         return;
@@ -105,42 +116,56 @@ impl<'a> Cursor<'a> {
     /// A quoted string starting at `"`, unescaped; unterminated runs to the end.
     fn quoted(&mut self) -> String {
         let mut out = String::new();
-        self.bump();
-        while let Some(c) = self.bump() {
+        self.pos += 1;
+        let mut run = self.pos;
+        while let Some(c) = self.peek() {
             match c {
-                '\\' => {
-                    if let Some(n) = self.bump() {
-                        out.push(n);
+                b'\\' => {
+                    out.push_str(self.slice(run));
+                    self.pos += 1;
+                    // Keep the escaped character (a whole UTF-8 sequence when non-ASCII).
+                    run = self.pos;
+                    if let Some(ch) = self.s.get(self.pos..).and_then(|r| r.chars().next()) {
+                        self.pos += ch.len_utf8();
                     }
                 }
-                '"' => break,
+                b'"' => {
+                    out.push_str(self.slice(run));
+                    self.pos += 1;
+                    return out;
+                }
                 // Folding inside a quoted string is white space (RFC 5322 §3.2.4).
-                '\r' | '\n' => {}
-                _ => out.push(c),
+                b'\r' | b'\n' => {
+                    out.push_str(self.slice(run));
+                    self.pos += 1;
+                    run = self.pos;
+                }
+                _ => self.pos += 1,
             }
         }
+        out.push_str(self.slice(run));
         out
     }
 
-    /// A bare token: everything up to white space or one of `stops`, or a comment.
-    fn token(&mut self, stops: &[char]) -> &'a str {
+    /// A bare token: everything up to white space, `(`, `;` or one of `stops`.
+    fn token(&mut self, stops: &[u8]) -> &'a str {
         let start = self.pos;
         while let Some(c) = self.peek() {
-            if c.is_whitespace() || c == '(' || c == ';' || stops.contains(&c) {
+            if c.is_ascii_whitespace() || c == b'(' || c == b';' || stops.contains(&c) {
                 break;
             }
-            self.bump();
+            self.pos += 1;
         }
-        self.s.get(start..self.pos).unwrap_or("")
+        self.slice(start)
     }
 
     /// A value: a quoted string or a bare token (which may itself contain `=` or `.`, as in
     /// `header.b=AbC/d+e=`).
-    fn value(&mut self) -> String {
-        if self.peek() == Some('"') {
-            self.quoted()
+    fn value(&mut self) -> Cow<'a, str> {
+        if self.peek() == Some(b'"') {
+            Cow::Owned(self.quoted())
         } else {
-            self.token(&['"']).to_owned()
+            Cow::Borrowed(self.token(b"\""))
         }
     }
 
@@ -148,90 +173,152 @@ impl<'a> Cursor<'a> {
     fn skip_past_semicolon(&mut self) {
         while let Some(c) = self.peek() {
             match c {
-                '"' => {
+                b'"' => {
                     self.quoted();
                 }
-                '(' => self.skip_comment(),
-                ';' => {
-                    self.bump();
+                b'(' => self.skip_comment(),
+                b';' => {
+                    self.pos += 1;
                     return;
                 }
-                _ => {
-                    self.bump();
-                }
+                _ => self.pos += 1,
             }
         }
+    }
+}
+
+/// The start of a header: authserv-id, optional version, and the statements after them.
+fn split_header(value: &str) -> (Cow<'_, str>, Option<u32>, Statements<'_>) {
+    let mut cur = Cursor { s: value, pos: 0 };
+    cur.skip_cfws();
+    let authserv_id = cur.value();
+    cur.skip_cfws();
+    // Optional authres-version: digits before the first `;`.
+    let version = if cur.peek().is_some_and(|c| c.is_ascii_digit()) { cur.token(b"").parse().ok() } else { None };
+    // Anything else before the first `;` is not in the grammar; skip it.
+    cur.skip_past_semicolon();
+    (authserv_id, version, Statements { cur })
+}
+
+/// The `method=result …` statements of one header, borrowed from it. Iterating allocates
+/// nothing (unless a value is a quoted string with escapes), which matters because every mail
+/// has one of these headers.
+struct Statements<'a> {
+    cur: Cursor<'a>,
+}
+
+/// One `method=result` with the cursor just after the result, where its properties start.
+struct Statement<'a> {
+    /// As written, without a `/version` suffix.
+    method: &'a str,
+    result: Cow<'a, str>,
+    props: Cursor<'a>,
+}
+
+impl<'a> Iterator for Statements<'a> {
+    type Item = Statement<'a>;
+
+    fn next(&mut self) -> Option<Statement<'a>> {
+        while self.cur.peek().is_some() {
+            self.cur.skip_cfws();
+            let head = statement_head(&mut self.cur);
+            let props = self.cur;
+            self.cur.skip_past_semicolon();
+            if let Some((method, result)) = head {
+                return Some(Statement { method, result, props });
+            }
+        }
+        None
+    }
+}
+
+/// `method=result` at the cursor. `; none` (the RFC 8601 no-result) and garbage give `None`.
+fn statement_head<'a>(cur: &mut Cursor<'a>) -> Option<(&'a str, Cow<'a, str>)> {
+    let method = cur.token(b"=");
+    // `dkim/1`: the method version is irrelevant to us.
+    let method = method.split('/').next().unwrap_or("").trim();
+    cur.skip_cfws();
+    if method.is_empty() || cur.peek() != Some(b'=') {
+        return None;
+    }
+    cur.bump();
+    cur.skip_cfws();
+    let result = cur.value();
+    (!result.is_empty()).then_some((method, result))
+}
+
+impl<'a> Statement<'a> {
+    /// `(key, value)` pairs up to the statement's end: `reason` and `ptype.property` keys as
+    /// written.
+    fn items(&self) -> impl Iterator<Item = (&'a str, Cow<'a, str>)> {
+        let mut cur = self.props;
+        std::iter::from_fn(move || loop {
+            cur.skip_cfws();
+            match cur.peek() {
+                None | Some(b';') => return None,
+                _ => {}
+            }
+            let key = cur.token(b"=\"");
+            cur.skip_cfws();
+            if key.is_empty() || cur.peek() != Some(b'=') {
+                // Not `key=value`: step over one byte so the loop always advances.
+                if key.is_empty() {
+                    cur.bump();
+                }
+                continue;
+            }
+            cur.bump();
+            cur.skip_cfws();
+            let value = cur.value();
+            return Some((key, value));
+        })
+    }
+
+    fn is(&self, method: &str, result: &str) -> bool {
+        self.method.eq_ignore_ascii_case(method) && self.result.eq_ignore_ascii_case(result)
+    }
+
+    /// The DKIM signer: `header.d`, else the domain of `header.i`.
+    fn signer(&self) -> Option<Cow<'a, str>> {
+        let mut i = None;
+        for (key, value) in self.items() {
+            if key.eq_ignore_ascii_case("header.d") {
+                return Some(value);
+            }
+            if i.is_none() && key.eq_ignore_ascii_case("header.i") {
+                i = Some(value);
+            }
+        }
+        i
     }
 }
 
 /// Parses one header value (without the `Authentication-Results:` name). Never fails: what cannot
 /// be understood is left out.
 pub fn parse(value: &str) -> AuthResults {
-    let mut cur = Cursor { s: value, pos: 0 };
-    let mut out = AuthResults::default();
-
-    cur.skip_cfws();
-    out.authserv_id = cur.value().to_ascii_lowercase();
-    cur.skip_cfws();
-    // Optional authres-version: digits before the first `;`.
-    if cur.peek().is_some_and(|c| c.is_ascii_digit()) {
-        out.version = cur.token(&[]).parse().ok();
-    }
-    // Anything else before the first `;` is not in the grammar; skip it.
-    cur.skip_past_semicolon();
-
-    while cur.peek().is_some() {
-        cur.skip_cfws();
-        if let Some(result) = parse_resinfo(&mut cur) {
-            out.results.push(result);
-        }
-        cur.skip_past_semicolon();
-    }
-    out
-}
-
-/// One `resinfo` after its `;`. Leaves the cursor at the next `;` (or where parsing gave up).
-fn parse_resinfo(cur: &mut Cursor<'_>) -> Option<MethodResult> {
-    let method = cur.token(&['=']);
-    // `dkim/1`: the method version is irrelevant to us.
-    let method = method.split('/').next().unwrap_or("").trim().to_ascii_lowercase();
-    cur.skip_cfws();
-    if method.is_empty() || cur.peek() != Some('=') {
-        // `; none` (RFC 8601 no-result) and garbage both end up here.
-        return None;
-    }
-    cur.bump();
-    cur.skip_cfws();
-    let result = cur.value().to_ascii_lowercase();
-    if result.is_empty() {
-        return None;
-    }
-    let mut info = MethodResult { method, result, ..MethodResult::default() };
-    loop {
-        cur.skip_cfws();
-        match cur.peek() {
-            None | Some(';') => break,
-            _ => {}
-        }
-        let key = cur.token(&['=', '"']);
-        cur.skip_cfws();
-        if key.is_empty() || cur.peek() != Some('=') {
-            // Not `key=value`: step over one character so the loop always advances.
-            if key.is_empty() {
-                cur.bump();
+    let (authserv_id, version, statements) = split_header(value);
+    let results = statements
+        .map(|st| {
+            let mut info = MethodResult {
+                method: st.method.to_ascii_lowercase(),
+                result: st.result.to_ascii_lowercase(),
+                ..MethodResult::default()
+            };
+            for (key, value) in st.items() {
+                if key.eq_ignore_ascii_case("reason") {
+                    info.reason = Some(value.into_owned());
+                } else if let Some((ptype, property)) = key.split_once('.') {
+                    info.props.push(Prop {
+                        ptype: ptype.to_ascii_lowercase(),
+                        property: property.to_ascii_lowercase(),
+                        value: value.into_owned(),
+                    });
+                }
             }
-            continue;
-        }
-        cur.bump();
-        cur.skip_cfws();
-        let value = cur.value();
-        if key.eq_ignore_ascii_case("reason") {
-            info.reason = Some(value);
-        } else if let Some((ptype, property)) = key.split_once('.') {
-            info.props.push(Prop { ptype: ptype.to_ascii_lowercase(), property: property.to_ascii_lowercase(), value });
-        }
-    }
-    Some(info)
+            info
+        })
+        .collect();
+    AuthResults { authserv_id: authserv_id.to_ascii_lowercase(), version, results }
 }
 
 /// Whether `signer` (a DKIM `d=`) is `from_domain` or a parent of it. A bare TLD or a ccTLD
@@ -290,13 +377,33 @@ pub fn evaluate<'v>(
     from_domain: Option<&str>,
 ) -> Authenticated {
     for value in values {
-        let parsed = parse(value);
-        let believed = trusted.is_empty() || trusted.iter().any(|t| t.trim().eq_ignore_ascii_case(&parsed.authserv_id));
+        let (authserv_id, _, statements) = split_header(value);
+        let believed = trusted.is_empty() || trusted.iter().any(|t| t.trim().eq_ignore_ascii_case(&authserv_id));
         if believed {
-            return verdict(&parsed, from_domain);
+            return verdict_of(statements, from_domain);
         }
     }
     Authenticated::None
+}
+
+/// [`verdict`] on the borrowed statements, without building an [`AuthResults`].
+fn verdict_of(statements: Statements<'_>, from_domain: Option<&str>) -> Authenticated {
+    let mut failed = false;
+    for st in statements {
+        let pass = st.is("dmarc", "pass")
+            || (st.is("dkim", "pass")
+                && from_domain.is_some_and(|from| st.signer().is_some_and(|d| aligned(&d, from))));
+        if pass {
+            return Authenticated::Pass;
+        }
+        failed |= st.result.eq_ignore_ascii_case("fail")
+            && ["dmarc", "dkim", "spf"].iter().any(|m| st.method.eq_ignore_ascii_case(m));
+    }
+    if failed {
+        Authenticated::Fail
+    } else {
+        Authenticated::None
+    }
 }
 
 #[cfg(test)]
@@ -384,6 +491,25 @@ mod tests {
         assert_eq!(v("mx; spf=fail smtp.mailfrom=x@y.z"), Authenticated::Fail);
         assert_eq!(v("mx; spf=softfail; dkim=neutral"), Authenticated::None);
         assert_eq!(v("mx; none"), Authenticated::None);
+    }
+
+    #[test]
+    fn borrowed_and_owned_verdicts_agree() {
+        for h in [
+            "mx; dmarc=pass",
+            "mx; DKIM=Pass header.i=@mail.hectofinancial.co.kr",
+            "mx; dkim=pass header.i=@x.example header.d=hectofinancial.co.kr",
+            "mx; dkim=pass header.d=x.example header.i=@hectofinancial.co.kr",
+            "mx; spf=fail; dkim=pass header.d=\"hectofinancial.co.kr\"",
+            "mx; spf=FAIL",
+            "mx; none",
+            "mx; arc=fail",
+            "",
+        ] {
+            for from in [Some("hectofinancial.co.kr"), Some("mail.hectofinancial.co.kr"), None] {
+                assert_eq!(evaluate([h], &[], from), verdict(&parse(h), from), "{h:?} {from:?}");
+            }
+        }
     }
 
     #[test]

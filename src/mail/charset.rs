@@ -6,9 +6,12 @@
 //! CP949/UHC repertoire (똠, 햏 and the other 8,822 extension syllables decode). But it does not
 //! know the labels `cp949`, `ms949`, `x-windows-949`, `uhc`, `euckr`, `x-euc-kr`, `ks_c_5601`,
 //! `ksc5601-1987` (all seen from Java, Python and webmail senders), and silently falls back to
-//! lossy UTF-8 for them — every Korean character becomes U+FFFD. We rewrite exactly those labels
-//! to `euc-kr` where they are used as labels (a `charset=` parameter or the start of an RFC 2047
-//! encoded word) and parse the rewritten copy. The copy is only made when such a label occurs.
+//! lossy UTF-8 for them — every Korean character becomes U+FFFD. Such labels are rewritten to
+//! `euc-kr` where they are used as labels (a `charset=` parameter or the start of an RFC 2047
+//! encoded word) and the copy is parsed instead. Deciding whether to do so must cost next to
+//! nothing for the mail that has none: the common aliases contain "949", found before the parse
+//! by a SIMD substring search ([`may_contain_949_alias`]); the rare others are found after it by
+//! looking at the few places a label can be ([`has_unknown_cp949_label`]).
 //!
 //! Must never change anything but those labels, and never be more than linear in the input.
 
@@ -17,18 +20,80 @@ use std::sync::LazyLock;
 
 use regex::bytes::Regex;
 
-/// A CP949 alias in label position. Group 1 is the label itself.
+/// A CP949 alias in label position. Group 1 is the label itself. The parameter name is matched
+/// in its three real-world spellings rather than `(?i)`, so that the regex engine can search
+/// for the literal prefixes (`=?`, `charset` …) with SIMD instead of running the automaton over
+/// every byte of the mail.
 static ALIAS: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(
-        r#"(?i)(?:charset\s*=\s*["']?|=\?)((?:x-)?(?:cp|ms|windows)[-_]?949|949|(?:x-)?uhc|x-euc-kr|euckr|ks_c_5601|ksc5601-1987)"#,
+        r#"(?:(?:charset|Charset|CHARSET)\s*=\s*["']?|=\?)(?i:((?:x-)?(?:cp|ms|windows)[-_]?949|949|(?:x-)?uhc|x-euc-kr|euckr|ks_c_5601|ksc5601-1987))"#,
     )
     .ok()
 });
 
-/// Cheap pre-check: every alias contains one of these (case-insensitively). Most mail has none,
-/// and this lets us skip the label regex entirely.
-static HINT: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"949|(?i:uhc|euckr|x-euc-kr|ks_c_5601[^-]|ksc5601-1987)").ok());
+/// Whether `label` is a CP949 alias mail-parser does not know (the set [`ALIAS`] rewrites).
+/// Runs on every part of every mail, so it lower-cases into a stack buffer.
+pub fn is_unknown_cp949_alias(label: &str) -> bool {
+    let label = label.trim().trim_matches('"').as_bytes();
+    let mut buf = [0u8; 16];
+    let Some(dst) = buf.get_mut(..label.len()) else {
+        return false;
+    };
+    for (d, s) in dst.iter_mut().zip(label) {
+        *d = if *s == b'_' { b'-' } else { s.to_ascii_lowercase() };
+    }
+    let (had_x, bare) = match dst.strip_prefix(b"x-") {
+        Some(rest) => (true, rest),
+        None => (false, &*dst),
+    };
+    match bare {
+        b"cp949" | b"cp-949" | b"ms949" | b"ms-949" | b"windows949" | b"949" | b"uhc" | b"euckr" | b"ks-c-5601"
+        | b"ksc5601-1987" => true,
+        // mail-parser knows these two spellings, but not with an `x-` in front.
+        b"euc-kr" | b"windows-949" => had_x,
+        _ => false,
+    }
+}
+
+/// Whether a parsed message uses a label [`is_unknown_cp949_alias`] in a part's `charset=` or in
+/// an encoded word of the root Subject/From/To/Cc (what classification reads).
+pub fn has_unknown_cp949_label(message: &mail_parser::Message<'_>, raw: &[u8]) -> bool {
+    let in_parts = message.parts.iter().any(|part| {
+        part.headers.iter().any(|h| {
+            h.name == mail_parser::HeaderName::ContentType
+                && h.value.as_content_type().and_then(|ct| ct.attribute("charset")).is_some_and(is_unknown_cp949_alias)
+        })
+    });
+    in_parts
+        || message.parts.first().is_some_and(|root| {
+            root.headers.iter().any(|h| {
+                use mail_parser::HeaderName as H;
+                if !matches!(h.name, H::Subject | H::From | H::To | H::Cc) {
+                    return false;
+                }
+                let value = raw.get(h.offset_start as usize..h.offset_end as usize).unwrap_or_default();
+                encoded_word_labels(value).any(|l| is_unknown_cp949_alias(&String::from_utf8_lossy(l)))
+            })
+        })
+}
+
+/// The charset labels of the RFC 2047 encoded words in `value` (without `*lang`).
+fn encoded_word_labels(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.windows(2).enumerate().filter(|(_, w)| w == b"=?").filter_map(move |(i, _)| {
+        let rest = value.get(i + 2..)?;
+        let end = rest.iter().position(|&b| b == b'?' || b == b'*' || b.is_ascii_whitespace())?;
+        rest.get(..end)
+    })
+}
+
+/// "949" as a literal: the regex engine runs a SIMD substring search for it.
+static DIGITS_949: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new("949").ok());
+
+/// Whether `raw` may carry one of the common aliases (`cp949`, `ms949`, `x-windows-949` …).
+/// False positives (a phone number) only cost a regex pass over the mail.
+pub fn may_contain_949_alias(raw: &[u8]) -> bool {
+    DIGITS_949.as_ref().is_some_and(|re| re.is_match(raw))
+}
 
 /// What may follow a label: the end of the parameter or of the encoded-word charset
 /// (`*lang` per RFC 2231).
@@ -41,12 +106,9 @@ fn ends_label(next: Option<&u8>) -> bool {
 
 /// `raw` with CP949 aliases rewritten to `euc-kr`; borrowed when there is nothing to rewrite.
 pub fn normalise_labels(raw: &[u8]) -> Cow<'_, [u8]> {
-    let (Some(hint), Some(alias)) = (HINT.as_ref(), ALIAS.as_ref()) else {
+    let Some(alias) = ALIAS.as_ref() else {
         return Cow::Borrowed(raw);
     };
-    if !hint.is_match(raw) {
-        return Cow::Borrowed(raw);
-    }
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0;
     for caps in alias.captures_iter(raw) {
@@ -92,6 +154,39 @@ mod tests {
         ] {
             assert!(matches!(normalise_labels(raw), Cow::Borrowed(_)), "{:?}", String::from_utf8_lossy(raw));
         }
+    }
+
+    #[test]
+    fn unknown_aliases_are_recognised_known_labels_are_not() {
+        for a in [
+            "cp949",
+            "CP949",
+            "x-windows-949",
+            "ms949",
+            "uhc",
+            "x-uhc",
+            "euckr",
+            "x-euc-kr",
+            "ks_c_5601",
+            "ksc5601-1987",
+            "\"cp949\"",
+        ] {
+            assert!(is_unknown_cp949_alias(a), "{a}");
+        }
+        for k in ["euc-kr", "EUC-KR", "ks_c_5601-1987", "windows-949", "utf-8", "cp9490", "korean"] {
+            assert!(!is_unknown_cp949_alias(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn detection_finds_labels_in_parts_and_encoded_words() {
+        let part = b"From: a@b.example\nContent-Type: text/plain; charset=CP949\n\nx\n";
+        let word = b"From: =?x-windows-949?B?jGM=?= <a@b.example>\nSubject: s\n\nx\n";
+        let none = b"From: a@b.example\nSubject: =?ks_c_5601-1987?B?jGM=?= 949\n\ncharset=cp949\n";
+        let parse = |raw: &'static [u8]| mail_parser::MessageParser::default().parse(raw);
+        assert!(parse(part).is_some_and(|m| has_unknown_cp949_label(&m, part)));
+        assert!(parse(word).is_some_and(|m| has_unknown_cp949_label(&m, word)));
+        assert!(parse(none).is_some_and(|m| !has_unknown_cp949_label(&m, none)));
     }
 
     #[test]

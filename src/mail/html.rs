@@ -73,48 +73,21 @@ enum Sep {
 }
 
 fn separator(name: &str) -> Sep {
-    const INLINE: &[&str] = &[
-        "a", "b", "i", "u", "s", "em", "strong", "span", "font", "small", "big", "sub", "sup", "mark", "code", "abbr",
-    ];
-    const CELL: &[&str] = &["td", "th"];
-    const LINE: &[&str] = &[
-        "br",
-        "p",
-        "div",
-        "tr",
-        "li",
-        "ul",
-        "ol",
-        "table",
-        "tbody",
-        "thead",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "blockquote",
-        "pre",
-        "hr",
-        "dt",
-        "dd",
-        "section",
-        "article",
-        "header",
-        "footer",
-        "title",
-        "center",
-    ];
-    let is = |list: &[&str]| list.iter().any(|t| t.eq_ignore_ascii_case(name));
-    if is(INLINE) {
-        Sep::None
-    } else if is(CELL) {
-        Sep::Cell
-    } else if is(LINE) {
-        Sep::Line
-    } else {
-        Sep::Space
+    // Tag names are short; lower-case into a stack buffer and match, no allocation.
+    let mut buf = [0u8; 10];
+    let Some(dst) = buf.get_mut(..name.len()) else {
+        return Sep::Space;
+    };
+    dst.copy_from_slice(name.as_bytes());
+    dst.make_ascii_lowercase();
+    match &*dst {
+        b"a" | b"b" | b"i" | b"u" | b"s" | b"em" | b"strong" | b"span" | b"font" | b"small" | b"big" | b"sub"
+        | b"sup" | b"mark" | b"code" | b"abbr" => Sep::None,
+        b"td" | b"th" => Sep::Cell,
+        b"br" | b"p" | b"div" | b"tr" | b"li" | b"ul" | b"ol" | b"table" | b"tbody" | b"thead" | b"h1" | b"h2"
+        | b"h3" | b"h4" | b"h5" | b"h6" | b"blockquote" | b"pre" | b"hr" | b"dt" | b"dd" | b"section" | b"article"
+        | b"header" | b"footer" | b"title" | b"center" => Sep::Line,
+        _ => Sep::Space,
     }
 }
 
@@ -130,18 +103,21 @@ fn find_ci(hay: &str, needle: &str) -> Option<usize> {
     hay.as_bytes().windows(n).position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
-/// Source white space collapses to one space, as in a browser.
+/// Source white space (ASCII, as HTML defines it) collapses to one space, as in a browser.
+/// Runs without white space are copied in one go.
 fn push_text(out: &mut String, text: &str, pending_space: &mut bool) {
-    for c in text.chars() {
-        if c.is_whitespace() {
+    for (n, word) in text.split(|c: char| c.is_ascii_whitespace()).enumerate() {
+        if n > 0 {
             *pending_space = true;
-        } else {
-            if *pending_space && !out.is_empty() && !out.ends_with(['\n', '\t', ' ']) {
-                out.push(' ');
-            }
-            *pending_space = false;
-            out.push(c);
         }
+        if word.is_empty() {
+            continue;
+        }
+        if *pending_space && !out.is_empty() && !out.ends_with(['\n', '\t', ' ']) {
+            out.push(' ');
+        }
+        *pending_space = false;
+        out.push_str(word);
     }
 }
 

@@ -2,7 +2,25 @@
 //!
 //! Pure functions of `(bytes, rules)`: no I/O, no clock, no sled, no tokio. Whatever the bytes,
 //! [`classify`] returns; a panic inside the parser dependency is caught and reported as an
-//! unparseable mail rather than taking the daemon down.
+//! unparseable mail rather than taking the daemon down. Work is capped (the first
+//! `MAX_TEXT_PARTS` body parts, `SCAN_LIMIT` bytes of text) so a huge or deeply nested mail costs
+//! no more than mail-parser's own pass over it.
+//!
+//! Inside:
+//! - `charset`: rewrites CP949 charset labels mail-parser does not know (`cp949`, `ms949` …);
+//! - mail-parser parses (headers `classify` does not read are skipped, not decoded);
+//! - [`auth_results`]: `Authentication-Results` (RFC 8601) → `pass` / `fail` / `none`;
+//! - `html`: HTML-only bodies → text that keeps table cells apart;
+//! - `extract`: 사업자등록번호, MIDs, card companies from subject + body;
+//! - `subject`: decorations (`RE:`, `[SPAM]` …) stripped, then the kind rules of SPEC §3.
+//!
+//! Readings of SPEC §3 made here (see the functions for the reasons):
+//! - `card_review_completed` needs a subject naming *no* card company; one or several named is
+//!   `card_review_progress`. The progress rule takes the company from the subject, else the body.
+//! - `authenticated = fail` when dmarc/dkim/spf fail and no *aligned* pass exists (a `dkim=pass`
+//!   for another domain next to `dmarc=fail` is a spoof, not a pass).
+//! - `suspicious` follows the SPEC literally, so a merchant's own outgoing mail whose display
+//!   name mentions Hecto ("헥토 문의 <pay@merchant>") is suspicious too.
 
 pub mod auth_results;
 mod charset;
@@ -102,7 +120,8 @@ pub struct Classified {
     /// Valid 사업자등록번호 as 10 digits, in order of appearance, unique.
     pub business_numbers: Vec<String>,
     pub mids: Vec<String>,
-    /// Canonical card-company ids (`shinhan`, `kb`, …), in order of appearance, unique.
+    /// Canonical card-company ids (`shinhan`, `kb`, …) named in subject or body, in order of
+    /// appearance, unique.
     pub card_companies: Vec<String>,
     /// The card companies named in the subject alone, in order. `card_review_progress` mails
     /// record approvals for these: a body often lists every company ("타 카드사 심사는 진행
@@ -245,13 +264,36 @@ fn domain_of(address: &str) -> Option<&str> {
 }
 
 fn analyse(raw: &[u8], rules: &Rules, content_hash: &str) -> Option<Classified> {
-    let bytes = charset::normalise_labels(raw);
-    let message = PARSER.parse(bytes.as_ref())?;
+    // Charset labels mail-parser does not know decode as lossy UTF-8 (see `charset`). The usual
+    // ones contain "949": a SIMD substring search decides whether to rewrite before parsing.
+    // The rare others (uhc, euckr …) are caught after the parse, at the price of a second parse.
+    if charset::may_contain_949_alias(raw) {
+        if let Cow::Owned(fixed) = charset::normalise_labels(raw) {
+            let message = PARSER.parse(&fixed[..])?;
+            return examine(&message, &fixed, rules, content_hash);
+        }
+    }
+    let message = PARSER.parse(raw)?;
+    if charset::has_unknown_cp949_label(&message, raw) {
+        if let Cow::Owned(fixed) = charset::normalise_labels(raw) {
+            let message = PARSER.parse(&fixed[..])?;
+            return examine(&message, &fixed, rules, content_hash);
+        }
+    }
+    examine(&message, raw, rules, content_hash)
+}
+
+/// Everything after parsing. `raw_msg` is the buffer `message` was parsed from.
+fn examine(
+    message: &mail_parser::Message<'_>,
+    raw_msg: &[u8],
+    rules: &Rules,
+    content_hash: &str,
+) -> Option<Classified> {
     let root = message.parts.first()?;
     if root.headers.is_empty() {
         return None;
     }
-    let raw_msg: &[u8] = bytes.as_ref();
 
     // Headers. Root-part headers only: a forwarded mail's headers are not this mail's.
     let mut from = None;
@@ -307,11 +349,10 @@ fn analyse(raw: &[u8], rules: &Rules, content_hash: &str) -> Option<Classified> 
 
     // Body text. Always extracted: `classify` must list a mail's numbers faithfully whatever its
     // kind, and the parse has already decoded the parts, so this is a copy and a few scans.
-    let body = body_text(&message);
-    let mut scan = String::with_capacity(subject.len() + 1 + body.len());
+    let mut scan = String::with_capacity(subject.len() + 1 + 4096);
     scan.push_str(&subject);
     scan.push('\n');
-    scan.push_str(&body);
+    append_body_text(message, &mut scan);
 
     let subject_card_companies: Vec<String> =
         extract::card_companies(&subject).into_iter().map(str::to_owned).collect();
@@ -319,10 +360,9 @@ fn analyse(raw: &[u8], rules: &Rules, content_hash: &str) -> Option<Classified> 
     let business_numbers = extract::business_numbers(&scan);
     let mids = extract::mids(&scan);
 
-    let claims_hecto = sender_name.as_deref().is_some_and(|name| {
-        let name = name.to_lowercase();
-        rules.subject.hecto_names.iter().map(|w| w.trim().to_lowercase()).any(|w| !w.is_empty() && name.contains(&w))
-    });
+    let claims_hecto = sender_name
+        .as_deref()
+        .is_some_and(|name| rules.subject.hecto_names.iter().any(|w| subject::contains_ci(name, w.trim())));
     let kind = if (from_hecto && authenticated == Authenticated::Fail) || (claims_hecto && !from_hecto) {
         MailKind::Suspicious
     } else if direction.is_none() {
@@ -358,12 +398,13 @@ fn analyse(raw: &[u8], rules: &Rules, content_hash: &str) -> Option<Classified> 
     })
 }
 
-/// The readable body: the text/plain parts mail-parser chose as the body, HTML reduced to text
-/// where a part is HTML only. At most [`MAX_TEXT_PARTS`] parts and [`SCAN_LIMIT`] bytes.
-fn body_text(message: &mail_parser::Message<'_>) -> String {
-    let mut out = String::new();
+/// Appends the readable body to `out`: the text/plain parts mail-parser chose as the body, HTML
+/// reduced to text where a part is HTML only. At most [`MAX_TEXT_PARTS`] parts and
+/// [`SCAN_LIMIT`] bytes.
+fn append_body_text(message: &mail_parser::Message<'_>, out: &mut String) {
+    let start = out.len();
     for &id in message.text_body.iter().take(MAX_TEXT_PARTS) {
-        let room = SCAN_LIMIT.saturating_sub(out.len());
+        let room = SCAN_LIMIT.saturating_sub(out.len() - start);
         if room == 0 {
             break;
         }
@@ -384,7 +425,6 @@ fn body_text(message: &mail_parser::Message<'_>) -> String {
         }
         out.push('\n');
     }
-    out
 }
 
 fn truncate_at_char(s: &mut String, limit: usize) {

@@ -144,10 +144,16 @@ impl Rules {
 
     /// Whether `domain` (lower-case) is a Hecto domain or a subdomain of one.
     pub fn is_hecto_domain(&self, domain: &str) -> bool {
-        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        // Called for the sender and every recipient of every mail: compare in place rather
+        // than lower-casing copies.
+        let domain = domain.trim_end_matches('.').as_bytes();
         self.hecto_domains.iter().any(|h| {
-            let h = h.to_ascii_lowercase();
-            domain == h || domain.strip_suffix(&h).is_some_and(|rest| rest.ends_with('.'))
+            let h = h.trim_end_matches('.').as_bytes();
+            if h.is_empty() || domain.len() < h.len() {
+                return false;
+            }
+            let split = domain.len() - h.len();
+            domain[split..].eq_ignore_ascii_case(h) && (split == 0 || domain[split - 1] == b'.')
         })
     }
 }

@@ -38,11 +38,24 @@ pub fn normalise(subject: &str, words: &SubjectWords) -> String {
 
 /// Whether the subject carries a spam tag (a tag not listed in `non_spam_tags`), anywhere.
 pub fn has_spam_tag(subject: &str, words: &SubjectWords) -> bool {
-    let lower = subject.to_lowercase();
     words.tags.iter().any(|tag| {
-        !tag.trim().is_empty()
-            && !words.non_spam_tags.iter().any(|n| n.trim().eq_ignore_ascii_case(tag.trim()))
-            && lower.contains(&tag.trim().to_lowercase())
+        let tag = tag.trim();
+        !tag.is_empty()
+            && !words.non_spam_tags.iter().any(|n| n.trim().eq_ignore_ascii_case(tag))
+            && contains_ci(subject, tag)
+    })
+}
+
+/// `hay` contains `needle`, ASCII letters compared case-insensitively (tags and names are ASCII
+/// or Hangul, which has no case). No allocation: this runs on every mail.
+pub fn contains_ci(hay: &str, needle: &str) -> bool {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    let Some(&first) = n.first() else {
+        return false;
+    };
+    // Only positions starting with the needle's first byte are compared in full.
+    h.iter().enumerate().any(|(i, b)| {
+        b.eq_ignore_ascii_case(&first) && h.get(i..i + n.len()).is_some_and(|w| w.eq_ignore_ascii_case(n))
     })
 }
 

@@ -218,12 +218,15 @@ pub fn apply_mail(
         }
     }
     if mail.kind == MailKind::CardReviewProgress && incoming {
-        let new: Vec<String> =
-            mail.card_companies.iter().filter(|c| !m.card_approvals.contains_key(*c)).cloned().collect();
+        // The subject says which company the mail is about; the body often lists them all
+        // ("타 카드사 심사는 진행 중"), so it counts only when the subject names none.
+        let about =
+            if mail.subject_card_companies.is_empty() { &mail.card_companies } else { &mail.subject_card_companies };
+        let new: Vec<String> = about.iter().filter(|c| !m.card_approvals.contains_key(*c)).cloned().collect();
         for c in &new {
             m.card_approvals.insert(c.clone(), at);
         }
-        push(Change::CardApproval { companies: if new.is_empty() { mail.card_companies.clone() } else { new } });
+        push(Change::CardApproval { companies: if new.is_empty() { about.clone() } else { new } });
         recorded = true;
     }
     if !recorded {

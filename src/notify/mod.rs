@@ -10,8 +10,9 @@
 //! - [`outbox`]: [`Notifier`] — drain, backoff, `retry`.
 //! - [`schedule`]: [`tick`] and the cron loop [`run_schedule`]; [`sender`]: [`run_sender`].
 //!
-//! The daemon builds one [`Notifier`] with [`smtp_notifier`] and spawns
-//! [`run_sender`] (woken by [`crate::ingest::Ingest::outbox_ready`]) and [`run_schedule`].
+//! The daemon (`daemon::workers`) builds one [`Notifier`] with [`smtp_notifier`] per
+//! configuration generation and spawns [`run_sender`] (woken by
+//! [`crate::ingest::Ingest::outbox_ready`]) and [`run_schedule`].
 
 pub mod message;
 pub mod outbox;

@@ -53,7 +53,7 @@ impl RetryPolicy {
 }
 
 /// What happened to one entry in a drain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutcomeKind {
     Sent,
@@ -63,7 +63,7 @@ pub enum OutcomeKind {
     Failed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Outcome {
     pub key: String,
     pub kind: NoticeKind,
@@ -492,5 +492,32 @@ mod tests {
         assert_eq!(out[0].result, OutcomeKind::Failed);
         assert!(out[0].error.as_deref().unwrap().contains("no recipients"));
         assert!(n.deliverer().sent.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_reminder_whose_window_closed_while_it_waited_is_not_sent() {
+        let (_d, n) = setup(vec![Err(SendError::Transient("connection refused".into()))]);
+        let now = t("2027-02-15T09:00:00+09:00");
+        let new = crate::ops::NewMerchant {
+            id: "acme".into(),
+            name: "에이씨미".into(),
+            contact: "pay@acme.test".into(),
+            applied_at: Some("2027-02-05T10:00:00+09:00".into()),
+            ..Default::default()
+        };
+        crate::ops::merchant_add(n.store(), &new, now).unwrap();
+        let config = crate::config::Config::builtin();
+        let cal = crate::schedule::Calendar::builtin();
+        let (due, _) = crate::ops::reminders_due(n.store(), &config, &cal, now).unwrap();
+        assert_eq!(due.len(), 1);
+        n.store().enqueue(&due).unwrap();
+        let out = n.drain(now, &CancellationToken::new()).await.unwrap();
+        assert_eq!(out[0].result, OutcomeKind::Retrying, "SMTP down at first");
+        // The guidance mail arrives during the outage.
+        crate::ops::merchant_advance(n.store(), "acme", "guidance_received", None, None, now).unwrap();
+        let out = n.drain(now + chrono::Duration::hours(1), &CancellationToken::new()).await.unwrap();
+        assert_eq!(out[0].result, OutcomeKind::Failed);
+        assert!(out[0].error.as_deref().unwrap().contains("window guidance@20270205 closed"), "{out:?}");
+        assert_eq!(n.deliverer().sent.lock().unwrap().len(), 1, "only the try during the outage");
     }
 }

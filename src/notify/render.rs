@@ -423,7 +423,7 @@ mod tests {
         assert!(r.text.contains("영업일 기준 4일"), "{}", r.text);
         assert!(r.text.contains("Junk, 스팸메일함"), "{}", r.text);
         assert!(r.text.contains("2027-02-05 (금)"), "{}", r.text);
-        assert!(r.text.contains("1600-5220"), "{}", r.text);
+        assert!(r.text.contains("계약 안내 메일의 발신 주소로 회신"), "{}", r.text);
         assert!(r.text.contains("support@portone.io"), "{}", r.text);
         assert!(r.html.contains("영업일 기준 4일"));
         assert!(r.html.contains("Junk, 스팸메일함"));

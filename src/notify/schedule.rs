@@ -22,7 +22,7 @@ use crate::ops;
 use crate::schedule::Calendar;
 
 /// What one tick did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TickReport {
     pub at: DateTime<Utc>,
     /// Reminder keys newly enqueued by this tick.

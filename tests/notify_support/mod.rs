@@ -32,18 +32,25 @@ fn script() -> PathBuf {
 }
 
 fn run_script(extra: &[(String, String)], args: &[&str]) -> String {
-    let o = Command::new(script())
+    // Output goes to files, not pipes: `start` leaves Dovecot and Postfix running, and a daemon
+    // that inherited a pipe would keep `output()` waiting for an EOF that never comes.
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let status = Command::new(script())
         .args(args)
         .envs(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .status()
         .expect("cannot run scripts/mailstack");
+    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
     assert!(
-        o.status.success(),
-        "scripts/mailstack {args:?} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+        status.success(),
+        "scripts/mailstack {args:?} failed: {out}{}",
+        std::fs::read_to_string(&err_path).unwrap_or_default()
     );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    out
 }
 
 fn parse_env(text: &str) -> BTreeMap<String, String> {
@@ -109,37 +116,9 @@ impl Stack {
         static N: AtomicU32 = AtomicU32::new(0);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         let email = format!("{prefix}-{}-{}-{nanos}@{DOMAIN}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+        // add-user returns once Dovecot knows the user (no "User doesn't exist" bounce).
         self.script(&["add-user", &email]);
-        self.wait_until_known(&email);
         email
-    }
-
-    /// Dovecot picks up a new user when it next reads its passwd-file; wait until a login works,
-    /// so no mail to the user bounces as "User doesn't exist".
-    fn wait_until_known(&self, user: &str) {
-        use std::io::{BufRead, BufReader, Write};
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let mut tcp = std::net::TcpStream::connect(("127.0.0.1", self.port("MAILSTACK_IMAP_PORT"))).unwrap();
-            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut reader = BufReader::new(tcp.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            write!(tcp, "a LOGIN \"{user}\" \"{}\"\r\n", self.password()).unwrap();
-            let ok = loop {
-                line.clear();
-                reader.read_line(&mut line).unwrap();
-                if let Some(rest) = line.strip_prefix("a ") {
-                    break rest.starts_with("OK");
-                }
-            };
-            let _ = write!(tcp, "b LOGOUT\r\n");
-            if ok {
-                return;
-            }
-            assert!(Instant::now() < deadline, "Dovecot does not know {user} 10 s after add-user");
-            std::thread::sleep(Duration::from_millis(200));
-        }
     }
 
     /// Fetch every message in `folder` of `user` (`BODY.PEEK[]`, nothing changed).
