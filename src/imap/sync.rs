@@ -181,7 +181,7 @@ struct Seen {
 pub async fn sync_folder(conn: &mut Connection, ctx: &FolderCtx<'_>) -> Result<SyncStats, SyncError> {
     let account = &ctx.account.name;
     let folder = &ctx.folder.name;
-    let mut stats = SyncStats::default();
+    let stats = SyncStats::default();
 
     // EXAMINE, not SELECT: read-only, so neither we nor a bug of ours can change a flag.
     let mbox = net(ctx, "EXAMINE", conn.session.examine(&ctx.folder.raw)).await?;
@@ -205,75 +205,101 @@ pub async fn sync_folder(conn: &mut Connection, ctx: &FolderCtx<'_>) -> Result<S
         Some(c) if c.uid_validity == uid_validity => newest_uid.saturating_sub(c.last_uid),
         _ => mbox.exists,
     };
-    let helper_fut = async {
-        if (ahead as usize) <= HEADER_BATCH {
-            return None;
-        }
-        let mut helper = connect(ctx.account).await.ok()?;
-        let same = tokio::time::timeout(IO_TIMEOUT, helper.session.examine(&ctx.folder.raw))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .is_some_and(|m| m.uid_validity == Some(uid_validity));
-        if same {
-            Some(helper)
-        } else {
-            helper.logout().await;
-            None
-        }
-    };
-    let (uids, helper) =
-        tokio::join!(self::new_uids(conn, ctx, cursor, uid_validity, newest_uid, &mut stats), helper_fut);
-    let mut uids = uids?;
-    uids.sort_unstable();
-    if let Some(bar) = &ctx.hooks.progress {
-        bar.inc_length(uids.len() as u64);
-    }
-    if !uids.is_empty() {
-        debug!(account = %account, folder = %folder, mails = uids.len(), rescan = stats.rescanned, "New mail to look at");
-    }
-
+    let rescan = !matches!(cursor, Some(c) if c.uid_validity == uid_validity);
+    let big = ahead as usize > HEADER_BATCH && !(rescan && ctx.account.backfill_days == 0);
     let mut pass = Pass { uid_validity, stats, to_move: Vec::new(), last_flush: std::time::Instant::now() };
-    match helper {
-        // A big pass: one connection streams headers while the other fetches bodies and the
-        // ingest applies them — the server never waits for our sled transactions.
-        Some(mut helper) => {
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<(&[u32], Vec<Seen>)>(1);
-            let producer = async {
-                for batch in uids.chunks(HEADER_BATCH) {
-                    if ctx.cancel.is_cancelled() {
-                        return Err(SyncError::Cancelled);
-                    }
-                    let seen = fetch_headers(conn, ctx, batch).await?;
-                    if tx.send((batch, seen)).await.is_err() {
-                        break;
-                    }
-                }
-                drop(tx);
-                Ok(())
-            };
-            let consumer = async {
-                while let Some((batch, seen)) = rx.recv().await {
-                    apply_batch(&mut helper, ctx, &mut pass, batch, seen).await?;
-                }
-                Ok::<(), SyncError>(())
-            };
-            let result = tokio::try_join!(producer, consumer);
-            helper.logout().await;
-            if let Err(SyncError::Cancelled) = result {
-                ctx.ingest.flush().await.map_err(store_err)?;
-            }
-            result?;
+    if big {
+        // A big pass (first sync, rescan, long absence): this connection streams headers by UID
+        // ranges — no SEARCH needed to start — while a second connection finds the back-fill
+        // window (SEARCH SINCE), fetches bodies and the ingest applies them. The server never
+        // waits for our sled transactions, nor we for its SEARCH.
+        pass.stats.rescanned = rescan;
+        if let (true, Some(p)) = (rescan, cursor) {
+            warn!(account = %account, folder = %folder, old = p.uid_validity, new = uid_validity,
+                "UIDVALIDITY changed; rescanning (duplicates are recognised by Message-ID)");
         }
-        None => {
-            for batch in uids.chunks(HEADER_BATCH) {
+        let start = match cursor {
+            Some(c) if !rescan => c.last_uid.saturating_add(1),
+            _ => 1,
+        };
+        if let Some(bar) = &ctx.hooks.progress {
+            bar.inc_length(u64::from(ahead));
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(u32, Vec<Seen>)>(1);
+        let producer = async {
+            let mut a = start;
+            let mut span = HEADER_BATCH as u32;
+            while a <= newest_uid {
                 if ctx.cancel.is_cancelled() {
-                    ctx.ingest.flush().await.map_err(store_err)?;
                     return Err(SyncError::Cancelled);
                 }
-                let seen = fetch_headers(conn, ctx, batch).await?;
-                apply_batch(conn, ctx, &mut pass, batch, seen).await?;
+                let b = a.saturating_add(span - 1).min(newest_uid);
+                let seen = fetch_headers(conn, ctx, &format!("{a}:{b}"), |u| (a..=b).contains(&u)).await?;
+                // UIDs can be sparse after years of expunges: widen the range while it finds
+                // little, narrow it again where mail is dense.
+                if seen.len() < HEADER_BATCH / 2 {
+                    span = span.saturating_mul(2).min(1 << 24);
+                } else if seen.len() > HEADER_BATCH * 2 {
+                    span = (span / 2).max(HEADER_BATCH as u32);
+                }
+                if tx.send((b, seen)).await.is_err() {
+                    break;
+                }
+                if b == u32::MAX {
+                    break;
+                }
+                a = b + 1;
             }
+            drop(tx);
+            Ok(())
+        };
+        let consumer = async {
+            let mut helper = open_helper(ctx, uid_validity).await?;
+            let result = async {
+                let window: Option<std::collections::HashSet<u32>> = if rescan {
+                    let since = ctx.ingest.clock().now() - chrono::Duration::days(i64::from(ctx.account.backfill_days));
+                    let q = format!("SINCE {}", imap_date(since));
+                    Some(net(ctx, "UID SEARCH", helper.session.uid_search(q)).await?)
+                } else {
+                    None
+                };
+                while let Some((last, mut seen)) = rx.recv().await {
+                    if let Some(w) = &window {
+                        seen.retain(|s| w.contains(&s.uid));
+                    }
+                    apply_batch(&mut helper, ctx, &mut pass, last, seen).await?;
+                }
+                Ok::<(), SyncError>(())
+            }
+            .await;
+            helper.logout().await;
+            result
+        };
+        let result = tokio::try_join!(producer, consumer);
+        if let Err(SyncError::Cancelled) = result {
+            ctx.ingest.flush().await.map_err(store_err)?;
+        }
+        result?;
+        if newest_uid < start {
+            ctx.ingest.skip(account, folder, uid_validity, newest_uid).map_err(store_err)?;
+        }
+    } else {
+        let mut uids = new_uids(conn, ctx, cursor, uid_validity, newest_uid, &mut pass.stats).await?;
+        uids.sort_unstable();
+        if let Some(bar) = &ctx.hooks.progress {
+            bar.inc_length(uids.len() as u64);
+        }
+        if !uids.is_empty() {
+            debug!(account = %account, folder = %folder, mails = uids.len(), rescan = pass.stats.rescanned, "New mail to look at");
+        }
+        for batch in uids.chunks(HEADER_BATCH) {
+            if ctx.cancel.is_cancelled() {
+                ctx.ingest.flush().await.map_err(store_err)?;
+                return Err(SyncError::Cancelled);
+            }
+            let seen = fetch_headers(conn, ctx, &uid_set(batch), |u| batch.binary_search(&u).is_ok()).await?;
+            let last = batch.last().copied().unwrap_or(0);
+            apply_batch(conn, ctx, &mut pass, last, seen).await?;
         }
     }
     let Pass { mut stats, to_move, .. } = pass;
@@ -339,6 +365,23 @@ async fn new_uids(
     })
 }
 
+/// A second connection on the same folder (EXAMINEd, same UIDVALIDITY) for a big pass.
+async fn open_helper(ctx: &FolderCtx<'_>, uid_validity: u32) -> Result<Connection, SyncError> {
+    let mut helper = tokio::select! {
+        _ = ctx.cancel.cancelled() => return Err(SyncError::Cancelled),
+        r = connect(ctx.account) => r.map_err(|e| SyncError::Imap(e.into()))?,
+    };
+    let mbox = net(ctx, "EXAMINE", helper.session.examine(&ctx.folder.raw)).await?;
+    if mbox.uid_validity != Some(uid_validity) {
+        helper.logout().await;
+        return Err(SyncError::Imap(anyhow!(
+            "UIDVALIDITY of {:?} changed during the pass; starting over",
+            ctx.folder.name
+        )));
+    }
+    Ok(helper)
+}
+
 /// The state of one folder pass across batches.
 struct Pass {
     uid_validity: u32,
@@ -353,13 +396,14 @@ async fn apply_batch(
     conn: &mut Connection,
     ctx: &FolderCtx<'_>,
     p: &mut Pass,
-    batch: &[u32],
+    last_uid: u32,
     seen: Vec<Seen>,
 ) -> Result<(), SyncError> {
     let account = &ctx.account.name;
     let folder = &ctx.folder.name;
     let uid_validity = p.uid_validity;
-    p.stats.mails_seen += seen.len() as u64;
+    let n = seen.len() as u64;
+    p.stats.mails_seen += n;
     let wanted: Vec<u32> = seen.iter().filter(|s| s.needs_body).map(|s| s.uid).collect();
     // Sizes only for the few mails whose bodies we need (asking for RFC822.SIZE and
     // INTERNALDATE in the header pass costs the server noticeably on every mail).
@@ -458,13 +502,9 @@ async fn apply_batch(
             }));
         }
     }
-    // Everything up to the batch's last UID is now handled: the rest needed no body.
-    if let Some(s) = seen.last() {
-        ctx.ingest.skip(account, folder, uid_validity, s.uid).map_err(store_err)?;
-    } else if let Some(&last) = batch.last() {
-        // All of the batch vanished meanwhile.
-        ctx.ingest.skip(account, folder, uid_validity, last).map_err(store_err)?;
-    }
+    // Everything up to the batch's last UID is now handled: the rest needed no body (or
+    // vanished meanwhile, or lies outside the back-fill window).
+    ctx.ingest.skip(account, folder, uid_validity, last_uid).map_err(store_err)?;
     // Each mail's effects and the cursor share one transaction, so they become durable
     // together whenever sled writes; an explicit flush (an fsync) per batch would cost more
     // than the batch. Flush at least every FLUSH_EVERY during a long pass, and at its end.
@@ -473,22 +513,27 @@ async fn apply_batch(
         p.last_flush = std::time::Instant::now();
     }
     if let Some(bar) = &ctx.hooks.progress {
-        bar.inc(batch.len() as u64);
+        bar.inc(n);
     }
     Ok(())
 }
 
-async fn fetch_headers(conn: &mut Connection, ctx: &FolderCtx<'_>, batch: &[u32]) -> Result<Vec<Seen>, SyncError> {
+/// Headers of the mails in `set` (a UID set), classified; only UIDs for which `keep` holds.
+async fn fetch_headers(
+    conn: &mut Connection,
+    ctx: &FolderCtx<'_>,
+    set: &str,
+    keep: impl Fn(u32) -> bool,
+) -> Result<Vec<Seen>, SyncError> {
     let rules = ctx.ingest.rules();
     let prefilter = Prefilter::new(rules);
     let query = format!("(UID BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})])");
-    let set = uid_set(batch);
     let collect = async {
-        let mut out: Vec<Seen> = Vec::with_capacity(batch.len());
-        let mut stream = conn.session.uid_fetch(&set, &query).await?;
+        let mut out: Vec<Seen> = Vec::new();
+        let mut stream = conn.session.uid_fetch(set, &query).await?;
         while let Some(f) = stream.try_next().await? {
-            let Some(uid) = f.uid else {
-                continue; // an unsolicited FETCH (flag change) without UID
+            let Some(uid) = f.uid.filter(|u| keep(*u)) else {
+                continue; // an unsolicited FETCH (flag change), or outside what was asked
             };
             let header = f.header().unwrap_or_default();
             let needs_body = !prefilter.certainly_not_hecto(header) && {
@@ -501,7 +546,6 @@ async fn fetch_headers(conn: &mut Connection, ctx: &FolderCtx<'_>, batch: &[u32]
     };
     // The whole batch shares one generous deadline on top of the per-read one.
     let mut seen = net_within(ctx, "UID FETCH (headers)", IO_TIMEOUT * 5, collect).await?;
-    seen.retain(|s| batch.binary_search(&s.uid).is_ok());
     seen.sort_unstable_by_key(|s| s.uid);
     seen.dedup_by_key(|s| s.uid);
     Ok(seen)
