@@ -135,4 +135,17 @@ mod tests {
         while start.elapsed() == Duration::ZERO {}
         assert!(!h.fresh(Instant::now()));
     }
+
+    #[test]
+    fn an_account_is_synced_only_when_every_planned_folder_has_synced() {
+        let h = Health::new(["a"]);
+        let bound = Duration::from_secs(60);
+        assert!(!h.account_synced("a"), "nothing planned yet");
+        h.watch("a", "INBOX", bound);
+        h.watch("a", "Junk", bound);
+        h.synced("a", "INBOX", bound);
+        assert!(!h.account_synced("a"), "Junk has not synced");
+        h.synced("a", "Junk", bound);
+        assert!(h.account_synced("a"));
+    }
 }

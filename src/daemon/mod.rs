@@ -283,6 +283,16 @@ mod workers {
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             };
             match event {
+                ImapEvent::Planned { account, folders } => {
+                    let a = config.accounts.iter().find(|a| a.name == account);
+                    let poll = a.map_or(Duration::from_secs(60), |a| a.poll_interval);
+                    // Every planned folder is registered before any sync counts, so the account is
+                    // ready only once all of them have synced — not after the fastest one.
+                    for folder in &folders {
+                        let idle = folder.eq_ignore_ascii_case("INBOX") && a.is_some_and(|a| a.idle);
+                        health.watch(&account, folder, freshness_bound(idle, poll));
+                    }
+                }
                 ImapEvent::Connected { account, folder, idle } => {
                     let poll = config.accounts.iter().find(|a| a.name == account).map(|a| a.poll_interval);
                     health.watch(&account, &folder, freshness_bound(idle, poll.unwrap_or(Duration::from_secs(60))));

@@ -69,6 +69,12 @@ pub struct MailReport {
 /// What the IMAP side is doing, for the daemon (systemd READY/WATCHDOG), tests and metrics.
 #[derive(Debug, Clone)]
 pub enum ImapEvent {
+    /// The folders an account will watch, decided once its folder list is known: the account's
+    /// first full sync is done when each of them has synced.
+    Planned {
+        account: String,
+        folders: Vec<String>,
+    },
     Connected {
         account: String,
         folder: String,

@@ -152,6 +152,10 @@ pub async fn watch_account(account: Arc<Account>, ingest: Ingest, cancel: Cancel
         folders = %plan.iter().map(|f| format!("{}={}", f.name, crate::store::role_name(f.role))).collect::<Vec<_>>().join(","),
         "Watching"
     );
+    hooks.emit(ImapEvent::Planned {
+        account: account.name.clone(),
+        folders: plan.iter().map(|f| f.name.clone()).collect(),
+    });
     let mut tasks = JoinSet::new();
     for folder in plan {
         let span = info_span!("folder", folder = %folder.name);
