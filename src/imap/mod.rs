@@ -268,10 +268,12 @@ async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationT
     }
     // Folders in parallel, each on its own connection (as the daemon watches them): the server
     // works on the junk folder while we read INBOX, and a slow folder delays no other. The
-    // connection that listed the folders serves the first one.
+    // connection that listed the folders serves INBOX — usually by far the biggest folder and so
+    // the critical path — which starts fetching at once while the others still log in.
     let mut first = Some(conn);
-    let scans = plan.iter().map(|folder| {
-        let conn = first.take();
+    let served = plan.iter().position(|f| f.role == FolderRole::Inbox).unwrap_or(0);
+    let scans = plan.iter().enumerate().map(|(i, folder)| {
+        let conn = if i == served { first.take() } else { None };
         let span = info_span!("folder", folder = %folder.name);
         scan_folder(account, folder, conn, ingest, cancel, hooks).instrument(span)
     });
