@@ -105,6 +105,7 @@ async fn the_sender_task_sends_the_spam_notice_within_seconds_of_the_scan_and_on
         uid: Some(uid),
         uid_validity: Some(7),
         internal_date: None,
+        move_to_inbox: false,
     };
     let scanned = Instant::now();
     let (_, applied) = ingest.apply(&scan(1), &raw).unwrap();

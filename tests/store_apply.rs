@@ -51,6 +51,7 @@ fn junk(uid: u32) -> MailSource {
         uid: Some(uid),
         uid_validity: Some(42),
         internal_date: None,
+        move_to_inbox: false,
     }
 }
 
@@ -80,6 +81,30 @@ fn guidance_in_junk_changes_stage_queues_one_spam_notice_and_advances_the_cursor
     assert!(again.duplicate && again.enqueued.is_empty());
     assert_eq!(s.events("acme").unwrap().len(), events_before);
     assert_eq!(s.outbox_entries().unwrap().len(), 1);
+}
+
+#[test]
+fn the_spam_notice_says_whether_the_mail_is_moved_to_inbox() {
+    let (_d, s) = open();
+    add(&s, "acme", "pay@acme.test", None);
+    let now = t("2026-11-04T12:00:00+09:00");
+    let moving = MailSource { move_to_inbox: true, ..junk(3) };
+    s.apply_mail(&guidance("pay@acme.test", Some("g-move")), &moving, &Rules::default(), OPS, now).unwrap();
+    s.apply_mail(&guidance("pay@acme.test", Some("g-stay")), &junk(4), &Rules::default(), OPS, now).unwrap();
+    let moved: Vec<bool> = s
+        .outbox_entries()
+        .unwrap()
+        .iter()
+        .map(|e| match &e.facts {
+            hecto_watch::store::NoticeFacts::SpamNotice { message_id, moved_to_inbox, .. } => {
+                assert_eq!(*moved_to_inbox, message_id.as_deref() == Some("g-move"), "{message_id:?}");
+                *moved_to_inbox
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(moved.iter().filter(|m| **m).count(), 1);
+    assert_eq!(moved.len(), 2);
 }
 
 #[test]

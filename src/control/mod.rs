@@ -157,6 +157,7 @@ impl Engine {
                         uid: None,
                         uid_validity: None,
                         internal_date: f.mtime,
+                        move_to_inbox: false,
                     };
                     let (c, a) = self.ingest.apply(&source, &raw)?;
                     out.push(ImportedMail {

@@ -450,6 +450,7 @@ async fn apply_batch(
                 uid: Some(uid),
                 uid_validity: Some(uid_validity),
                 internal_date: *internal_date,
+                move_to_inbox: ctx.folder.role == FolderRole::Junk && ctx.account.move_found_in_spam,
             };
             let (classified, applied) = ctx
                 .ingest

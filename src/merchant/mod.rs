@@ -118,6 +118,10 @@ pub struct MailSource {
     pub uid_validity: Option<u32>,
     /// IMAP INTERNALDATE (or file mtime for `import-mail`).
     pub internal_date: Option<DateTime<Utc>>,
+    /// A Hecto mail for a merchant found here will be moved to INBOX (`move_found_in_spam` on a
+    /// junk folder), so the spam notice can say so.
+    #[serde(default)]
+    pub move_to_inbox: bool,
 }
 
 /// The result of applying one mail to one merchant.
@@ -357,6 +361,7 @@ pub(crate) mod tests {
             uid: Some(7),
             uid_validity: Some(1),
             internal_date: None,
+            move_to_inbox: false,
         }
     }
 

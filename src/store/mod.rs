@@ -519,7 +519,7 @@ impl Store {
                                 mail_date,
                                 message_id: mail.message_id.clone(),
                                 kind: mail.kind.as_str().into(),
-                                moved_to_inbox: false,
+                                moved_to_inbox: source.move_to_inbox,
                             },
                             now,
                         )
