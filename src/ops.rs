@@ -167,15 +167,16 @@ pub fn reminders_due(
     now: DateTime<Utc>,
 ) -> anyhow::Result<(Vec<OutboxEntry>, Vec<DueItem>)> {
     let merchants = store.merchants()?;
-    let reminders = store.outbox_prefix("reminder/")?;
-    let log = due::reminder_log(reminders.iter());
+    // One read of the outbox serves both the reminder log and the list of what waits in it.
+    let outbox = store.outbox_entries()?;
+    let log = due::reminder_log(outbox.iter());
     let spam = spam_folders(store, config)?;
     let new = due::due_reminders(&merchants, &log, &config.windows, &config.reminders, &spam, cal, now);
     let mut items: Vec<DueItem> = new.iter().map(|e| DueItem::from_entry(e, "due")).collect();
-    for e in store.outbox_entries()? {
+    for e in &outbox {
         if e.status == Delivery::Pending {
             let state = if e.attempts > 0 { "retrying" } else { "pending" };
-            items.push(DueItem::from_entry(&e, state));
+            items.push(DueItem::from_entry(e, state));
         }
     }
     items.sort_by(|a, b| (kind_order(&a.kind), &a.merchant, &a.key).cmp(&(kind_order(&b.kind), &b.merchant, &b.key)));

@@ -38,7 +38,11 @@ async fn guidance_filed_into_junk_by_sieve_reaches_guidance_received_found_in_sp
 
     let s = scan(&config, &ingest).await;
     assert_eq!(s.folders, 3, "INBOX, Junk and Sent are watched: {s:?}");
-    assert_eq!((s.mails_seen, s.hecto_mails, s.stage_changes, s.found_in_spam), (2, 1, 1, 1), "{s:?}");
+    assert_eq!(
+        (s.mails.mails_seen, s.mails.hecto_mails, s.mails.stage_changes, s.mails.found_in_spam),
+        (2, 1, 1, 1),
+        "{s:?}"
+    );
     let m = store.merchant("m1").unwrap().unwrap();
     assert_eq!(m.stage, Stage::GuidanceReceived);
     assert!(m.found_in_spam);
@@ -48,7 +52,7 @@ async fn guidance_filed_into_junk_by_sieve_reaches_guidance_received_found_in_sp
 
     // A second scan finds nothing new and changes nothing.
     let again = scan(&config, &ingest).await;
-    assert_eq!((again.mails_seen, again.stage_changes), (0, 0), "{again:?}");
+    assert_eq!((again.mails.mails_seen, again.mails.stage_changes), (0, 0), "{again:?}");
 }
 
 #[tokio::test]
@@ -76,7 +80,7 @@ async fn korean_spam_folder_without_special_use_is_found_by_name() {
     let (store, ingest) = ingest(&config);
     add_merchant(&store, "m-kr", &user);
     let s = scan(&config, &ingest).await;
-    assert_eq!((s.hecto_mails, s.found_in_spam), (1, 1), "{s:?}");
+    assert_eq!((s.mails.hecto_mails, s.mails.found_in_spam), (1, 1), "{s:?}");
     let m = store.merchant("m-kr").unwrap().unwrap();
     assert_eq!(m.stage, Stage::GuidanceReceived);
     assert!(m.found_in_spam);
@@ -104,7 +108,7 @@ async fn own_card_review_request_in_sent_reaches_card_review_requested() {
     let (store, ingest) = ingest(&config);
     add_merchant(&store, "m-sent", &user);
     let s = scan(&config, &ingest).await;
-    assert_eq!((s.hecto_mails, s.stage_changes, s.found_in_spam), (1, 1, 0), "{s:?}");
+    assert_eq!((s.mails.hecto_mails, s.mails.stage_changes, s.mails.found_in_spam), (1, 1, 0), "{s:?}");
     assert_eq!(store.merchant("m-sent").unwrap().unwrap().stage, Stage::CardReviewRequested);
 }
 
@@ -126,7 +130,7 @@ async fn scanning_changes_no_flags() {
     let (store, ingest) = ingest(&config);
     add_merchant(&store, "m-flags", &user);
     let s = scan(&config, &ingest).await;
-    assert_eq!(s.bodies_fetched, 3, "bodies fetched for the three Hecto mails only: {s:?}");
+    assert_eq!(s.mails.bodies_fetched, 3, "bodies fetched for the three Hecto mails only: {s:?}");
 
     let after = (flags(&user, "INBOX").await, flags(&user, "Junk").await);
     assert_eq!(before, after, "a scan must not change any flag (no \\Seen from fetching bodies)");
@@ -155,7 +159,7 @@ async fn uidvalidity_change_rescans_without_duplicate_events() {
     let (store, ingest) = ingest(&config);
     add_merchant(&store, "m-uv", &user);
     let first = scan(&config, &ingest).await;
-    assert_eq!((first.hecto_mails, first.stage_changes), (1, 1), "{first:?}");
+    assert_eq!((first.mails.hecto_mails, first.mails.stage_changes), (1, 1), "{first:?}");
     let cursor_before = store.cursor("u", "Contracts").unwrap().unwrap();
     let events_before = store.events("m-uv").unwrap();
 
@@ -170,8 +174,8 @@ async fn uidvalidity_change_rescans_without_duplicate_events() {
     let second = scan(&config, &ingest).await;
     let cursor_after = store.cursor("u", "Contracts").unwrap().unwrap();
     assert_ne!(cursor_after.uid_validity, cursor_before.uid_validity, "the server gave a new UIDVALIDITY");
-    assert_eq!(second.mails_seen, 1, "the folder was rescanned: {second:?}");
-    assert_eq!((second.duplicates, second.stage_changes), (1, 0), "recognised by Message-ID: {second:?}");
+    assert_eq!(second.mails.mails_seen, 1, "the folder was rescanned: {second:?}");
+    assert_eq!((second.mails.duplicates, second.mails.stage_changes), (1, 0), "recognised by Message-ID: {second:?}");
     assert_eq!(store.events("m-uv").unwrap(), events_before, "no new events");
 }
 
@@ -185,14 +189,14 @@ async fn hecto_mail_in_junk_is_moved_to_inbox_when_configured() {
     let (store, ingest) = ingest(&config);
     add_merchant(&store, "m-mv", &user);
     let s = scan(&config, &ingest).await;
-    assert_eq!((s.found_in_spam, s.moved_to_inbox), (1, 1), "{s:?}");
+    assert_eq!((s.mails.found_in_spam, s.mails.moved_to_inbox), (1, 1), "{s:?}");
     let mut c = login(&user).await;
     assert_eq!(count(&mut c, "Junk").await, 1, "only the Hecto mail left Junk");
     assert_eq!(count(&mut c, "INBOX").await, 1, "and arrived in INBOX");
     c.logout().await;
     // The moved copy is seen in INBOX at the next scan and recognised, not applied again.
     let again = scan(&config, &ingest).await;
-    assert_eq!((again.duplicates, again.stage_changes), (1, 0), "{again:?}");
+    assert_eq!((again.mails.duplicates, again.mails.stage_changes), (1, 0), "{again:?}");
     let spam_events = store.events("m-mv").unwrap().iter().filter(|e| e.change == Change::FoundInSpam).count();
     assert_eq!(spam_events, 1);
 }

@@ -40,11 +40,11 @@ pub fn scan_once(ctx: &Ctx, out: &mut impl Write) -> Result<i32, Failure> {
             "scanned {} folders of {} accounts: {} mails seen, {} Hecto mails, {} stage changes, {} found in spam, {} unassigned",
             summary.folders,
             summary.accounts,
-            summary.mails_seen,
-            summary.hecto_mails,
-            summary.stage_changes,
-            summary.found_in_spam,
-            summary.unassigned
+            summary.mails.mails_seen,
+            summary.mails.hecto_mails,
+            summary.mails.stage_changes,
+            summary.mails.found_in_spam,
+            summary.mails.unassigned
         )
         .context("cannot write to stdout")?;
         for w in &summary.warnings {

@@ -85,8 +85,19 @@ pub async fn run(opts: RunOptions, config: Config, shutdown: CancellationToken) 
                         }
                         tracing::info!(config = %path.display(), "SIGHUP: configuration re-read, restarting watchers");
                         generation.stop().await;
-                        config = Arc::new(new);
-                        generation = start(&opts, &config, &store, &listener, &notifier, &shutdown)?;
+                        let new = Arc::new(new);
+                        // A config can parse and still fail to start (an unreadable password or
+                        // holiday file): then the old one runs on rather than the daemon exiting.
+                        generation = match start(&opts, &new, &store, &listener, &notifier, &shutdown) {
+                            Ok(g) => {
+                                config = new;
+                                g
+                            }
+                            Err(e) => {
+                                tracing::error!(config = %path.display(), error = %format!("{e:#}"), "SIGHUP: the new configuration cannot start, keeping the old one");
+                                start(&opts, &config, &store, &listener, &notifier, &shutdown)?
+                            }
+                        };
                     }
                     Err(errors) => {
                         for p in &errors.problems {

@@ -133,14 +133,9 @@ pub enum ProgressMode {
 pub struct ScanSummary {
     pub accounts: usize,
     pub folders: usize,
-    pub mails_seen: u64,
-    pub bodies_fetched: u64,
-    pub hecto_mails: u64,
-    pub stage_changes: u64,
-    pub found_in_spam: u64,
-    pub unassigned: u64,
-    pub duplicates: u64,
-    pub moved_to_inbox: u64,
+    /// The folders' counters added up (mails seen, Hecto mails, stage changes, …).
+    #[serde(flatten)]
+    pub mails: SyncStats,
     /// Folder-configuration problems (a configured folder that does not exist, …).
     pub warnings: Vec<String>,
     /// Accounts or folders that could not be scanned; non-empty → exit status 1.
@@ -149,28 +144,10 @@ pub struct ScanSummary {
 }
 
 impl ScanSummary {
-    fn add(&mut self, s: &SyncStats) {
-        self.mails_seen += s.mails_seen;
-        self.bodies_fetched += s.bodies_fetched;
-        self.hecto_mails += s.hecto_mails;
-        self.stage_changes += s.stage_changes;
-        self.found_in_spam += s.found_in_spam;
-        self.unassigned += s.unassigned;
-        self.duplicates += s.duplicates;
-        self.moved_to_inbox += s.moved_to_inbox;
-    }
-
     fn merge(&mut self, o: ScanSummary) {
         self.accounts += o.accounts;
         self.folders += o.folders;
-        self.mails_seen += o.mails_seen;
-        self.bodies_fetched += o.bodies_fetched;
-        self.hecto_mails += o.hecto_mails;
-        self.stage_changes += o.stage_changes;
-        self.found_in_spam += o.found_in_spam;
-        self.unassigned += o.unassigned;
-        self.duplicates += o.duplicates;
-        self.moved_to_inbox += o.moved_to_inbox;
+        self.mails.add(&o.mails);
         self.warnings.extend(o.warnings);
         self.errors.extend(o.errors);
         self.cancelled |= o.cancelled;
@@ -281,7 +258,7 @@ async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationT
         match result {
             Ok(stats) => {
                 summary.folders += 1;
-                summary.add(&stats);
+                summary.mails.add(&stats);
                 info!(
                     folder = %folder.name,
                     role = crate::store::role_name(folder.role),

@@ -66,7 +66,7 @@ pub enum SyncError {
 }
 
 /// What one pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SyncStats {
     /// Mails whose headers were looked at.
     pub mails_seen: u64,
@@ -78,6 +78,7 @@ pub struct SyncStats {
     pub duplicates: u64,
     pub moved_to_inbox: u64,
     /// The folder was (re)scanned from the back-fill date: first sync or UIDVALIDITY change.
+    #[serde(skip)]
     pub rescanned: bool,
 }
 

@@ -144,33 +144,33 @@ impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+impl<S> Timed<S> {
+    /// A write or flush that made progress clears the deadline; one still pending runs it.
+    fn write_deadline<T>(&mut self, polled: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match polled {
             Poll::Ready(r) => {
-                this.write_sleep = None;
+                self.write_sleep = None;
                 Poll::Ready(r)
             }
-            Poll::Pending => match poll_deadline(&mut this.write_sleep, this.write_timeout, cx) {
+            Poll::Pending => match poll_deadline(&mut self.write_sleep, self.write_timeout, cx) {
                 Ok(()) => Poll::Pending,
                 Err(t) => Poll::Ready(Err(timed_out("accept data", t))),
             },
         }
     }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.write_deadline(polled, cx)
+    }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Ready(r) => {
-                this.write_sleep = None;
-                Poll::Ready(r)
-            }
-            Poll::Pending => match poll_deadline(&mut this.write_sleep, this.write_timeout, cx) {
-                Ok(()) => Poll::Pending,
-                Err(t) => Poll::Ready(Err(timed_out("accept data", t))),
-            },
-        }
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.write_deadline(polled, cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

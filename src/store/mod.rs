@@ -608,11 +608,6 @@ impl Store {
         self.outbox.get(key.as_bytes())?.map(|v| dec("outbox entry", &v)).transpose()
     }
 
-    /// Entries under a key prefix (e.g. `reminder/acme/`), in key order.
-    pub fn outbox_prefix(&self, prefix: &str) -> anyhow::Result<Vec<OutboxEntry>> {
-        self.outbox.scan_prefix(prefix.as_bytes()).values().map(|v| dec("outbox entry", &v?)).collect()
-    }
-
     /// Insert entries whose key is not there yet; returns the keys inserted. One transaction.
     pub fn enqueue(&self, entries: &[OutboxEntry]) -> anyhow::Result<Vec<String>> {
         self.outbox
