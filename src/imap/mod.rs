@@ -24,6 +24,7 @@
 //! folder listing, events).
 
 pub mod connect;
+pub mod fast_fetch;
 pub mod folders;
 pub mod sync;
 pub mod transport;
@@ -213,25 +214,29 @@ pub async fn scan_once_with(
 async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationToken, hooks: &Hooks) -> ScanSummary {
     let mut summary = ScanSummary { accounts: 1, ..ScanSummary::default() };
     let name = &account.name;
-    let conn = tokio::select! {
-        _ = cancel.cancelled() => {
-            summary.cancelled = true;
-            return summary;
-        }
-        r = connect(account) => r,
-    };
-    let mut conn = match conn {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(error = %e, "Cannot connect");
-            summary.errors.push(format!("account {name:?}: {e}"));
-            return summary;
+    // The second lane's connection logs in while the first one does and lists the folders: a
+    // login is mostly waiting for the server, and nearly every account has a junk or sent folder.
+    let listed = async {
+        let mut conn = open(account, cancel).await?;
+        match folders::list(&mut conn.session).await {
+            Ok(list) => Ok((conn, list)),
+            Err(e) => Err(SyncError::Imap(e)),
         }
     };
-    let list = match folders::list(&mut conn.session).await {
+    let (listed, lane_conn) = futures::join!(listed, open(account, cancel));
+    let (conn, list) = match listed {
         Ok(l) => l,
         Err(e) => {
-            summary.errors.push(format!("account {name:?}: {e:#}"));
+            if let Ok(c) = lane_conn {
+                c.logout().await;
+            }
+            match e {
+                SyncError::Cancelled => summary.cancelled = true,
+                e => {
+                    warn!(error = %e, "Cannot connect");
+                    summary.errors.push(format!("account {name:?}: {e}"));
+                }
+            }
             return summary;
         }
     };
@@ -243,18 +248,29 @@ async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationT
     if let Err(e) = ingest.store().set_folder_roles(name, &folders::listing(&list, &roles)) {
         summary.errors.push(format!("account {name:?}: cannot record folder roles: {e:#}"));
     }
-    // Folders in parallel, each on its own connection (as the daemon watches them): the server
-    // works on the junk folder while we read INBOX, and a slow folder delays no other. The
-    // connection that listed the folders serves INBOX — usually by far the biggest folder and so
-    // the critical path — which starts fetching at once while the others still log in.
-    let mut first = Some(conn);
+    // Two lanes, each on one connection: the connection that listed the folders serves INBOX —
+    // usually by far the biggest folder and so the critical path — and starts fetching at once;
+    // a second connection serves the other folders in turn meanwhile and is then handed to
+    // INBOX, should a big pass there want one for bodies. Not a connection per folder: a login
+    // costs the server ~20 ms of CPU (a process, a TLS handshake), more than a junk or sent
+    // folder usually takes to scan.
     let served = plan.iter().position(|f| f.role == FolderRole::Inbox).unwrap_or(0);
-    let scans = plan.iter().enumerate().map(|(i, folder)| {
-        let conn = if i == served { first.take() } else { None };
+    let rest: Vec<usize> = (0..plan.len()).filter(|i| *i != served).collect();
+    let (hand_over, promised) = tokio::sync::oneshot::channel::<Connection>();
+    let inbox_lane = async {
+        let Some(folder) = plan.get(served) else { return Vec::new() };
         let span = info_span!("folder", folder = %folder.name);
-        scan_folder(account, folder, conn, ingest, cancel, hooks).instrument(span)
-    });
-    for (folder, result) in plan.iter().zip(futures::future::join_all(scans).await) {
+        vec![scan_folder(account, folder, Some(conn), Some(promised), ingest, cancel, hooks).instrument(span).await]
+    };
+    let other_lane =
+        scan_lane(account, rest.iter().map(|i| &plan[*i]), lane_conn.ok(), hand_over, ingest, cancel, hooks);
+    let (mut inbox, others) = futures::join!(inbox_lane, other_lane);
+    let mut others = others.into_iter();
+    let results: Vec<Result<SyncStats, SyncError>> = (0..plan.len())
+        .map(|i| if i == served { inbox.pop() } else { others.next() })
+        .map(|r| r.unwrap_or(Err(SyncError::Cancelled)))
+        .collect();
+    for (folder, result) in plan.iter().zip(results) {
         match result {
             Ok(stats) => {
                 summary.folders += 1;
@@ -284,26 +300,71 @@ async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationT
     summary
 }
 
-/// One folder of `scan --once`, on `conn` or a connection of its own.
+/// One folder of `scan --once`, on `conn` or a connection of its own (`helper`: see
+/// [`sync::sync_folder_with`]).
 async fn scan_folder(
     account: &Account,
     folder: &WatchedFolder,
     conn: Option<Connection>,
+    helper: Option<tokio::sync::oneshot::Receiver<Connection>>,
     ingest: &Ingest,
     cancel: &CancellationToken,
     hooks: &Hooks,
 ) -> Result<SyncStats, SyncError> {
     let mut conn = match conn {
         Some(c) => c,
-        None => tokio::select! {
-            _ = cancel.cancelled() => return Err(SyncError::Cancelled),
-            r = connect(account) => r.map_err(|e| SyncError::Imap(e.into()))?,
-        },
+        None => open(account, cancel).await?,
     };
     let ctx = sync::FolderCtx { account, folder, ingest, cancel, hooks };
-    let result = sync::sync_folder(&mut conn, &ctx).await;
+    let result = sync::sync_folder_with(&mut conn, &ctx, helper).await;
     conn.logout().await;
     result
+}
+
+/// Folders of `scan --once` one after another on one connection, opened when first needed and
+/// again after a folder failed (the connection may be what failed). At the end the connection
+/// goes to `hand_over` (INBOX's big pass may want it), or is logged out if nobody does.
+async fn scan_lane<'a>(
+    account: &Account,
+    folders: impl Iterator<Item = &'a WatchedFolder>,
+    conn: Option<Connection>,
+    hand_over: tokio::sync::oneshot::Sender<Connection>,
+    ingest: &Ingest,
+    cancel: &CancellationToken,
+    hooks: &Hooks,
+) -> Vec<Result<SyncStats, SyncError>> {
+    let mut results = Vec::new();
+    let mut conn = conn;
+    for folder in folders {
+        let span = info_span!("folder", folder = %folder.name);
+        let result = async {
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => conn.insert(open(account, cancel).await?),
+            };
+            let ctx = sync::FolderCtx { account, folder, ingest, cancel, hooks };
+            sync::sync_folder(c, &ctx).await
+        }
+        .instrument(span)
+        .await;
+        if result.is_err() {
+            conn = None;
+        }
+        results.push(result);
+    }
+    if let Some(c) = conn {
+        if let Err(c) = hand_over.send(c) {
+            c.logout().await;
+        }
+    }
+    results
+}
+
+async fn open(account: &Account, cancel: &CancellationToken) -> Result<Connection, SyncError> {
+    tokio::select! {
+        _ = cancel.cancelled() => Err(SyncError::Cancelled),
+        r = connect(account) => r.map_err(|e| SyncError::Imap(e.into())),
+    }
 }
 
 /// `folders`: every selectable folder of an account with the role detected (INBOX, junk, sent;

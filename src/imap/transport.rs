@@ -73,17 +73,36 @@ pub struct Timed<S> {
     write_timeout: Option<Duration>,
     read_sleep: Option<Pin<Box<Sleep>>>,
     write_sleep: Option<Pin<Box<Sleep>>>,
+    /// Bytes already read from the socket that the next reads return first (see [`Timed::unread`]).
+    unread: Vec<u8>,
 }
 
 impl<S> Timed<S> {
     pub fn new(inner: S, timeout: Duration) -> Timed<S> {
-        Timed { inner, read_timeout: Some(timeout), write_timeout: Some(timeout), read_sleep: None, write_sleep: None }
+        Timed {
+            inner,
+            read_timeout: Some(timeout),
+            write_timeout: Some(timeout),
+            read_sleep: None,
+            write_sleep: None,
+            unread: Vec::new(),
+        }
     }
 
     /// `None` lifts the read deadline (IDLE); the pending timer, if any, is dropped.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
         self.read_timeout = timeout;
         self.read_sleep = None;
+    }
+
+    /// Give back bytes a reader took from the socket but does not own (what followed the end of
+    /// its command): the next reads return them before anything new.
+    pub fn unread(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            let mut v = bytes.to_vec();
+            v.append(&mut self.unread);
+            self.unread = v;
+        }
     }
 
     pub fn read_timeout(&self) -> Option<Duration> {
@@ -131,6 +150,12 @@ fn poll_deadline(
 impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.unread.is_empty() {
+            let n = this.unread.len().min(buf.remaining());
+            buf.put_slice(&this.unread[..n]);
+            this.unread.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
                 this.read_sleep = None;
@@ -194,6 +219,22 @@ mod tests {
         // Nothing more comes: with time paused the deadline fires at once, deterministically.
         let err = timed.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn unread_bytes_come_back_before_new_ones() {
+        let (client, mut server) = tokio::io::duplex(64);
+        let mut timed = Timed::new(client, Duration::from_secs(30));
+        server.write_all(b"new").await.unwrap();
+        timed.unread(b"lo");
+        timed.unread(b"hel");
+        let mut buf = [0u8; 8];
+        let mut got = Vec::new();
+        while got.len() < 8 {
+            let n = timed.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"hellonew");
     }
 
     #[tokio::test(start_paused = true)]

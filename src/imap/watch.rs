@@ -300,7 +300,7 @@ async fn serve(
 
 /// Drain the unsolicited responses; whether any said a mail arrived.
 fn new_mail_announced(conn: &mut Connection) -> bool {
-    let mut any = false;
+    let mut any = std::mem::take(&mut conn.announced);
     while let Ok(r) = conn.session.unsolicited_responses.try_recv() {
         if matches!(r, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)) {
             any = true;
@@ -311,7 +311,7 @@ fn new_mail_announced(conn: &mut Connection) -> bool {
 
 /// One IDLE: until the server reports something, [`IDLE_REFRESH`] passes, or we are cancelled.
 async fn idle_once(conn: Connection, ctx: &FolderCtx<'_>) -> Result<Connection, SyncError> {
-    let Connection { session, caps, endpoint } = conn;
+    let Connection { session, caps, endpoint, announced } = conn;
     let lost = |what: &str, e: String| SyncError::Imap(anyhow::anyhow!("{what} in {:?}: {e}", ctx.folder.name));
     let mut handle = session.idle();
     match tokio::time::timeout(IO_TIMEOUT, handle.init()).await {
@@ -343,7 +343,7 @@ async fn idle_once(conn: Connection, ctx: &FolderCtx<'_>) -> Result<Connection, 
         Err(_) if !cancelled => return Err(lost("DONE", format!("no answer within {} s", DONE_TIMEOUT.as_secs()))),
         _ => return Err(SyncError::Cancelled),
     };
-    let conn = Connection { session, caps, endpoint };
+    let conn = Connection { session, caps, endpoint, announced };
     if cancelled {
         conn.logout().await;
         return Err(SyncError::Cancelled);
