@@ -260,3 +260,76 @@ async fn folders_lists_roles_from_special_use() {
     assert_eq!(plan.len(), 3, "{plan:?}");
     assert!(problems.iter().any(|p| p.contains("Nope")), "{problems:?}");
 }
+
+#[tokio::test]
+async fn a_first_scan_bigger_than_one_header_batch_applies_every_mail_once() {
+    let user = fresh_user("big", false);
+    // More than two header batches: the pass streams headers on one connection while another
+    // fetches bodies (in `scan --once`, the connection that scanned Junk and Sent).
+    let n = 2 * imap::sync::HEADER_BATCH + 1_500;
+    let now = std::time::SystemTime::now();
+    let mut mails = Vec::new();
+    let mut hecto = 0;
+    for i in 0..n {
+        let received = now - std::time::Duration::from_secs(i as u64);
+        let raw = if i % 450 == 3 {
+            hecto += 1;
+            guidance_mail(&format!("unknown{i}@corp.example"), &message_id("big-h"), &[])
+        } else {
+            plain_mail(&user, &message_id("big-p"))
+        };
+        mails.push((raw, received));
+    }
+    mails.push((guidance_mail("m1@corp.example", &message_id("big-m1"), &[]), now));
+    seed_maildir(&user, "", &mails).await;
+    seed_maildir(&user, ".Junk", &[(plain_mail(&user, &message_id("big-j")), now)]).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &account_toml("a", &user, Tls::Implicit, ""));
+    let (store, ingest) = ingest(&config);
+    add_merchant(&store, "m1", "m1@corp.example");
+
+    let s = scan(&config, &ingest).await;
+    assert_eq!((s.mails.mails_seen, s.mails.hecto_mails), (n as u64 + 2, hecto + 1), "{s:?}");
+    assert_eq!(store.unassigned().unwrap().len() as u64, hecto, "every unassigned Hecto mail recorded once");
+    assert_eq!(store.merchant("m1").unwrap().unwrap().stage, Stage::GuidanceReceived);
+    let again = scan(&config, &ingest).await;
+    assert_eq!((again.mails.mails_seen, again.mails.hecto_mails), (0, 0), "{again:?}");
+}
+
+#[tokio::test]
+async fn the_first_scan_back_fills_backfill_days_by_arrival_later_scans_take_everything_new() {
+    let user = fresh_user("backfill", false);
+    let day = std::time::Duration::from_secs(86_400);
+    let now = std::time::SystemTime::now();
+    let old = message_id("old");
+    let recent = message_id("recent");
+    seed_maildir(
+        &user,
+        "",
+        &[
+            (guidance_mail("a@corp.example", &old, &[]), now - 90 * day),
+            (guidance_mail("b@corp.example", &recent, &[]), now - 10 * day),
+        ],
+    )
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &account_toml("a", &user, Tls::Implicit, "backfill_days = 60"));
+    let (store, ingest) = ingest(&config);
+    let s = scan(&config, &ingest).await;
+    assert_eq!((s.mails.mails_seen, s.mails.hecto_mails), (2, 1), "{s:?}");
+    let recorded: Vec<_> = store.unassigned().unwrap().into_iter().filter_map(|u| u.message_id).collect();
+    assert_eq!(recorded, vec![recent.clone()], "only the mail that arrived within 60 days");
+
+    // Mail that turns up after the first sync is new mail, whatever date the server gives it.
+    let late = message_id("late");
+    seed_maildir(&user, "", &[(guidance_mail("c@corp.example", &late, &[]), now - 90 * day)]).await;
+    let s = scan(&config, &ingest).await;
+    assert_eq!((s.mails.mails_seen, s.mails.hecto_mails), (1, 1), "{s:?}");
+    let mut recorded: Vec<_> = store.unassigned().unwrap().into_iter().filter_map(|u| u.message_id).collect();
+    recorded.sort();
+    let mut want = vec![recent, late];
+    want.sort();
+    assert_eq!(recorded, want);
+}
