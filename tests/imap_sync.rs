@@ -297,39 +297,57 @@ async fn a_first_scan_bigger_than_one_header_batch_applies_every_mail_once() {
     assert_eq!((again.mails.mails_seen, again.mails.hecto_mails), (0, 0), "{again:?}");
 }
 
+/// Two mails appended with the arrival dates given (IMAP date-time), in this order.
+async fn append_arrived(user: &str, mails: &[(Vec<u8>, String)]) {
+    let mut conn = login(user).await;
+    for (raw, arrived) in mails {
+        let quoted = format!("\"{arrived}\"");
+        conn.session.append("INBOX", None, Some(&quoted), raw).await.expect("APPEND with a date");
+    }
+    conn.logout().await;
+}
+
+fn imap_datetime(days_ago: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::days(days_ago)).format("%d-%b-%Y %H:%M:%S +0000").to_string()
+}
+
+fn recorded_ids(store: &hecto_watch::store::Store) -> Vec<String> {
+    let mut ids: Vec<_> = store.unassigned().unwrap().into_iter().filter_map(|u| u.message_id).collect();
+    ids.sort();
+    ids
+}
+
 #[tokio::test]
 async fn the_first_scan_back_fills_backfill_days_by_arrival_later_scans_take_everything_new() {
-    let user = fresh_user("backfill", false);
-    let day = std::time::Duration::from_secs(86_400);
-    let now = std::time::SystemTime::now();
-    let old = message_id("old");
-    let recent = message_id("recent");
-    seed_maildir(
-        &user,
-        "",
-        &[
-            (guidance_mail("a@corp.example", &old, &[]), now - 90 * day),
-            (guidance_mail("b@corp.example", &recent, &[]), now - 10 * day),
-        ],
-    )
-    .await;
+    // Both orders: oldest mail first (the folder reaches back past the window: SEARCH SINCE picks
+    // the mails), and a recent mail first (every header is read, the window checked per mail).
+    for old_first in [true, false] {
+        let user = fresh_user("backfill", false);
+        let old = message_id("old");
+        let recent = message_id("recent");
+        let mut mails = vec![
+            (guidance_mail("a@corp.example", &old, &[]), imap_datetime(90)),
+            (guidance_mail("b@corp.example", &recent, &[]), imap_datetime(10)),
+        ];
+        if !old_first {
+            mails.reverse();
+        }
+        append_arrived(&user, &mails).await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), &account_toml("a", &user, Tls::Implicit, "backfill_days = 60"));
-    let (store, ingest) = ingest(&config);
-    let s = scan(&config, &ingest).await;
-    assert_eq!((s.mails.mails_seen, s.mails.hecto_mails), (2, 1), "{s:?}");
-    let recorded: Vec<_> = store.unassigned().unwrap().into_iter().filter_map(|u| u.message_id).collect();
-    assert_eq!(recorded, vec![recent.clone()], "only the mail that arrived within 60 days");
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), &account_toml("a", &user, Tls::Implicit, "backfill_days = 60"));
+        let (store, ingest) = ingest(&config);
+        let s = scan(&config, &ingest).await;
+        assert_eq!(s.mails.hecto_mails, 1, "old first: {old_first}: {s:?}");
+        assert_eq!(recorded_ids(&store), vec![recent.clone()], "only the mail that arrived within 60 days");
 
-    // Mail that turns up after the first sync is new mail, whatever date the server gives it.
-    let late = message_id("late");
-    seed_maildir(&user, "", &[(guidance_mail("c@corp.example", &late, &[]), now - 90 * day)]).await;
-    let s = scan(&config, &ingest).await;
-    assert_eq!((s.mails.mails_seen, s.mails.hecto_mails), (1, 1), "{s:?}");
-    let mut recorded: Vec<_> = store.unassigned().unwrap().into_iter().filter_map(|u| u.message_id).collect();
-    recorded.sort();
-    let mut want = vec![recent, late];
-    want.sort();
-    assert_eq!(recorded, want);
+        // Mail that turns up after the first sync is new mail, whatever date it carries.
+        let late = message_id("late");
+        append_arrived(&user, &[(guidance_mail("c@corp.example", &late, &[]), imap_datetime(90))]).await;
+        let s = scan(&config, &ingest).await;
+        assert_eq!((s.mails.mails_seen, s.mails.hecto_mails), (1, 1), "{s:?}");
+        let mut want = vec![recent, late];
+        want.sort();
+        assert_eq!(recorded_ids(&store), want);
+    }
 }

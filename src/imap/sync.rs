@@ -2,13 +2,14 @@
 //!
 //! 1. `EXAMINE` (read-only: nothing we do can set `\Seen` or delete anything).
 //! 2. Compare UIDVALIDITY with the cursor. Same → the UIDs after it, up to UIDNEXT − 1. None yet
-//!    or changed → every UID, with the back-fill window applied below (a changed UIDVALIDITY means
-//!    every UID was renumbered; Message-ID de-duplication in the store keeps the rescan from
-//!    repeating events). Nothing new → no further command at all.
-//! 3. In UID ranges of about [`HEADER_BATCH`] mails: `UID FETCH a:b (UID
-//!    BODY.PEEK[HEADER.FIELDS (FROM TO CC)])`, read by [`fast_fetch`](super::fast_fetch) and
-//!    pre-classified; only mail that may be Hecto's (or whose headers could not be read) goes on.
-//!    No SEARCH: on a Maildir server a `SEARCH SINCE` stats every file of the folder.
+//!    or changed → a back-fill of the mail that arrived within `backfill_days` (a changed
+//!    UIDVALIDITY means every UID was renumbered; Message-ID de-duplication in the store keeps the
+//!    rescan from repeating events): `UID SEARCH SINCE` when the folder's first mail is older than
+//!    that, else every UID with the window checked per mail in step 4 (on a Maildir server a
+//!    SEARCH SINCE stats every file of the folder). Nothing new → no further command at all.
+//! 3. About [`HEADER_BATCH`] mails per command: `UID FETCH a:b (UID BODY.PEEK[HEADER.FIELDS (FROM
+//!    TO CC)])`, read by [`fast_fetch`](super::fast_fetch) and pre-classified; only mail that may
+//!    be Hecto's (or whose headers could not be read) goes on.
 //! 4. For those: `RFC822.SIZE` and `INTERNALDATE` (the back-fill window on a first sync or rescan:
 //!    `backfill_days`, by arrival day as SEARCH SINCE would), then `BODY.PEEK[]` in groups bounded
 //!    by count and bytes, applied in ascending UID order — each in one sled transaction that also
@@ -247,6 +248,7 @@ async fn sync_pass(
         to_move: Vec::new(),
         last_flush: std::time::Instant::now(),
         window: None,
+        cursor_at: 0,
     };
     let start = match cursor {
         Some(c) if !rescan => c.last_uid.saturating_add(1),
@@ -270,24 +272,39 @@ async fn sync_pass(
         }
         return Ok(pass.stats); // nothing new: not a single command more (the common poll)
     }
+    let mut batches = Batches::Ranges(UidRanges::new(start, newest_uid));
     if rescan {
-        // The back-fill window (SPEC §6) by INTERNALDATE, as SEARCH SINCE would apply it — but
-        // checked only on the few mails the header pass keeps: a SEARCH SINCE makes a Maildir
-        // server stat every file of the folder (≈45 ms per 18,000 mails in Dovecot, measured),
-        // which was a third of the whole scan.
+        // The back-fill window (SPEC §6), by arrival day as SEARCH SINCE applies it. SEARCH SINCE
+        // makes a Maildir server stat every file of the folder (≈45 ms per 18,000 mails in
+        // Dovecot, measured: a third of a whole scan), so it is asked only when the folder's
+        // oldest mail arrived before the window, where it spares reading the old mail's headers.
+        // Otherwise every header is read, and the window is checked on the few mails that go on
+        // to a body fetch. Either way exactly the mails that arrived within the window count.
         let since = ctx.ingest.clock().now() - chrono::Duration::days(i64::from(ctx.account.backfill_days));
         pass.window = Some(since.date_naive());
+        if mbox.exists > 0 && oldest_arrived_before(conn, ctx, since.date_naive()).await? {
+            let query = format!("SINCE {}", imap_date(since));
+            let mut uids: Vec<u32> = net(ctx, "UID SEARCH", conn.session.uid_search(query))
+                .await?
+                .into_iter()
+                .filter(|u| (start..=newest_uid).contains(u))
+                .collect();
+            uids.sort_unstable();
+            batches = Batches::Listed { uids, pos: 0 };
+        }
     }
 
     // The mails ahead, at most: UIDs can have gaps, so the progress bar is trimmed at the end.
-    let ahead = u64::from(newest_uid - start + 1).min(u64::from(mbox.exists));
+    let ahead = match &batches {
+        Batches::Ranges(_) => u64::from(newest_uid - start + 1).min(u64::from(mbox.exists)),
+        Batches::Listed { uids, .. } => uids.len() as u64,
+    };
     if let Some(bar) = &ctx.hooks.progress {
         bar.inc_length(ahead);
     }
     if !rescan || ahead > 0 {
         debug!(account = %account, folder = %folder, uids = %format!("{start}:{newest_uid}"), rescan, "New mail to look at");
     }
-    let mut ranges = UidRanges::new(start, newest_uid);
     let prefilter = Prefilter::new(ctx.ingest.rules());
     if ahead as usize > HEADER_BATCH {
         // A big pass (first sync, rescan, long absence): this connection streams headers by UID
@@ -297,12 +314,12 @@ async fn sync_pass(
         // per batch), and a batch waiting here costs 8 bytes per mail.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u32, Vec<Seen>)>();
         let producer = async {
-            while let Some((a, b)) = ranges.next() {
+            while let Some((set, a, b)) = batches.next() {
                 if ctx.cancel.is_cancelled() {
                     return Err(SyncError::Cancelled);
                 }
-                let seen = fetch_headers(conn, ctx, &prefilter, &format!("{a}:{b}"), |u| (a..=b).contains(&u)).await?;
-                ranges.observe(seen.len(), a, b);
+                let seen = fetch_headers(conn, ctx, &prefilter, &set, |u| (a..=b).contains(&u)).await?;
+                batches.observe(seen.len(), a, b);
                 if tx.send((b, seen)).is_err() {
                     break;
                 }
@@ -328,15 +345,19 @@ async fn sync_pass(
         }
         result?;
     } else {
-        while let Some((a, b)) = ranges.next() {
+        while let Some((set, a, b)) = batches.next() {
             if ctx.cancel.is_cancelled() {
                 ctx.ingest.flush().await.map_err(store_err)?;
                 return Err(SyncError::Cancelled);
             }
-            let seen = fetch_headers(conn, ctx, &prefilter, &format!("{a}:{b}"), |u| (a..=b).contains(&u)).await?;
-            ranges.observe(seen.len(), a, b);
+            let seen = fetch_headers(conn, ctx, &prefilter, &set, |u| (a..=b).contains(&u)).await?;
+            batches.observe(seen.len(), a, b);
             apply_batch(conn, ctx, &mut pass, b, seen).await?;
         }
+    }
+    if pass.cursor_at < newest_uid {
+        // The UIDs a back-fill's SEARCH left out (or none at all): past them too.
+        ctx.ingest.skip(account, folder, uid_validity, newest_uid).map_err(store_err)?;
     }
     let Pass { mut stats, to_move, .. } = pass;
     if let Some(bar) = &ctx.hooks.progress {
@@ -353,6 +374,55 @@ async fn sync_pass(
     // Unsolicited responses (EXISTS, EXPUNGE, FETCH FLAGS) stay in the channel: the watcher
     // looks there for mail announced while we synced.
     Ok(stats)
+}
+
+/// The header pass's commands: `(UID set, first UID, last UID)` each.
+enum Batches {
+    Ranges(UidRanges),
+    /// UIDs a SEARCH named, ascending, [`HEADER_BATCH`] per command.
+    Listed {
+        uids: Vec<u32>,
+        pos: usize,
+    },
+}
+
+impl Batches {
+    fn next(&mut self) -> Option<(String, u32, u32)> {
+        match self {
+            Batches::Ranges(r) => r.next().map(|(a, b)| (format!("{a}:{b}"), a, b)),
+            Batches::Listed { uids, pos } => {
+                let chunk = uids.get(*pos..)?.get(..HEADER_BATCH.min(uids.len() - *pos))?;
+                let (&a, &b) = (chunk.first()?, chunk.last()?);
+                *pos += chunk.len();
+                Some((uid_set(chunk), a, b))
+            }
+        }
+    }
+
+    fn observe(&mut self, found: usize, a: u32, b: u32) {
+        if let Batches::Ranges(r) = self {
+            r.observe(found, a, b);
+        }
+    }
+}
+
+/// Whether the folder's first mail (by sequence: normally its oldest) arrived before `day`.
+async fn oldest_arrived_before(
+    conn: &mut Connection,
+    ctx: &FolderCtx<'_>,
+    day: chrono::NaiveDate,
+) -> Result<bool, SyncError> {
+    let first = async {
+        let mut stream = conn.session.fetch("1", "(UID INTERNALDATE)").await?;
+        let mut date = None;
+        while let Some(f) = stream.try_next().await? {
+            if f.message == 1 {
+                date = date.or(f.internal_date());
+            }
+        }
+        Ok::<_, async_imap::error::Error>(date)
+    };
+    Ok(net(ctx, "FETCH 1 (INTERNALDATE)", first).await?.is_some_and(|d| d.date_naive() < day))
 }
 
 /// UID ranges `a:b` covering `first..=last` for the header pass, each aiming at
@@ -436,6 +506,8 @@ struct Pass {
     last_flush: std::time::Instant,
     /// On a first sync or rescan: mail received before this day is left alone (back-fill).
     window: Option<chrono::NaiveDate>,
+    /// Where this pass has moved the cursor to.
+    cursor_at: u32,
 }
 
 /// Bodies for one header batch's candidates, applied in UID order, then the cursor past the
@@ -558,6 +630,7 @@ async fn apply_batch(
     // Everything up to the batch's last UID is now handled: the rest needed no body (or
     // vanished meanwhile, or lies outside the back-fill window).
     ctx.ingest.skip(account, folder, uid_validity, last_uid).map_err(store_err)?;
+    p.cursor_at = last_uid;
     // Each mail's effects and the cursor share one transaction, so they become durable
     // together whenever sled writes; an explicit flush (an fsync) per batch would cost more
     // than the batch. Flush at least every FLUSH_EVERY during a long pass, and at its end.
