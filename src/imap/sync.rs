@@ -371,8 +371,9 @@ async fn sync_pass(
     if !to_move.is_empty() {
         stats.moved_to_inbox = move_to_inbox(conn, ctx, &to_move).await?;
     }
-    // Unsolicited responses (EXISTS, EXPUNGE, FETCH FLAGS) stay in the channel: the watcher
-    // looks there for mail announced while we synced.
+    // Unsolicited responses (EXISTS, EXPUNGE, FETCH FLAGS) stay in async-imap's channel, and an
+    // EXISTS the header reader saw sets `conn.announced`: the watcher looks at both for mail
+    // announced while we synced.
     Ok(stats)
 }
 
@@ -426,8 +427,8 @@ async fn oldest_arrived_before(
 }
 
 /// UID ranges `a:b` covering `first..=last` for the header pass, each aiming at
-/// [`HEADER_BATCH`] mails. A range of UIDs, not a SEARCH result, so the pass needs no SEARCH. UIDs
-/// can be sparse after years of expunges: the span follows the density found so far.
+/// [`HEADER_BATCH`] mails. UIDs can be sparse after years of expunges: the span follows the
+/// density found so far.
 struct UidRanges {
     next: u32,
     last: u32,
