@@ -1,4 +1,5 @@
-//! `status` and `reminders` over 100,000 merchants on a real sled directory (target: < 1 s each).
+//! `status` and `reminders` over 100,000 merchants on a real sled directory (target: < 1 s each),
+//! and applying one Hecto mail there (matching among all merchants and its transaction).
 //!
 //! Run: `cargo bench --bench status`. Prints criterion's figures and a one-line summary per
 //! operation (time per call, merchants/s).
@@ -9,7 +10,8 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
 use hecto_watch::config::Config;
-use hecto_watch::merchant::{Merchant, Stage};
+use hecto_watch::mail::{self, Rules};
+use hecto_watch::merchant::{FolderRole, MailSource, Merchant, Stage};
 use hecto_watch::ops;
 use hecto_watch::schedule::Calendar;
 use hecto_watch::store::{Export, Store, SCHEMA_VERSION};
@@ -84,6 +86,41 @@ fn bench(c: &mut Criterion) {
             MERCHANTS as f64 / per
         );
     }
+    apply_mails(&store, now);
+}
+
+/// Hecto mails to merchants' contact addresses, each applied in its own transaction as the ingest
+/// does. The first one loads the merchants for matching; the figure is the mean over all.
+fn apply_mails(store: &Store, now: DateTime<Utc>) {
+    let rules = Rules::default();
+    let raw = "From: =?UTF-8?B?7Zel7Yag7YyM7J2064K47IWc?= <contract@hectofinancial.co.kr>\r\n\
+               To: pay0@shop0.example\r\nSubject: =?UTF-8?B?W+2Xpe2GoO2MjOydtOuCuOyFnF0g6rOE7JW97JmE66OMIOyViOuCtA==?=\r\n\
+               Message-ID: <x@hecto>\r\nDate: Thu, 26 Nov 2026 10:00:00 +0900\r\n\r\n계약이 완료되었습니다.\r\n";
+    let base = mail::classify(raw.as_bytes(), &rules);
+    assert!(base.kind.is_hecto(), "the bench mail must be Hecto's: {:?}", base.kind);
+    let source = MailSource {
+        account: "bench".into(),
+        folder: "INBOX".into(),
+        role: FolderRole::Inbox,
+        uid: None,
+        uid_validity: None,
+        internal_date: None,
+        move_to_inbox: false,
+    };
+    let n = 200;
+    let start = Instant::now();
+    let mut matched = 0;
+    for i in 0..n {
+        let mut c = base.clone();
+        c.recipients = vec![format!("pay{i}@shop{}.example", i % 5000)];
+        c.message_id = Some(format!("bench-{i}@hecto"));
+        matched += usize::from(store.apply_mail(&c, &source, &rules, &[], now).expect("apply").merchant.is_some());
+    }
+    let per = start.elapsed().as_secs_f64() / f64::from(n);
+    println!(
+        "SUMMARY apply: {:.2} ms per Hecto mail over {MERCHANTS} merchants ({matched} of {n} matched)",
+        per * 1000.0
+    );
 }
 
 criterion_group!(benches, bench);

@@ -141,6 +141,27 @@ fn unassigned_mail_is_kept_and_operators_are_told_once() {
 }
 
 #[test]
+fn matching_sees_merchants_added_removed_and_changed_since_the_last_mail() {
+    let (_d, s) = open();
+    let now = t("2026-11-04T12:00:00+09:00");
+    let apply = |to: &str, id: &str, uid: u32| {
+        s.apply_mail(&guidance(to, Some(id)), &junk(uid), &Rules::default(), OPS, now).unwrap()
+    };
+    // The first mail loads the merchants for matching; the later ones must not match a stale list.
+    assert!(apply("new@corp.test", "k1@hecto", 1).unassigned);
+    add(&s, "alpha", "new@corp.test", None);
+    assert_eq!(apply("new@corp.test", "k2@hecto", 2).merchant.as_deref(), Some("alpha"));
+    // A changed contact address (same merchant, other identity).
+    let mut m = s.merchant("alpha").unwrap().unwrap();
+    m.contact = "moved@corp.test".into();
+    s.update_merchant(&m, &[]).unwrap();
+    assert!(apply("new@corp.test", "k3@hecto", 3).unassigned);
+    assert_eq!(apply("moved@corp.test", "k4@hecto", 4).merchant.as_deref(), Some("alpha"));
+    s.remove_merchant("alpha").unwrap();
+    assert!(apply("moved@corp.test", "k5@hecto", 5).unassigned);
+}
+
+#[test]
 fn not_hecto_mail_only_moves_the_cursor() {
     let (_d, s) = open();
     add(&s, "acme", "pay@acme.test", None);
