@@ -162,6 +162,24 @@ fn matching_sees_merchants_added_removed_and_changed_since_the_last_mail() {
 }
 
 #[test]
+fn a_mid_recorded_from_a_mail_matches_the_next_mail() {
+    let (_d, s) = open();
+    let now = t("2026-11-04T12:00:00+09:00");
+    add(&s, "alpha", "pay@alpha.test", None);
+    // 계약완료 to the contact address, carrying the merchant's MID: recorded on the merchant.
+    let mut done = guidance("pay@alpha.test", Some("done@hecto"));
+    done.kind = MailKind::ContractCompleted;
+    done.mids = vec!["alpha0001".into()];
+    assert_eq!(s.apply_mail(&done, &junk(1), &Rules::default(), OPS, now).unwrap().merchant.as_deref(), Some("alpha"));
+    assert_eq!(s.merchant("alpha").unwrap().unwrap().mids, vec!["alpha0001".to_string()]);
+    // A later mail to another address names only that MID: matching knows it now.
+    let mut later = guidance("settlement@elsewhere.test", Some("later@hecto"));
+    later.mids = vec!["alpha0001".into()];
+    let a = s.apply_mail(&later, &junk(2), &Rules::default(), OPS, now).unwrap();
+    assert_eq!((a.merchant.as_deref(), a.unassigned), (Some("alpha"), false));
+}
+
+#[test]
 fn not_hecto_mail_only_moves_the_cursor() {
     let (_d, s) = open();
     add(&s, "acme", "pay@acme.test", None);

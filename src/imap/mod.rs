@@ -217,13 +217,13 @@ async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationT
     // The second lane's connection logs in while the first one does and lists the folders: a
     // login is mostly waiting for the server, and nearly every account has a junk or sent folder.
     let listed = async {
-        let mut conn = open(account, cancel).await?;
+        let mut conn = sync::connect_or_cancel(account, cancel).await?;
         match folders::list(&mut conn.session).await {
             Ok(list) => Ok((conn, list)),
             Err(e) => Err(SyncError::Imap(e)),
         }
     };
-    let (listed, lane_conn) = futures::join!(listed, open(account, cancel));
+    let (listed, lane_conn) = futures::join!(listed, sync::connect_or_cancel(account, cancel));
     let (conn, list) = match listed {
         Ok(l) => l,
         Err(e) => {
@@ -258,16 +258,16 @@ async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationT
     let rest: Vec<usize> = (0..plan.len()).filter(|i| *i != served).collect();
     let (hand_over, promised) = tokio::sync::oneshot::channel::<Connection>();
     let inbox_lane = async {
-        let Some(folder) = plan.get(served) else { return Vec::new() };
+        let folder = plan.get(served)?;
         let span = info_span!("folder", folder = %folder.name);
-        vec![scan_folder(account, folder, Some(conn), Some(promised), ingest, cancel, hooks).instrument(span).await]
+        Some(scan_folder(account, folder, Some(conn), Some(promised), ingest, cancel, hooks).instrument(span).await)
     };
     let other_lane =
         scan_lane(account, rest.iter().map(|i| &plan[*i]), lane_conn.ok(), hand_over, ingest, cancel, hooks);
     let (mut inbox, others) = futures::join!(inbox_lane, other_lane);
     let mut others = others.into_iter();
     let results: Vec<Result<SyncStats, SyncError>> = (0..plan.len())
-        .map(|i| if i == served { inbox.pop() } else { others.next() })
+        .map(|i| if i == served { inbox.take() } else { others.next() })
         .map(|r| r.unwrap_or(Err(SyncError::Cancelled)))
         .collect();
     for (folder, result) in plan.iter().zip(results) {
@@ -313,7 +313,7 @@ async fn scan_folder(
 ) -> Result<SyncStats, SyncError> {
     let mut conn = match conn {
         Some(c) => c,
-        None => open(account, cancel).await?,
+        None => sync::connect_or_cancel(account, cancel).await?,
     };
     let ctx = sync::FolderCtx { account, folder, ingest, cancel, hooks };
     let result = sync::sync_folder_with(&mut conn, &ctx, helper).await;
@@ -340,7 +340,7 @@ async fn scan_lane<'a>(
         let result = async {
             let c = match conn.as_mut() {
                 Some(c) => c,
-                None => conn.insert(open(account, cancel).await?),
+                None => conn.insert(sync::connect_or_cancel(account, cancel).await?),
             };
             let ctx = sync::FolderCtx { account, folder, ingest, cancel, hooks };
             sync::sync_folder(c, &ctx).await
@@ -358,13 +358,6 @@ async fn scan_lane<'a>(
         }
     }
     results
-}
-
-async fn open(account: &Account, cancel: &CancellationToken) -> Result<Connection, SyncError> {
-    tokio::select! {
-        _ = cancel.cancelled() => Err(SyncError::Cancelled),
-        r = connect(account) => r.map_err(|e| SyncError::Imap(e.into())),
-    }
 }
 
 /// `folders`: every selectable folder of an account with the role detected (INBOX, junk, sent;

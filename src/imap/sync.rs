@@ -467,6 +467,14 @@ impl Iterator for UidRanges {
     }
 }
 
+/// A new connection, unless cancelled first.
+pub(super) async fn connect_or_cancel(account: &Account, cancel: &CancellationToken) -> Result<Connection, SyncError> {
+    tokio::select! {
+        _ = cancel.cancelled() => Err(SyncError::Cancelled),
+        r = connect(account) => r.map_err(|e| SyncError::Imap(e.into())),
+    }
+}
+
 /// A second connection on the same folder (EXAMINEd, same UIDVALIDITY) for a big pass: the
 /// promised one if it comes within [`PROMISED_HELPER_WAIT`], else a new one.
 async fn open_helper(
@@ -483,10 +491,7 @@ async fn open_helper(
     };
     let mut helper = match handed_over {
         Some(c) => c,
-        None => tokio::select! {
-            _ = ctx.cancel.cancelled() => return Err(SyncError::Cancelled),
-            r = connect(ctx.account) => r.map_err(|e| SyncError::Imap(e.into()))?,
-        },
+        None => connect_or_cancel(ctx.account, ctx.cancel).await?,
     };
     let mbox = net(ctx, "EXAMINE", helper.session.examine(&ctx.folder.raw)).await?;
     if mbox.uid_validity != Some(uid_validity) {

@@ -21,8 +21,8 @@ use super::render::Renderer;
 use super::smtp::Deliver;
 #[cfg(test)]
 use super::smtp::SendError;
-use crate::merchant::{Merchant, Stage};
-use crate::schedule::calendar::kst_date;
+use crate::merchant::Merchant;
+use crate::schedule::due::{open_window, window_instance};
 use crate::store::{Delivery, NoticeKind, OutboxEntry, Store};
 
 /// How failed sends are retried.
@@ -102,12 +102,7 @@ pub fn is_due(e: &OutboxEntry, now: DateTime<Utc>) -> bool {
 /// The window instance a merchant has open now (`guidance@20270205`), for dropping reminders
 /// that went stale while they waited (the guidance mail arrived during an SMTP outage).
 fn open_instance(m: &Merchant) -> Option<String> {
-    let (window, opened) = match m.stage {
-        Stage::Applied => ("guidance", m.applied_at),
-        Stage::CardReviewRequested => ("card_review", m.stage_since),
-        _ => return None,
-    };
-    Some(format!("{window}@{}", kst_date(opened).format("%Y%m%d")))
+    open_window(m).map(|(window, opened)| window_instance(window, opened))
 }
 
 /// The outbox and its sender: renders, sends through `D`, records outcomes.
@@ -193,13 +188,7 @@ impl<D: Deliver> Notifier<D> {
         }
         if entry.kind == NoticeKind::Reminder {
             if let Some(stale) = self.stale_reason(&entry)? {
-                info!(reason = %stale, "Reminder dropped: its window closed while it waited");
-                entry.status = Delivery::Failed;
-                entry.last_error = Some(format!("not sent: {stale}"));
-                entry.next_attempt_at = None;
-                self.store.put_outbox(&entry)?;
-                self.store.flush().await?;
-                return Ok(Some(Outcome::of(&entry, OutcomeKind::Failed)));
+                return self.give_up(entry, format!("not sent: {stale}")).await.map(Some);
             }
         }
         let rendered = match &entry.rendered {

@@ -44,25 +44,32 @@ impl Deadline {
     /// `guidance@20261102`: one window instance; reopening the window (an operator moving the
     /// merchant back) starts a new one with its own reminder count.
     pub fn instance(&self) -> String {
-        format!("{}@{}", self.window.as_str(), kst_date(self.opened).format("%Y%m%d"))
+        window_instance(self.window, self.opened)
+    }
+}
+
+/// `guidance@20261102`: the window and the KST day it opened.
+pub fn window_instance(window: Window, opened: DateTime<Utc>) -> String {
+    format!("{}@{}", window.as_str(), kst_date(opened).format("%Y%m%d"))
+}
+
+/// Which window a merchant's stage has open, and since when.
+pub fn open_window(m: &Merchant) -> Option<(Window, DateTime<Utc>)> {
+    match m.stage {
+        Stage::Applied => Some((Window::Guidance, m.applied_at)),
+        Stage::CardReviewRequested => Some((Window::CardReview, m.stage_since)),
+        _ => None,
     }
 }
 
 /// The open window of a merchant, if its stage has one.
 pub fn deadline(m: &Merchant, windows: &Windows, cal: &Calendar) -> Option<Deadline> {
-    match m.stage {
-        Stage::Applied => {
-            let opened = m.applied_at;
-            let day = cal.add_business_days(kst_date(opened), windows.guidance_business_days);
-            Some(Deadline { window: Window::Guidance, opened, due: end_of_day(day) })
-        }
-        Stage::CardReviewRequested => {
-            let opened = m.stage_since;
-            let day = kst_date(opened) + chrono::Days::new(u64::from(windows.card_review_days));
-            Some(Deadline { window: Window::CardReview, opened, due: end_of_day(day) })
-        }
-        _ => None,
-    }
+    let (window, opened) = open_window(m)?;
+    let day = match window {
+        Window::Guidance => cal.add_business_days(kst_date(opened), windows.guidance_business_days),
+        Window::CardReview => kst_date(opened) + chrono::Days::new(u64::from(windows.card_review_days)),
+    };
+    Some(Deadline { window, opened, due: end_of_day(day) })
 }
 
 /// Reminders already enqueued, per (merchant, window instance): their enqueue times in order.

@@ -225,6 +225,14 @@ fn tx_next_seq(meta: &TransactionalTree) -> TxResult<u64> {
     Ok(seq)
 }
 
+/// Who the merchants are changed: mails matched before must be re-matched, and matching's
+/// in-memory list reloaded.
+fn tx_bump_merchants_gen(meta: &TransactionalTree) -> TxResult<()> {
+    let gen = u64_be(meta.get(b"merchants_gen")?);
+    meta.insert(b"merchants_gen".as_slice(), &(gen + 1).to_be_bytes())?;
+    Ok(())
+}
+
 fn tx_advance_cursor(cursors: &TransactionalTree, account: &str, folder: &str, to: Cursor) -> TxResult<()> {
     let key = cursor_key(account, folder);
     let current: Option<Cursor> = tx_get(cursors, "cursor", &key)?;
@@ -340,8 +348,7 @@ impl Store {
                 merchants.insert(m.id.as_bytes(), enc(m))?;
                 let seq = tx_next_seq(meta)?;
                 events.insert(event_key(&m.id, seq), enc(&event))?;
-                let gen = u64_be(meta.get(b"merchants_gen")?);
-                meta.insert(b"merchants_gen".as_slice(), &(gen + 1).to_be_bytes())?;
+                tx_bump_merchants_gen(meta)?;
                 Ok(())
             })
             .map_err(flatten_tx_error)
@@ -355,8 +362,7 @@ impl Store {
                     return abort(Refused::UnknownMerchant(m.id.clone()).into());
                 };
                 if !same_identity(&old, m) {
-                    let gen = u64_be(meta.get(b"merchants_gen")?);
-                    meta.insert(b"merchants_gen".as_slice(), &(gen + 1).to_be_bytes())?;
+                    tx_bump_merchants_gen(meta)?;
                 }
                 merchants.insert(m.id.as_bytes(), enc(m))?;
                 for e in new_events {
@@ -386,8 +392,7 @@ impl Store {
                 for k in &pending {
                     outbox.remove(k.as_slice())?;
                 }
-                let gen = u64_be(meta.get(b"merchants_gen")?);
-                meta.insert(b"merchants_gen".as_slice(), &(gen + 1).to_be_bytes())?;
+                tx_bump_merchants_gen(meta)?;
                 Ok(m)
             })
             .map_err(flatten_tx_error)
@@ -526,6 +531,10 @@ impl Store {
                         return abort(anyhow!(StaleMatch));
                     };
                     let effect = merchant::apply_mail(&m, mail, source, rules, rule, now);
+                    if !same_identity(&m, &effect.merchant) {
+                        // A contract-completed mail brings the merchant's MIDs.
+                        tx_bump_merchants_gen(meta)?;
+                    }
                     merchants.insert(id.as_bytes(), enc(&effect.merchant))?;
                     for e in &effect.events {
                         let seq = tx_next_seq(meta)?;
@@ -742,8 +751,7 @@ impl Store {
                     outbox.insert(o.key.as_bytes(), enc(o))?;
                 }
                 meta.insert(b"next_seq".as_slice(), &max_seq.to_be_bytes())?;
-                let gen = u64_be(meta.get(b"merchants_gen")?);
-                meta.insert(b"merchants_gen".as_slice(), &(gen + 1).to_be_bytes())?;
+                tx_bump_merchants_gen(meta)?;
                 Ok(())
             })
             .map_err(flatten_tx_error)?;
