@@ -197,7 +197,10 @@ impl Engine {
         }
         let tick = |notifier: Arc<Notifier<SmtpDeliver>>| {
             let (config, calendar) = (self.config.clone(), self.calendar.clone());
-            async move { crate::notify::tick(&notifier, &config, &calendar, now).await }
+            async move {
+                crate::notify::tick(&notifier, &config, &calendar, now, &tokio_util::sync::CancellationToken::new())
+                    .await
+            }
         };
         match (&self.notifier, tokio::runtime::Handle::try_current()) {
             (Some(n), Ok(handle)) => handle.block_on(tick(n.clone())),

@@ -25,6 +25,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::control::{server, Engine};
 use crate::ingest::Ingest;
+use crate::notify::DrainLock;
 use crate::schedule::Calendar;
 use crate::store::Store;
 use health::Health;
@@ -67,7 +68,9 @@ pub async fn run(opts: RunOptions, config: Config, shutdown: CancellationToken) 
     spawn_signal_handlers(shutdown.clone())?;
 
     let mut config = Arc::new(config);
-    let mut generation = start(&opts, &config, &store, &listener, &notifier, &shutdown)?;
+    // One for every generation: an old generation's drain may outlive its stop by a send.
+    let drain_lock = DrainLock::default();
+    let mut generation = start(&opts, &config, &store, &listener, &notifier, &drain_lock, &shutdown)?;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -88,14 +91,14 @@ pub async fn run(opts: RunOptions, config: Config, shutdown: CancellationToken) 
                         let new = Arc::new(new);
                         // A config can parse and still fail to start (an unreadable password or
                         // holiday file): then the old one runs on rather than the daemon exiting.
-                        generation = match start(&opts, &new, &store, &listener, &notifier, &shutdown) {
+                        generation = match start(&opts, &new, &store, &listener, &notifier, &drain_lock, &shutdown) {
                             Ok(g) => {
                                 config = new;
                                 g
                             }
                             Err(e) => {
                                 tracing::error!(config = %path.display(), error = %format!("{e:#}"), "SIGHUP: the new configuration cannot start, keeping the old one");
-                                start(&opts, &config, &store, &listener, &notifier, &shutdown)?
+                                start(&opts, &config, &store, &listener, &notifier, &drain_lock, &shutdown)?
                             }
                         };
                     }
@@ -140,6 +143,7 @@ fn start(
     store: &Store,
     listener: &Arc<UnixListener>,
     notifier: &Arc<Notifier>,
+    drain_lock: &DrainLock,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Generation> {
     let cancel = shutdown.child_token();
@@ -148,7 +152,9 @@ fn start(
     let ingest = Ingest::new(store.clone(), config, opts.clock);
     let health = Arc::new(Health::new(config.accounts.iter().map(|a| a.name.as_str())));
     let sender = match &config.smtp {
-        Some(_) => Some(Arc::new(crate::notify::smtp_notifier(store.clone(), config)?)),
+        Some(_) => {
+            Some(Arc::new(crate::notify::smtp_notifier(store.clone(), config)?.with_drain_lock(drain_lock.clone())))
+        }
         None => None,
     };
     let engine = Engine {

@@ -25,7 +25,7 @@ pub mod template;
 use anyhow::{anyhow, Context};
 use lettre::message::Mailbox;
 
-pub use outbox::{retry, Notifier, Outcome, OutcomeKind, RetryPolicy};
+pub use outbox::{retry, DrainLock, Notifier, Outcome, OutcomeKind, RetryPolicy};
 pub use render::Renderer;
 pub use schedule::{next_tick, run_schedule, tick, TickReport};
 pub use sender::run_sender;

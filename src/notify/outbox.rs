@@ -113,9 +113,13 @@ pub struct Notifier<D: Deliver> {
     from: Mailbox,
     from_domain: String,
     policy: RetryPolicy,
-    /// One drain at a time (the schedule's tick and the sender task may both drain).
-    drain_lock: tokio::sync::Mutex<()>,
+    /// One drain at a time: the schedule's tick and the sender task may both drain, and so may
+    /// the previous configuration's tasks for a while after a SIGHUP (see [`Notifier::with_drain_lock`]).
+    drain_lock: DrainLock,
 }
+
+/// Held by whoever drains an outbox.
+pub type DrainLock = std::sync::Arc<tokio::sync::Mutex<()>>;
 
 impl<D: Deliver> Notifier<D> {
     pub fn new(store: Store, deliver: D, renderer: Renderer, from: Mailbox) -> Notifier<D> {
@@ -126,8 +130,15 @@ impl<D: Deliver> Notifier<D> {
             renderer,
             from,
             policy: RetryPolicy::default(),
-            drain_lock: tokio::sync::Mutex::new(()),
+            drain_lock: DrainLock::default(),
         }
+    }
+
+    /// Share the drain lock with other notifiers of the same outbox (the daemon's configuration
+    /// generations), so two of them never send the same due entry at once.
+    pub fn with_drain_lock(mut self, lock: DrainLock) -> Self {
+        self.drain_lock = lock;
+        self
     }
 
     pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
@@ -508,5 +519,41 @@ mod tests {
         assert_eq!(out[0].result, OutcomeKind::Failed);
         assert!(out[0].error.as_deref().unwrap().contains("window guidance@20270205 closed"), "{out:?}");
         assert_eq!(n.deliverer().sent.lock().unwrap().len(), 1, "only the try during the outage");
+    }
+
+    /// Takes 10 s to deliver (paused time) and counts deliveries.
+    struct Slow(std::sync::atomic::AtomicU32);
+
+    impl Deliver for Slow {
+        async fn deliver(&self, _: &lettre::Message) -> Result<(), SendError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn notifiers_sharing_a_drain_lock_send_a_due_entry_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.enqueue(&[spam_entry()]).unwrap();
+        let lock = DrainLock::default();
+        // The old and the new configuration's notifiers over one outbox, right after a SIGHUP.
+        let notifier = || {
+            Notifier::new(
+                store.clone(),
+                Slow(std::sync::atomic::AtomicU32::new(0)),
+                Renderer::new(&Reminders::default()).unwrap(),
+                "Hecto Watch <noreply@example.test>".parse().unwrap(),
+            )
+            .with_drain_lock(lock.clone())
+        };
+        let (old, new) = (notifier(), notifier());
+        let now = t("2027-02-08T11:00:05+09:00");
+        let cancel = CancellationToken::new();
+        let (a, b) = tokio::join!(old.drain(now, &cancel), new.drain(now, &cancel));
+        assert_eq!(a.unwrap().len() + b.unwrap().len(), 1, "one of them sends it");
+        let sent = |n: &Notifier<Slow>| n.deliverer().0.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(sent(&old) + sent(&new), 1);
     }
 }

@@ -37,6 +37,7 @@ pub async fn tick<D: Deliver>(
     config: &Config,
     calendar: &Calendar,
     now: DateTime<Utc>,
+    cancel: &CancellationToken,
 ) -> anyhow::Result<TickReport> {
     let store = notifier.store();
     let (due, _) = ops::reminders_due(store, config, calendar, now).context("cannot compute the reminders due")?;
@@ -46,7 +47,7 @@ pub async fn tick<D: Deliver>(
         info!(count = enqueued.len(), "Reminders enqueued");
     }
     super::crash_after("enqueue");
-    let outcomes = notifier.drain(now, &CancellationToken::new()).await?;
+    let outcomes = notifier.drain(now, cancel).await?;
     Ok(TickReport { at: now, enqueued, outcomes })
 }
 
@@ -76,7 +77,7 @@ pub async fn run_schedule<D: Deliver>(
     let mut at = clock.now();
     loop {
         let span = info_span!("tick", at = %at.with_timezone(&Seoul).to_rfc3339());
-        match tick(&notifier, &config, &calendar, at).instrument(span).await {
+        match tick(&notifier, &config, &calendar, at, &cancel).instrument(span).await {
             Ok(r) => info!(enqueued = r.enqueued.len(), tried = r.outcomes.len(), "Reminder tick done"),
             Err(e) => {
                 error!(error = %format!("{e:#}"), "Reminder tick failed; the next tick recomputes")
