@@ -462,12 +462,13 @@ impl Config {
                 problems.push(format!("calendar.holidays_file: {} does not exist", f.display()));
             }
         }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            problems.push(format!(
+                "log.filter: {:?} is not a tracing filter (like \"info\" or \"hecto_watch=debug\"): {e}",
+                self.log.filter
+            ));
+        }
         problems.extend(self.rules.validate());
-    }
-
-    /// Whether a sending side is configured (the `reminders`/`remind` commands work without one).
-    pub fn operators(&self) -> &[String] {
-        &self.reminders.operators
     }
 }
 
@@ -575,8 +576,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = match unit.trim() {
         "" | "s" | "sec" | "secs" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),
-        "m" | "min" | "mins" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+        "m" | "min" | "mins" => Duration::from_secs(n.checked_mul(60).ok_or_else(|| format!("{s:?} is too long"))?),
+        "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(|| format!("{s:?} is too long"))?),
         _ => return Err(format!("{s:?} has an unknown unit; use ms, s, m or h")),
     };
     Ok(d)
@@ -584,7 +585,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
-    #[serde(untagged)]
+    #[serde(untagged, expecting = "a duration like \"60s\", \"5m\" or a number of seconds")]
     enum Raw {
         Int(u64),
         Str(String),
@@ -645,6 +646,9 @@ colour = "blue"
 schedule = "every morning"
 operators = ["not an address"]
 
+[log]
+filter = "hecto_watch=loudest"
+
 [bogus]
 x = 1
 "#;
@@ -655,7 +659,8 @@ x = 1
         assert!(all.contains("reminders.schedule"), "{all}");
         assert!(all.contains("reminders.operators[0]"), "{all}");
         assert!(all.contains("bogus"), "{all}");
-        assert_eq!(err.problems.len(), 5, "{all}");
+        assert!(all.contains("log.filter"), "{all}");
+        assert_eq!(err.problems.len(), 6, "{all}");
     }
 
     #[test]
@@ -685,6 +690,9 @@ x = 1
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("soon").is_err());
+        // Too long to count in seconds: an error, not an overflow.
+        assert!(parse_duration("999999999999999999h").unwrap_err().contains("too long"));
+        assert!(parse_duration("999999999999999999m").unwrap_err().contains("too long"));
         let c = Config::parse("[calendar]\nextra_holidays = [\"2027-06-09\", 2027-06-10]\n").unwrap();
         assert_eq!(c.calendar.extra_holidays.len(), 2);
         assert!(Config::parse("[calendar]\nextra_holidays = [\"June 9\"]\n").is_err());

@@ -177,7 +177,8 @@ impl Engine {
             Request::Remind => json(self.remind(now)?)?,
             Request::Retry { keys, all } => {
                 let back = crate::notify::retry(store, keys, *all)?;
-                store.flush_blocking()?;
+                // In the daemon the sender sends them now, not at its next minutely look.
+                self.ingest.outbox_ready().notify_one();
                 json(back)?
             }
         };

@@ -40,7 +40,10 @@ use sha2::Digest;
 
 pub use extract::valid_business_number;
 pub use rules::{Rules, SenderAuth, SubjectWords};
-pub use subject::{normalise as normalise_subject, strip_decorations};
+
+/// The header hecto-watch puts on the mail it sends (`notify` writes it): mail carrying it is
+/// our own and never advances a merchant.
+pub const SELF_HEADER: &str = "X-Hecto-Watch";
 
 /// What a mail is, per SPEC §3 ("first match wins").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -323,7 +326,7 @@ fn examine(
                 } else if name.eq_ignore_ascii_case("X-Spam-Status") {
                     let v = raw_value(raw_msg, h);
                     spam_header |= v.trim_start().get(..3).is_some_and(|p| p.eq_ignore_ascii_case("yes"));
-                } else if name.eq_ignore_ascii_case("X-Hecto-Watch") {
+                } else if name.eq_ignore_ascii_case(SELF_HEADER) {
                     self_sent = true;
                 }
             }

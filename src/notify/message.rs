@@ -8,8 +8,9 @@ use lettre::message::{Mailbox, Message, MultiPart};
 
 use crate::store::{OutboxEntry, Rendered};
 
-/// The header that marks mail sent by hecto-watch; its value is the outbox key.
-pub const HEADER: &str = "X-Hecto-Watch";
+/// The header that marks mail sent by hecto-watch; its value is the outbox key. The classifier
+/// reads the same constant.
+pub const HEADER: &str = crate::mail::SELF_HEADER;
 
 /// Why a message could not be built (a permanent problem of the entry, not of the server).
 #[derive(Debug, thiserror::Error)]

@@ -301,7 +301,7 @@ impl<D: Deliver> Notifier<D> {
 pub fn retry(store: &Store, keys: &[String], all: bool) -> anyhow::Result<Vec<OutboxEntry>> {
     use crate::store::Refused;
     let targets: Vec<OutboxEntry> = if all {
-        store.outbox_entries()?.into_iter().filter(|e| e.status == Delivery::Failed).collect()
+        crate::ops::failed(store)?
     } else {
         if keys.is_empty() {
             return Err(Refused::BadInput(
