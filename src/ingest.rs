@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::mail::prefilter::Prefilter;
 use crate::mail::{self, Classified, Rules};
 pub use crate::merchant::{FolderRole, MailSource};
 use crate::store::Store;
@@ -20,6 +21,8 @@ pub use crate::store::{Applied, Cursor};
 pub struct Ingest {
     store: Store,
     rules: Arc<Rules>,
+    /// Built once from `rules`: the header pass asks it about every mail.
+    prefilter: Arc<Prefilter>,
     operators: Arc<Vec<String>>,
     clock: Clock,
     outbox_ready: Arc<tokio::sync::Notify>,
@@ -30,6 +33,7 @@ impl Ingest {
         Ingest {
             store,
             rules: Arc::new(config.rules.clone()),
+            prefilter: Arc::new(Prefilter::new(&config.rules)),
             operators: Arc::new(config.reminders.operators.clone()),
             clock,
             outbox_ready: Arc::new(tokio::sync::Notify::new()),
@@ -42,6 +46,10 @@ impl Ingest {
 
     pub fn rules(&self) -> &Rules {
         &self.rules
+    }
+
+    pub fn prefilter(&self) -> &Prefilter {
+        &self.prefilter
     }
 
     pub fn clock(&self) -> Clock {

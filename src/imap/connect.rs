@@ -67,8 +67,6 @@ impl Caps {
 pub struct Connection {
     pub session: Session,
     pub caps: Caps,
-    /// `host:port`, for messages.
-    pub endpoint: String,
     /// An `EXISTS` or `RECENT` that [`fast_fetch`](super::fast_fetch) read past (async-imap's
     /// own unsolicited responses go to `session.unsolicited_responses`).
     pub announced: bool,
@@ -207,7 +205,7 @@ async fn connect_inner(account: &Account, endpoint: String) -> Result<Connection
         Err(_) => return Err(ConnectError::Protocol { endpoint, what: "CAPABILITY", reason: "no answer".into() }),
     };
     debug!(idle = caps.idle, r#move = caps.move_, uidplus = caps.uidplus, special_use = caps.special_use, "Logged in");
-    Ok(Connection { session, caps, endpoint, announced: false })
+    Ok(Connection { session, caps, announced: false })
 }
 
 async fn tcp_connect(account: &Account, endpoint: &str) -> Result<TcpStream, ConnectError> {

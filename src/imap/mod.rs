@@ -15,7 +15,7 @@
 //! What it must never do (SPEC §6): change a mail — bodies are fetched with `BODY.PEEK` from a
 //! folder opened with EXAMINE, so nothing gets `\Seen`; the only write is the opt-in
 //! `move_found_in_spam`, which moves exactly the UIDs concerned (never a plain EXPUNGE). It never
-//! advances a folder's cursor past a mail whose effects are not committed and flushed, and never
+//! advances a folder's cursor past a mail whose effects are not committed, and never
 //! logs a password or a mail body.
 //!
 //! Files: [`transport`] (TCP/TLS stream with read/write deadlines), [`connect`] (TLS, login,
@@ -175,7 +175,7 @@ fn progress_bar(mode: ProgressMode) -> Option<ProgressBar> {
 /// `scan --once`: one pass over every watched folder of every account (accounts and folders in
 /// parallel, a connection per folder). Never fails as a whole: what
 /// could not be scanned is listed in [`ScanSummary::errors`]. Cancelling stops at the next safe
-/// point (between mails), with everything done so far committed and flushed.
+/// point (between mails), with everything done so far committed (the caller flushes).
 pub async fn scan_once(
     config: &Config,
     ingest: &Ingest,

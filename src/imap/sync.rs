@@ -22,7 +22,9 @@
 //! 6. With `move_found_in_spam`, move the junk folder's Hecto mail for a merchant to INBOX (after
 //!    the flush): `UID MOVE`, else `UID COPY` + `\Deleted` + `UID EXPUNGE` of exactly those UIDs.
 //!
-//! Cancellation is honoured between mails and during network waits, never inside an apply.
+//! Cancellation is honoured between mails and during network waits, never inside an apply. What
+//! was applied is committed with its cursor; callers flush when they stop (the daemon at
+//! shutdown, `scan --once` before it exits).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -85,9 +87,6 @@ pub struct SyncStats {
     pub unassigned: u64,
     pub duplicates: u64,
     pub moved_to_inbox: u64,
-    /// The folder was (re)scanned from the back-fill date: first sync or UIDVALIDITY change.
-    #[serde(skip)]
-    pub rescanned: bool,
 }
 
 impl SyncStats {
@@ -100,7 +99,6 @@ impl SyncStats {
         self.unassigned += o.unassigned;
         self.duplicates += o.duplicates;
         self.moved_to_inbox += o.moved_to_inbox;
-        self.rescanned |= o.rescanned;
     }
 }
 
@@ -147,10 +145,6 @@ where
             ))),
         },
     }
-}
-
-fn store_err(e: anyhow::Error) -> SyncError {
-    SyncError::Store(e)
 }
 
 /// `1:5,7,9:12` from ascending UIDs.
@@ -240,16 +234,8 @@ async fn sync_pass(
         }
     };
 
-    let cursor = ctx.ingest.cursor(account, folder).map_err(store_err)?;
+    let cursor = ctx.ingest.cursor(account, folder).map_err(SyncError::Store)?;
     let rescan = !matches!(cursor, Some(c) if c.uid_validity == uid_validity);
-    let mut pass = Pass {
-        uid_validity,
-        stats: SyncStats { rescanned: rescan, ..SyncStats::default() },
-        to_move: Vec::new(),
-        last_flush: std::time::Instant::now(),
-        window: None,
-        cursor_at: 0,
-    };
     let start = match cursor {
         Some(c) if !rescan => c.last_uid.saturating_add(1),
         Some(c) => {
@@ -259,19 +245,23 @@ async fn sync_pass(
         }
         None => 1,
     };
-    if rescan && ctx.account.backfill_days == 0 {
-        // No back-fill wanted: start watching from here, so the next pass is incremental.
-        ctx.ingest.skip(account, folder, uid_validity, newest_uid).map_err(store_err)?;
-        ctx.ingest.flush().await.map_err(store_err)?;
-        return Ok(pass.stats);
-    }
-    if newest_uid < start {
+    if newest_uid < start || (rescan && ctx.account.backfill_days == 0) {
         if rescan {
-            ctx.ingest.skip(account, folder, uid_validity, newest_uid).map_err(store_err)?;
-            ctx.ingest.flush().await.map_err(store_err)?;
+            // An empty folder, or no back-fill wanted: start watching from here, so the next
+            // pass is incremental.
+            ctx.ingest.skip(account, folder, uid_validity, newest_uid).map_err(SyncError::Store)?;
+            ctx.ingest.flush().await.map_err(SyncError::Store)?;
         }
-        return Ok(pass.stats); // nothing new: not a single command more (the common poll)
+        return Ok(SyncStats::default()); // nothing new: not a single command more (the common poll)
     }
+    let mut pass = Pass {
+        uid_validity,
+        stats: SyncStats::default(),
+        to_move: Vec::new(),
+        last_flush: std::time::Instant::now(),
+        window: None,
+        cursor_at: 0,
+    };
     let mut batches = Batches::Ranges(UidRanges::new(start, newest_uid));
     if rescan {
         // The back-fill window (SPEC §6), by arrival day as SEARCH SINCE applies it. SEARCH SINCE
@@ -305,7 +295,7 @@ async fn sync_pass(
     if !rescan || ahead > 0 {
         debug!(account = %account, folder = %folder, uids = %format!("{start}:{newest_uid}"), rescan, "New mail to look at");
     }
-    let prefilter = Prefilter::new(ctx.ingest.rules());
+    let prefilter = ctx.ingest.prefilter();
     if ahead as usize > HEADER_BATCH {
         // A big pass (first sync, rescan, long absence): this connection streams headers by UID
         // range while a second connection fetches bodies and the ingest applies them, so the
@@ -318,7 +308,7 @@ async fn sync_pass(
                 if ctx.cancel.is_cancelled() {
                     return Err(SyncError::Cancelled);
                 }
-                let seen = fetch_headers(conn, ctx, &prefilter, &set, |u| (a..=b).contains(&u)).await?;
+                let seen = fetch_headers(conn, ctx, prefilter, &set, |u| (a..=b).contains(&u)).await?;
                 batches.observe(seen.len(), a, b);
                 if tx.send((b, seen)).is_err() {
                     break;
@@ -339,25 +329,20 @@ async fn sync_pass(
             helper.logout().await;
             result
         };
-        let result = tokio::try_join!(producer, consumer);
-        if let Err(SyncError::Cancelled) = result {
-            ctx.ingest.flush().await.map_err(store_err)?;
-        }
-        result?;
+        tokio::try_join!(producer, consumer)?;
     } else {
         while let Some((set, a, b)) = batches.next() {
             if ctx.cancel.is_cancelled() {
-                ctx.ingest.flush().await.map_err(store_err)?;
                 return Err(SyncError::Cancelled);
             }
-            let seen = fetch_headers(conn, ctx, &prefilter, &set, |u| (a..=b).contains(&u)).await?;
+            let seen = fetch_headers(conn, ctx, prefilter, &set, |u| (a..=b).contains(&u)).await?;
             batches.observe(seen.len(), a, b);
             apply_batch(conn, ctx, &mut pass, b, seen).await?;
         }
     }
     if pass.cursor_at < newest_uid {
         // The UIDs a back-fill's SEARCH left out (or none at all): past them too.
-        ctx.ingest.skip(account, folder, uid_validity, newest_uid).map_err(store_err)?;
+        ctx.ingest.skip(account, folder, uid_validity, newest_uid).map_err(SyncError::Store)?;
     }
     let Pass { mut stats, to_move, .. } = pass;
     if let Some(bar) = &ctx.hooks.progress {
@@ -366,7 +351,7 @@ async fn sync_pass(
         bar.set_length(bar.length().unwrap_or(0).saturating_sub(unseen));
     }
     // Durable before the pass counts as done (and before anything leaves the junk folder).
-    ctx.ingest.flush().await.map_err(store_err)?;
+    ctx.ingest.flush().await.map_err(SyncError::Store)?;
 
     if !to_move.is_empty() {
         stats.moved_to_inbox = move_to_inbox(conn, ctx, &to_move).await?;
@@ -530,6 +515,10 @@ async fn apply_batch(
     let uid_validity = p.uid_validity;
     let n = seen.len() as u64;
     p.stats.mails_seen += n;
+    // Whether this folder's Hecto mail for a merchant will be moved to INBOX: the spam notice
+    // says so, so only when the server can (`move_to_inbox` leaves it in place otherwise).
+    let moves =
+        ctx.folder.role == FolderRole::Junk && ctx.account.move_found_in_spam && (conn.caps.move_ || conn.caps.uidplus);
     let mut wanted: Vec<u32> = seen.iter().filter(|s| s.needs_body).map(|s| s.uid).collect();
     // Size and arrival only for the few mails whose bodies we may need (asking for RFC822.SIZE
     // and INTERNALDATE in the header pass costs the server noticeably on every mail).
@@ -555,14 +544,12 @@ async fn apply_batch(
         let group = &wanted[start..end];
         start = end;
         if ctx.cancel.is_cancelled() {
-            ctx.ingest.flush().await.map_err(store_err)?;
             return Err(SyncError::Cancelled);
         }
         let bodies = fetch_bodies(conn, ctx, group).await?;
         for &uid in group {
             // Safe point: the previous mail is committed; stop here if asked.
             if ctx.cancel.is_cancelled() {
-                ctx.ingest.flush().await.map_err(store_err)?;
                 return Err(SyncError::Cancelled);
             }
             let Some((raw, internal_date)) = bodies.get(&uid) else {
@@ -578,13 +565,13 @@ async fn apply_batch(
                 uid: Some(uid),
                 uid_validity: Some(uid_validity),
                 internal_date: *internal_date,
-                move_to_inbox: ctx.folder.role == FolderRole::Junk && ctx.account.move_found_in_spam,
+                move_to_inbox: moves,
             };
             let (classified, applied) = ctx
                 .ingest
                 .apply(&source, raw)
                 .with_context(|| format!("cannot record mail UID {uid} of {folder:?}"))
-                .map_err(store_err)?;
+                .map_err(SyncError::Store)?;
             let span = info_span!(
                 "mail",
                 account = %account,
@@ -609,11 +596,7 @@ async fn apply_batch(
             p.stats.found_in_spam += u64::from(applied.found_in_spam);
             p.stats.unassigned += u64::from(applied.unassigned);
             p.stats.duplicates += u64::from(applied.duplicate);
-            let move_it = ctx.account.move_found_in_spam
-                && ctx.folder.role == FolderRole::Junk
-                && applied.is_hecto()
-                && applied.merchant.is_some()
-                && !applied.duplicate;
+            let move_it = moves && applied.is_hecto() && applied.merchant.is_some() && !applied.duplicate;
             if move_it {
                 p.to_move.push(uid);
             }
@@ -635,13 +618,13 @@ async fn apply_batch(
     }
     // Everything up to the batch's last UID is now handled: the rest needed no body (or
     // vanished meanwhile, or lies outside the back-fill window).
-    ctx.ingest.skip(account, folder, uid_validity, last_uid).map_err(store_err)?;
+    ctx.ingest.skip(account, folder, uid_validity, last_uid).map_err(SyncError::Store)?;
     p.cursor_at = last_uid;
     // Each mail's effects and the cursor share one transaction, so they become durable
     // together whenever sled writes; an explicit flush (an fsync) per batch would cost more
     // than the batch. Flush at least every FLUSH_EVERY during a long pass, and at its end.
     if p.last_flush.elapsed() >= FLUSH_EVERY {
-        ctx.ingest.flush().await.map_err(store_err)?;
+        ctx.ingest.flush().await.map_err(SyncError::Store)?;
         p.last_flush = std::time::Instant::now();
     }
     if let Some(bar) = &ctx.hooks.progress {
@@ -654,7 +637,7 @@ async fn apply_batch(
 async fn fetch_headers(
     conn: &mut Connection,
     ctx: &FolderCtx<'_>,
-    prefilter: &Prefilter,
+    prefilter: &crate::mail::prefilter::Prefilter,
     set: &str,
     keep: impl Fn(u32) -> bool,
 ) -> Result<Vec<Seen>, SyncError> {
@@ -675,62 +658,6 @@ async fn fetch_headers(
     seen.sort_unstable_by_key(|s| s.uid);
     seen.dedup_by_key(|s| s.uid);
     Ok(seen)
-}
-
-/// A fast, conservative pre-filter over the fetched header fields: `certainly_not_hecto` is
-/// `true` only when the classifier could not possibly call the mail Hecto's business, so most
-/// of a mailbox is passed over without parsing. SPEC §3 makes a mail Hecto's only through (a) a
-/// Hecto domain in From, To or Cc — addresses are literal ASCII (RFC 2047 §5 forbids encoded
-/// words in an addr-spec, and folding never splits a domain) — or (b) a From display name
-/// containing a Hecto name. So: if no configured Hecto domain or name occurs anywhere in the
-/// header bytes (case-insensitively) and the From field is plain ASCII without encoded words
-/// (nothing a decoder could turn into 헥토 or 세틀뱅크), the answer is certainly "not Hecto".
-/// Anything else goes to the classifier.
-pub struct Prefilter {
-    /// `None` (no domains or names configured): no shortcut, everything is classified.
-    needles: Option<regex::bytes::Regex>,
-}
-
-impl Prefilter {
-    pub fn new(rules: &crate::mail::Rules) -> Prefilter {
-        let alternatives: Vec<String> = rules
-            .hecto_domains
-            .iter()
-            .chain(rules.subject.hecto_names.iter())
-            .filter(|n| !n.is_empty())
-            .map(|n| regex::escape(n))
-            .collect();
-        let needles = if alternatives.is_empty() {
-            None
-        } else {
-            regex::bytes::Regex::new(&format!("(?i){}", alternatives.join("|"))).ok()
-        };
-        Prefilter { needles }
-    }
-
-    pub fn certainly_not_hecto(&self, header: &[u8]) -> bool {
-        match &self.needles {
-            Some(re) => !from_field_needs_decoding(header) && !re.is_match(header),
-            None => false,
-        }
-    }
-}
-
-/// Whether any From line (continuations included) has 8-bit bytes or an encoded word.
-fn from_field_needs_decoding(header: &[u8]) -> bool {
-    let mut inside = false;
-    for line in header.split(|b| *b == b'\n') {
-        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
-        if !continuation {
-            inside = line.len() > 4
-                && line[..4].eq_ignore_ascii_case(b"from")
-                && line[4..].trim_ascii_start().first() == Some(&b':');
-        }
-        if inside && (line.iter().any(|b| !b.is_ascii()) || line.windows(2).any(|w| w == b"=?")) {
-            return true;
-        }
-    }
-    false
 }
 
 type Bodies = BTreeMap<u32, (Vec<u8>, Option<DateTime<Utc>>)>;
@@ -861,45 +788,5 @@ mod tests {
     fn imap_dates_use_english_months() {
         let t = DateTime::parse_from_rfc3339("2026-09-07T23:00:00Z").unwrap().with_timezone(&Utc);
         assert_eq!(imap_date(t), "07-Sep-2026");
-    }
-}
-
-#[cfg(test)]
-mod prefilter_tests {
-    use super::*;
-    use crate::mail::{classify, Rules};
-
-    #[test]
-    fn prefilter_only_skips_what_the_classifier_calls_not_hecto() {
-        let rules = Rules::default();
-        let p = Prefilter::new(&rules);
-        let table: &[(&str, bool)] = &[
-            ("From: a@example.org\r\nTo: b@example.com\r\nSubject: =?UTF-8?B?7KCQ7Ius?=\r\n", true),
-            ("From: \"Sender 12\" <user12@example3.org>\r\nTo: me@example.test\r\n", true),
-            // Hecto domains anywhere, any case, subdomains, Cc.
-            ("From: contract@HectoFinancial.co.kr\r\nTo: b@example.com\r\n", false),
-            ("From: a@example.org\r\nCc: pg@mail.settlebank.co.kr\r\n", false),
-            // Display-name claims: plain, raw UTF-8, encoded (must go to the classifier).
-            ("From: Hecto Support <help@phish.example>\r\n", false),
-            ("From: \"헥토파이낸셜\" <help@phish.example>\r\n", false),
-            ("From: =?UTF-8?B?7Zel7Yag?= <help@phish.example>\r\n", false),
-            ("From: =?euc-kr?B?x+XF5A==?=\r\n <help@phish.example>\r\n", false),
-            // A folded From whose continuation carries the encoded word.
-            ("From: \"x\"\r\n =?UTF-8?B?7Zel7Yag?= <h@p.example>\r\nTo: a@b.example\r\n", false),
-        ];
-        for (header, skip) in table {
-            assert_eq!(p.certainly_not_hecto(header.as_bytes()), *skip, "{header:?}");
-            if *skip {
-                let c = classify(header.as_bytes(), &rules);
-                assert!(!c.kind.is_hecto(), "the classifier agrees: {header:?} → {:?}", c.kind);
-            }
-        }
-        // Every header the classifier calls Hecto's is one the prefilter lets through.
-        for (header, _) in table {
-            let c = classify(header.as_bytes(), &rules);
-            if c.kind.is_hecto() {
-                assert!(!p.certainly_not_hecto(header.as_bytes()), "{header:?}");
-            }
-        }
     }
 }

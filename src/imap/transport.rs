@@ -105,10 +105,6 @@ impl<S> Timed<S> {
         }
     }
 
-    pub fn read_timeout(&self) -> Option<Duration> {
-        self.read_timeout
-    }
-
     pub fn into_inner(self) -> S {
         self.inner
     }

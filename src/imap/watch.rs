@@ -186,13 +186,14 @@ pub async fn watch_folder(
         let conn = match conn {
             Ok(c) => c,
             Err(e) => {
-                let delay = if e.is_configuration() {
+                let configuration = e.is_configuration();
+                let delay = if configuration {
                     // A wrong password will not fix itself in 2 s; don't hammer the server.
-                    Backoff::default().ceiling().max(backoff.next_delay()).max(Duration::from_secs(60))
+                    backoff.next_delay().max(Duration::from_secs(60))
                 } else {
                     backoff.next_delay()
                 };
-                if e.is_configuration() {
+                if configuration {
                     error!(error = %e, retry_in_s = delay.as_secs(), "Cannot connect");
                 } else {
                     warn!(error = %e, retry_in_s = delay.as_secs(), "Cannot connect");
@@ -311,7 +312,7 @@ fn new_mail_announced(conn: &mut Connection) -> bool {
 
 /// One IDLE: until the server reports something, [`IDLE_REFRESH`] passes, or we are cancelled.
 async fn idle_once(conn: Connection, ctx: &FolderCtx<'_>) -> Result<Connection, SyncError> {
-    let Connection { session, caps, endpoint, announced } = conn;
+    let Connection { session, caps, announced } = conn;
     let lost = |what: &str, e: String| SyncError::Imap(anyhow::anyhow!("{what} in {:?}: {e}", ctx.folder.name));
     let mut handle = session.idle();
     match tokio::time::timeout(IO_TIMEOUT, handle.init()).await {
@@ -343,7 +344,7 @@ async fn idle_once(conn: Connection, ctx: &FolderCtx<'_>) -> Result<Connection, 
         Err(_) if !cancelled => return Err(lost("DONE", format!("no answer within {} s", DONE_TIMEOUT.as_secs()))),
         _ => return Err(SyncError::Cancelled),
     };
-    let conn = Connection { session, caps, endpoint, announced };
+    let conn = Connection { session, caps, announced };
     if cancelled {
         conn.logout().await;
         return Err(SyncError::Cancelled);

@@ -26,6 +26,7 @@ pub mod auth_results;
 mod charset;
 mod extract;
 mod html;
+pub mod prefilter;
 pub mod rules;
 mod subject;
 
