@@ -490,6 +490,9 @@ mod tests {
         assert!(r.subject.contains("스팸"), "{}", r.subject);
         assert!(r.text.contains("contracts / Junk"), "{}", r.text);
         assert!(r.text.contains("2027-02-08 (월) 11:00 KST"), "{}", r.text);
+        assert!(r.text.contains("[헥토파이낸셜] 계약 안내"), "the mail's subject: {}", r.text);
+        assert!(r.text.contains("에이씨미"), "the merchant: {}", r.text);
+        assert!(!r.subject.contains('\n') && !r.subject.contains('\r'), "a subject stays one line: {:?}", r.subject);
         let op = OutboxEntry::pending(
             "operator/suspicious/0011".into(),
             NoticeKind::OperatorNotice,

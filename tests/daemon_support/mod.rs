@@ -13,7 +13,6 @@ pub fn bin() -> &'static str {
 
 pub struct Daemon {
     pub child: Child,
-    pub dir: PathBuf,
     pub state: PathBuf,
     pub config: PathBuf,
     pub log: PathBuf,
@@ -28,15 +27,11 @@ impl Daemon {
         Daemon::start_with(dir, &cfg, envs)
     }
 
-    /// Start again on the same directory (after a kill).
-    pub fn restart(&self, envs: &[(&str, String)]) -> Daemon {
-        Daemon::start_with(&self.dir, &self.config, envs)
-    }
-
     fn start_with(dir: &Path, cfg: &Path, envs: &[(&str, String)]) -> Daemon {
         let state = dir.join("state");
-        let sock_path =
-            dir.join(format!("notify-{}.sock", Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id())));
+        static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let sock_path = dir.join(format!("notify-{}-{start}.sock", std::process::id()));
         let _ = std::fs::remove_file(&sock_path);
         let notify = UnixDatagram::bind(&sock_path).unwrap();
         let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
@@ -52,7 +47,7 @@ impl Daemon {
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap();
-        Daemon { child, dir: dir.to_owned(), state, config: cfg.to_owned(), log, notify }
+        Daemon { child, state, config: cfg.to_owned(), log, notify }
     }
 
     /// Wait for a notification containing `what` (e.g. `READY=1`); returns it.
