@@ -16,6 +16,9 @@ struct FolderState {
     bound: Duration,
 }
 
+/// The freshness bound of a folder that synced without being announced by [`Health::watch`].
+pub const UNANNOUNCED: Duration = Duration::from_secs(2 * 3600);
+
 #[derive(Debug, Default)]
 pub struct Health {
     folders: Mutex<BTreeMap<(String, String), FolderState>>,
@@ -34,10 +37,12 @@ impl Health {
         h
     }
 
-    /// A watcher starts watching a folder; it must sync within `bound` and then keep doing so.
+    /// A folder is (to be) watched; it must sync within `bound` and then keep doing so. Called
+    /// again when its watcher learns more (a connection shows whether the server has IDLE): the
+    /// latest bound counts.
     pub fn watch(&self, account: &str, folder: &str, bound: Duration) {
         if let Ok(mut f) = self.folders.lock() {
-            f.entry((account.to_owned(), folder.to_owned())).or_insert(FolderState {
+            f.entry((account.to_owned(), folder.to_owned())).and_modify(|s| s.bound = bound).or_insert(FolderState {
                 last_ok: None,
                 last_ok_at: None,
                 bound,
@@ -45,17 +50,17 @@ impl Health {
         }
     }
 
-    /// A folder synced successfully (a poll finished, or IDLE returned or was re-issued).
-    pub fn synced(&self, account: &str, folder: &str, bound: Duration) {
+    /// A folder synced successfully (a poll finished, or IDLE returned or was re-issued). Its
+    /// bound stays what [`Health::watch`] said; a folder never announced gets [`UNANNOUNCED`].
+    pub fn synced(&self, account: &str, folder: &str) {
         if let Ok(mut f) = self.folders.lock() {
             let e = f.entry((account.to_owned(), folder.to_owned())).or_insert(FolderState {
                 last_ok: None,
                 last_ok_at: None,
-                bound,
+                bound: UNANNOUNCED,
             });
             e.last_ok = Some(Instant::now());
             e.last_ok_at = Some(Utc::now());
-            e.bound = bound;
         }
     }
 
@@ -126,9 +131,11 @@ mod tests {
         h.account_ready("b");
         assert!(h.all_ready());
 
-        h.synced("a", "INBOX", Duration::from_secs(60));
+        h.watch("a", "INBOX", Duration::from_secs(60));
+        h.synced("a", "INBOX");
         assert!(h.fresh(Instant::now()));
-        h.synced("b", "Junk", Duration::ZERO);
+        h.watch("b", "Junk", Duration::ZERO);
+        h.synced("b", "Junk");
         std::thread::yield_now();
         // A zero bound is exceeded as soon as any time passes: the watchdog must stop.
         let start = Instant::now();
@@ -143,9 +150,22 @@ mod tests {
         assert!(!h.account_synced("a"), "nothing planned yet");
         h.watch("a", "INBOX", bound);
         h.watch("a", "Junk", bound);
-        h.synced("a", "INBOX", bound);
+        h.synced("a", "INBOX");
         assert!(!h.account_synced("a"), "Junk has not synced");
-        h.synced("a", "Junk", bound);
+        h.synced("a", "Junk");
         assert!(h.account_synced("a"));
+    }
+
+    #[test]
+    fn the_latest_announced_bound_counts_and_a_sync_keeps_it() {
+        let h = Health::new(["a"]);
+        // Planned as an IDLE INBOX; the connection then shows the server has no IDLE, so it is
+        // polled and must sync far more often.
+        h.watch("a", "INBOX", Duration::from_secs(22 * 60));
+        h.watch("a", "INBOX", Duration::ZERO);
+        h.synced("a", "INBOX");
+        let start = Instant::now();
+        while start.elapsed() == Duration::ZERO {}
+        assert!(!h.fresh(Instant::now()), "the polled folder's bound, not the IDLE guess");
     }
 }

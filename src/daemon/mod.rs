@@ -232,7 +232,6 @@ async fn status_line(engine: &Engine, health: &Health) -> String {
 mod workers {
     use super::*;
     use crate::imap::{self, Hooks, ImapEvent};
-    use crate::ingest::FolderRole;
     use crate::notify;
 
     /// How stale a folder may get before the watchdog ping is withheld: an IDLE folder syncs at
@@ -314,11 +313,8 @@ mod workers {
                     let poll = config.accounts.iter().find(|a| a.name == account).map(|a| a.poll_interval);
                     health.watch(&account, &folder, freshness_bound(idle, poll.unwrap_or(Duration::from_secs(60))));
                 }
-                ImapEvent::Synced { account, folder, role, .. } => {
-                    let a = config.accounts.iter().find(|a| a.name == account);
-                    let idle = role == FolderRole::Inbox && a.is_some_and(|a| a.idle);
-                    let poll = a.map_or(Duration::from_secs(60), |a| a.poll_interval);
-                    health.synced(&account, &folder, freshness_bound(idle, poll));
+                ImapEvent::Synced { account, folder, .. } => {
+                    health.synced(&account, &folder);
                     if !health.all_ready() && health.account_synced(&account) {
                         tracing::info!(%account, "First sync of the account complete");
                         health.account_ready(&account);
