@@ -99,10 +99,10 @@ pub fn merchant_advance(
 ) -> anyhow::Result<Merchant> {
     let stage: Stage = stage.parse().map_err(bad)?;
     let at = at.map(|a| parse_time(a, "--at")).transpose()?.unwrap_or(now);
-    let m = merchant_get(store, id)?;
-    let (m, event) = merchant::advance(&m, stage, at, note, now);
-    store.update_merchant(&m, &[event])?;
-    Ok(m)
+    store.update_merchant(id, |old| {
+        let (m, event) = merchant::advance(old, stage, at, note.clone(), now);
+        (m, vec![event])
+    })
 }
 
 pub fn status(store: &Store, config: &Config, cal: &Calendar, now: DateTime<Utc>) -> anyhow::Result<Vec<StatusRow>> {

@@ -152,9 +152,12 @@ fn matching_sees_merchants_added_removed_and_changed_since_the_last_mail() {
     add(&s, "alpha", "new@corp.test", None);
     assert_eq!(apply("new@corp.test", "k2@hecto", 2).merchant.as_deref(), Some("alpha"));
     // A changed contact address (same merchant, other identity).
-    let mut m = s.merchant("alpha").unwrap().unwrap();
-    m.contact = "moved@corp.test".into();
-    s.update_merchant(&m, &[]).unwrap();
+    s.update_merchant("alpha", |old| {
+        let mut m = old.clone();
+        m.contact = "moved@corp.test".into();
+        (m, vec![])
+    })
+    .unwrap();
     assert!(apply("new@corp.test", "k3@hecto", 3).unassigned);
     assert_eq!(apply("moved@corp.test", "k4@hecto", 4).merchant.as_deref(), Some("alpha"));
     s.remove_merchant("alpha").unwrap();

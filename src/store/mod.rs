@@ -327,10 +327,6 @@ impl Store {
         self.merchants.iter().values().map(|v| dec("merchant", &v?)).collect()
     }
 
-    pub fn merchant_count(&self) -> usize {
-        self.merchants.len()
-    }
-
     /// Register a merchant with its `Registered` event. Refuses a duplicate id.
     pub fn add_merchant(&self, m: &Merchant, note: Option<String>, now: DateTime<Utc>) -> anyhow::Result<()> {
         let event = Event {
@@ -354,22 +350,29 @@ impl Store {
             .map_err(flatten_tx_error)
     }
 
-    /// Replace a merchant record and append events, in one transaction (operator changes).
-    pub fn update_merchant(&self, m: &Merchant, new_events: &[Event]) -> anyhow::Result<()> {
+    /// Change a merchant record and append events, in one transaction (operator changes).
+    /// `change` gets the record as stored inside the transaction, so a mail applied meanwhile is
+    /// not overwritten; it must be pure (sled may run it more than once). Returns the new record.
+    pub fn update_merchant(
+        &self,
+        id: &str,
+        change: impl Fn(&Merchant) -> (Merchant, Vec<Event>),
+    ) -> anyhow::Result<Merchant> {
         (&self.meta, &self.merchants, &self.events)
             .transaction(|(meta, merchants, events)| {
-                let Some(old) = tx_get::<Merchant>(merchants, "merchant", m.id.as_bytes())? else {
-                    return abort(Refused::UnknownMerchant(m.id.clone()).into());
+                let Some(old) = tx_get::<Merchant>(merchants, "merchant", id.as_bytes())? else {
+                    return abort(Refused::UnknownMerchant(id.to_owned()).into());
                 };
-                if !same_identity(&old, m) {
+                let (m, new_events) = change(&old);
+                if !same_identity(&old, &m) {
                     tx_bump_merchants_gen(meta)?;
                 }
-                merchants.insert(m.id.as_bytes(), enc(m))?;
-                for e in new_events {
+                merchants.insert(id.as_bytes(), enc(&m))?;
+                for e in &new_events {
                     let seq = tx_next_seq(meta)?;
-                    events.insert(event_key(&m.id, seq), enc(e))?;
+                    events.insert(event_key(id, seq), enc(e))?;
                 }
-                Ok(())
+                Ok(m)
             })
             .map_err(flatten_tx_error)
     }
@@ -410,10 +413,6 @@ impl Store {
 
     pub fn seen_count(&self) -> usize {
         self.seen.len()
-    }
-
-    pub fn is_seen(&self, identity: &str) -> anyhow::Result<bool> {
-        Ok(self.seen.contains_key(identity.as_bytes())?)
     }
 
     // ---- cursors ------------------------------------------------------------------------------
@@ -675,6 +674,19 @@ impl Store {
     // ---- export / import ----------------------------------------------------------------------
 
     pub fn export(&self) -> anyhow::Result<Export> {
+        // The daemon may apply mail meanwhile, and sled has no snapshot across trees. So: the
+        // cursors first, then `seen`, then what a mail changes. A mail in `seen` then has its
+        // effects in the copy too, and one the cursors do not cover is rescanned after an import;
+        // the other order could keep a mail as seen whose events were never copied.
+        let cursors = self.cursors()?;
+        let seen = self
+            .seen
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), dec("seen", &v)?))
+            })
+            .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
         let events = self
             .events
             .iter()
@@ -684,14 +696,6 @@ impl Store {
                 Ok(SeqEvent { seq, event: dec("event", &v)? })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let seen = self
-            .seen
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                Ok((String::from_utf8_lossy(&k).into_owned(), dec("seen", &v)?))
-            })
-            .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
         let unassigned = self
             .unassigned
             .iter()
@@ -707,7 +711,7 @@ impl Store {
             events,
             seen,
             unassigned,
-            cursors: self.cursors()?,
+            cursors,
             outbox: self.outbox_entries()?,
             folders: self.folder_roles()?,
         })
