@@ -55,13 +55,7 @@ pub fn to_text(html: &str, limit: usize) -> String {
             Sep::Line => push_sep(&mut out, '\n', &mut pending_space),
         }
     }
-    if out.len() > limit {
-        let mut cut = limit;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-    }
+    super::truncate_at_char(&mut out, limit);
     out
 }
 
@@ -98,10 +92,7 @@ fn tag_name(tag: &str) -> &str {
     t.get(..end).unwrap_or("")
 }
 
-fn find_ci(hay: &str, needle: &str) -> Option<usize> {
-    let n = needle.len();
-    hay.as_bytes().windows(n).position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
-}
+use super::subject::find_ci;
 
 /// Source white space (ASCII, as HTML defines it) collapses to one space, as in a browser.
 /// Runs without white space are copied in one go.

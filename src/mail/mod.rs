@@ -414,15 +414,8 @@ fn append_body_text(message: &mail_parser::Message<'_>, out: &mut String) {
         }
         match message.parts.get(id as usize).map(|p| &p.body) {
             Some(PartType::Text(text)) => {
-                let mut t: &str = text.as_ref();
-                if t.len() > room {
-                    let mut cut = room;
-                    while !t.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    t = t.get(..cut).unwrap_or("");
-                }
-                out.push_str(t);
+                let t: &str = text.as_ref();
+                out.push_str(&t[..floor_char_boundary(t, room)]);
             }
             Some(PartType::Html(h)) => out.push_str(&html::to_text(h, room)),
             _ => continue,
@@ -432,13 +425,15 @@ fn append_body_text(message: &mail_parser::Message<'_>, out: &mut String) {
 }
 
 fn truncate_at_char(s: &mut String, limit: usize) {
-    if s.len() > limit {
-        let mut cut = limit;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
+    s.truncate(floor_char_boundary(s, limit));
+}
+
+/// The largest char boundary of `s` at or below `i` (`str::floor_char_boundary` is unstable).
+fn floor_char_boundary(s: &str, i: usize) -> usize {
+    if i >= s.len() {
+        return s.len();
     }
+    (0..=i).rev().find(|&c| s.is_char_boundary(c)).unwrap_or(0)
 }
 
 /// mail-parser's date → chrono, `None` for impossible dates and offsets (the caller then falls

@@ -49,12 +49,16 @@ pub fn has_spam_tag(subject: &str, words: &SubjectWords) -> bool {
 /// `hay` contains `needle`, ASCII letters compared case-insensitively (tags and names are ASCII
 /// or Hangul, which has no case). No allocation: this runs on every mail.
 pub fn contains_ci(hay: &str, needle: &str) -> bool {
+    find_ci(hay, needle).is_some()
+}
+
+/// Where `needle` first occurs in `hay`, ASCII letters compared case-insensitively; `None` for
+/// an empty needle.
+pub(super) fn find_ci(hay: &str, needle: &str) -> Option<usize> {
     let (h, n) = (hay.as_bytes(), needle.as_bytes());
-    let Some(&first) = n.first() else {
-        return false;
-    };
+    let &first = n.first()?;
     // Only positions starting with the needle's first byte are compared in full.
-    h.iter().enumerate().any(|(i, b)| {
+    h.iter().enumerate().position(|(i, b)| {
         b.eq_ignore_ascii_case(&first) && h.get(i..i + n.len()).is_some_and(|w| w.eq_ignore_ascii_case(n))
     })
 }
