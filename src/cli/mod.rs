@@ -214,8 +214,6 @@ pub fn main() -> i32 {
 pub struct Ctx {
     pub config: Config,
     pub clock: Clock,
-    /// `--now` was given: the daemon must evaluate at our instant, not its own.
-    now: bool,
     pub json: bool,
     state_dir: Option<PathBuf>,
 }
@@ -239,7 +237,8 @@ impl Ctx {
 
     /// Run a request through the daemon when one holds the database, else here.
     pub fn request<T: serde::de::DeserializeOwned>(&self, request: Request) -> Result<T, Failure> {
-        let envelope = Envelope { now: self.now.then(|| self.clock.now()), request };
+        // Under `--now` (a fixed clock) the daemon must evaluate at our instant, not its own.
+        let envelope = Envelope { now: matches!(self.clock, Clock::Fixed(_)).then(|| self.clock.now()), request };
         let reply = match client::call(&self.state_dir(), &envelope)? {
             Some(reply) => reply,
             None => {
@@ -307,7 +306,7 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
         Some(raw) => Clock::Fixed(ops::parse_time(raw, "--now").map_err(|e| Failure::usage(format!("{e:#}")))?),
         None => Clock::System,
     };
-    let ctx = Ctx { config, clock, now: cli.now.is_some(), json: cli.json, state_dir: cli.state_dir };
+    let ctx = Ctx { config, clock, json: cli.json, state_dir: cli.state_dir };
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::CheckConfig { connect } => check_config(&ctx, connect, &mut out),
@@ -316,7 +315,7 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
             Err(Failure::usage("scan needs --once (the daemon `hecto-watch run` watches continuously)"))
         }
         Command::Folders => online::folders(&ctx, &mut out),
-        Command::Run => run_daemon(ctx, cli.config),
+        Command::Run => run_daemon(ctx),
         Command::Classify { files } => classify(&ctx, &files, &mut out),
         Command::Merchant(cmd) => merchant(&ctx, cmd, &mut out),
         Command::Status => {
@@ -376,7 +375,7 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
     }
 }
 
-fn run_daemon(ctx: Ctx, config_path: Option<PathBuf>) -> Result<i32, Failure> {
+fn run_daemon(ctx: Ctx) -> Result<i32, Failure> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let clock = match ctx.clock {
@@ -385,7 +384,8 @@ fn run_daemon(ctx: Ctx, config_path: Option<PathBuf>) -> Result<i32, Failure> {
         other => other,
     };
     let opts = crate::daemon::RunOptions {
-        config_path: config_path.or_else(|| ctx.config.source.clone()),
+        // The file the configuration came from (`--config` or the default): SIGHUP re-reads it.
+        config_path: ctx.config.source.clone(),
         state_dir: ctx.state_dir(),
         clock,
     };
