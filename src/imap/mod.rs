@@ -240,12 +240,9 @@ async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationT
             return summary;
         }
     };
-    let (plan, roles) = folders::plan(&list, account);
-    for p in &roles.problems {
-        warn!(problem = %p, "Folder configuration");
-        summary.warnings.push(format!("account {name:?}: {p}"));
-    }
-    if let Err(e) = ingest.store().set_folder_roles(name, &folders::listing(&list, &roles)) {
+    let (plan, problems, recorded) = adopt(&list, account, ingest);
+    summary.warnings.extend(problems.iter().map(|p| format!("account {name:?}: {p}")));
+    if let Err(e) = recorded {
         summary.errors.push(format!("account {name:?}: cannot record folder roles: {e:#}"));
     }
     // Two lanes, each on one connection: the connection that listed the folders serves INBOX —
@@ -363,19 +360,36 @@ async fn scan_lane<'a>(
 /// `folders`: every selectable folder of an account with the role detected (INBOX, junk, sent;
 /// `Other` for the rest).
 pub async fn list_folders(account: &Account) -> anyhow::Result<Vec<(String, FolderRole)>> {
-    let mut conn = connect(account).await?;
-    let list = folders::list(&mut conn.session).await;
-    conn.logout().await;
-    let list = list?;
+    let list = list_once(account).await?;
     let roles = folders::detect_roles(&list, &account.junk, &account.sent);
     Ok(folders::listing(&list, &roles))
 }
 
 /// The folders an account would watch, with their roles and any configuration problems.
 pub async fn plan_folders(account: &Account) -> anyhow::Result<(Vec<WatchedFolder>, Vec<String>)> {
+    let (plan, roles) = folders::plan(&list_once(account).await?, account);
+    Ok((plan, roles.problems))
+}
+
+/// Connect, LIST, log out.
+async fn list_once(account: &Account) -> anyhow::Result<Vec<folders::FolderInfo>> {
     let mut conn = connect(account).await?;
     let list = folders::list(&mut conn.session).await;
     conn.logout().await;
-    let (plan, roles) = folders::plan(&list?, account);
-    Ok((plan, roles.problems))
+    list
+}
+
+/// What to watch in an account's listing, and the configuration problems found (each logged),
+/// after recording every folder's role (for `folders` and status).
+fn adopt(
+    list: &[folders::FolderInfo],
+    account: &Account,
+    ingest: &Ingest,
+) -> (Vec<WatchedFolder>, Vec<String>, anyhow::Result<()>) {
+    let (plan, roles) = folders::plan(list, account);
+    for p in &roles.problems {
+        warn!(problem = %p, "Folder configuration");
+    }
+    let recorded = ingest.store().set_folder_roles(&account.name, &folders::listing(list, &roles));
+    (plan, roles.problems, recorded)
 }

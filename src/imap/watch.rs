@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use super::connect::{connect, Connection, IO_TIMEOUT, LOGOUT_TIMEOUT};
-use super::folders::{self, WatchedFolder};
+use super::folders::WatchedFolder;
 use super::sync::{sync_folder, FolderCtx, SyncError};
 use super::{Hooks, ImapEvent};
 use crate::config::{Account, Config};
@@ -112,24 +112,14 @@ async fn shutdown(mut tasks: JoinSet<()>) {
 pub async fn watch_account(account: Arc<Account>, ingest: Ingest, cancel: CancellationToken, hooks: Hooks) {
     let mut backoff = Backoff::default();
     let plan = loop {
-        let attempt = async {
-            let conn = connect(&account).await?;
-            let mut conn = conn;
-            let list = folders::list(&mut conn.session).await;
-            conn.logout().await;
-            anyhow::Ok(list?)
-        };
         let result = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = attempt => r,
+            r = super::list_once(&account) => r,
         };
         match result {
             Ok(list) => {
-                let (plan, roles) = folders::plan(&list, &account);
-                for p in &roles.problems {
-                    warn!(problem = %p, "Folder configuration");
-                }
-                if let Err(e) = ingest.store().set_folder_roles(&account.name, &folders::listing(&list, &roles)) {
+                let (plan, _, recorded) = super::adopt(&list, &account, &ingest);
+                if let Err(e) = recorded {
                     warn!(error = %format!("{e:#}"), "Cannot record the folder roles");
                 }
                 break plan;
