@@ -62,15 +62,19 @@ impl Generation {
 pub async fn run(opts: RunOptions, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = Store::open(&opts.state_dir)?;
     let (listener, socket_path) = server::bind(&opts.state_dir)?;
-    let listener = Arc::new(listener);
     let notifier = Arc::new(Notifier::from_env());
     let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
     spawn_signal_handlers(shutdown.clone())?;
 
     let mut config = Arc::new(config);
-    // One for every generation: an old generation's drain may outlive its stop by a send.
-    let drain_lock = DrainLock::default();
-    let mut generation = start(&opts, &config, &store, &listener, &notifier, &drain_lock, &shutdown)?;
+    let lasting = Lasting {
+        store: store.clone(),
+        listener: Arc::new(listener),
+        notifier: notifier.clone(),
+        drain_lock: DrainLock::default(),
+        shutdown: shutdown.clone(),
+    };
+    let mut generation = start(&opts, &config, &lasting, false)?;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -91,14 +95,14 @@ pub async fn run(opts: RunOptions, config: Config, shutdown: CancellationToken) 
                         let new = Arc::new(new);
                         // A config can parse and still fail to start (an unreadable password or
                         // holiday file): then the old one runs on rather than the daemon exiting.
-                        generation = match start(&opts, &new, &store, &listener, &notifier, &drain_lock, &shutdown) {
+                        generation = match start(&opts, &new, &lasting, true) {
                             Ok(g) => {
                                 config = new;
                                 g
                             }
                             Err(e) => {
                                 tracing::error!(config = %path.display(), error = %format!("{e:#}"), "SIGHUP: the new configuration cannot start, keeping the old one");
-                                start(&opts, &config, &store, &listener, &notifier, &drain_lock, &shutdown)?
+                                start(&opts, &config, &lasting, true)?
                             }
                         };
                     }
@@ -137,15 +141,19 @@ fn spawn_signal_handlers(shutdown: CancellationToken) -> anyhow::Result<()> {
 }
 
 /// Start every task of one configuration.
-fn start(
-    opts: &RunOptions,
-    config: &Arc<Config>,
-    store: &Store,
-    listener: &Arc<UnixListener>,
-    notifier: &Arc<Notifier>,
-    drain_lock: &DrainLock,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Generation> {
+/// What outlives a configuration generation.
+struct Lasting {
+    store: Store,
+    listener: Arc<UnixListener>,
+    /// systemd's notification socket.
+    notifier: Arc<Notifier>,
+    /// One for every generation: an old generation's drain may outlive its stop by a send.
+    drain_lock: DrainLock,
+    shutdown: CancellationToken,
+}
+
+fn start(opts: &RunOptions, config: &Arc<Config>, lasting: &Lasting, reloaded: bool) -> anyhow::Result<Generation> {
+    let Lasting { store, listener, notifier, drain_lock, shutdown } = lasting;
     let cancel = shutdown.child_token();
     let tracker = TaskTracker::new();
     let calendar = Arc::new(Calendar::from_config(&config.calendar)?);
@@ -166,15 +174,23 @@ fn start(
     };
 
     tracker.spawn(server::serve(listener.clone(), engine.clone(), cancel.clone(), tracker.clone()));
-    tracker.spawn(supervise_health(engine, health.clone(), notifier.clone(), cancel.clone()));
+    tracker.spawn(supervise_health(engine, health.clone(), notifier.clone(), reloaded, cancel.clone()));
     workers::spawn(config, &ingest, &calendar, sender, &health, &cancel, &tracker);
     Ok(Generation { cancel, tracker })
 }
 
 /// READY once every account has synced; WATCHDOG only while every folder stays fresh; STATUS.
-async fn supervise_health(engine: Engine, health: Arc<Health>, notifier: Arc<Notifier>, cancel: CancellationToken) {
+/// After a SIGHUP (`reloaded`) the daemon is ready already: the watchdog keeps being fed while
+/// the new watchers sync, each folder within its bound from now.
+async fn supervise_health(
+    engine: Engine,
+    health: Arc<Health>,
+    notifier: Arc<Notifier>,
+    reloaded: bool,
+    cancel: CancellationToken,
+) {
     let watchdog = sd_notify::watchdog_interval();
-    let mut ready_at: Option<Instant> = None;
+    let mut ready_at: Option<Instant> = reloaded.then(Instant::now);
     let mut last_watchdog = Instant::now();
     let mut last_status: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
