@@ -1,4 +1,4 @@
-//! Bytes → lossy UTF-8 → `auth_results::parse`. Must never panic; every result it reports has
+//! Bytes → lossy UTF-8 → `auth_results::parse` and `evaluate`. Must never panic; every result it reports has
 //! a method and a result.
 #![no_main]
 
@@ -12,5 +12,5 @@ fuzz_target!(|data: &[u8]| {
         .results
         .iter()
         .all(|r| !r.method.is_empty() && !r.result.is_empty()));
-    let _ = auth_results::verdict(&parsed, Some("hectofinancial.co.kr"));
+    let _ = auth_results::evaluate([value.as_ref()], &[], Some("hectofinancial.co.kr"));
 });

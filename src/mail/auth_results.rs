@@ -343,31 +343,6 @@ fn aligned(signer: &str, from_domain: &str) -> bool {
         && from.get(from.len() - signer.len()..).is_some_and(|tail| tail.eq_ignore_ascii_case(signer))
 }
 
-/// SPEC §3 verdict for one header: `pass` when `dmarc=pass` or an aligned `dkim=pass`; `fail` when
-/// dmarc, dkim or spf say `fail` and nothing *passed in that sense* — a `dkim=pass` for some other
-/// domain beside `dmarc=fail` is exactly what a spoof looks like, so it does not rescue the mail;
-/// `none` otherwise.
-pub fn verdict(results: &AuthResults, from_domain: Option<&str>) -> Authenticated {
-    let passed = results.results.iter().any(|r| {
-        r.result == "pass"
-            && (r.method == "dmarc"
-                || (r.method == "dkim"
-                    && from_domain.is_some_and(|from| {
-                        r.prop("header", "d").or_else(|| r.prop("header", "i")).is_some_and(|d| aligned(d, from))
-                    })))
-    });
-    if passed {
-        return Authenticated::Pass;
-    }
-    let failed =
-        results.results.iter().any(|r| r.result == "fail" && matches!(r.method.as_str(), "dmarc" | "dkim" | "spf"));
-    if failed {
-        Authenticated::Fail
-    } else {
-        Authenticated::None
-    }
-}
-
 /// Picks the topmost header (the first in `values`, which are in message order) whose
 /// authserv-id is trusted — any when `trusted` is empty — and returns its verdict. No such
 /// header: `none`.
@@ -386,7 +361,10 @@ pub fn evaluate<'v>(
     Authenticated::None
 }
 
-/// [`verdict`] on the borrowed statements, without building an [`AuthResults`].
+/// SPEC §3 verdict for one header: `pass` when `dmarc=pass` or an aligned `dkim=pass`; `fail` when
+/// dmarc, dkim or spf say `fail` and nothing *passed in that sense* — a `dkim=pass` for some other
+/// domain beside `dmarc=fail` is exactly what a spoof looks like, so it does not rescue the mail;
+/// `none` otherwise.
 fn verdict_of(statements: Statements<'_>, from_domain: Option<&str>) -> Authenticated {
     let mut failed = false;
     for st in statements {
@@ -494,20 +472,25 @@ mod tests {
     }
 
     #[test]
-    fn borrowed_and_owned_verdicts_agree() {
-        for h in [
-            "mx; dmarc=pass",
-            "mx; DKIM=Pass header.i=@mail.hectofinancial.co.kr",
-            "mx; dkim=pass header.i=@x.example header.d=hectofinancial.co.kr",
-            "mx; dkim=pass header.d=x.example header.i=@hectofinancial.co.kr",
-            "mx; spf=fail; dkim=pass header.d=\"hectofinancial.co.kr\"",
-            "mx; spf=FAIL",
-            "mx; none",
-            "mx; arc=fail",
-            "",
-        ] {
-            for from in [Some("hectofinancial.co.kr"), Some("mail.hectofinancial.co.kr"), None] {
-                assert_eq!(evaluate([h], &[], from), verdict(&parse(h), from), "{h:?} {from:?}");
+    fn verdicts_by_signer_alignment_and_failures() {
+        use Authenticated::{Fail, Pass};
+        const NONE: Authenticated = Authenticated::None;
+        let (hecto, sub) = (Some("hectofinancial.co.kr"), Some("mail.hectofinancial.co.kr"));
+        // (header, [From hectofinancial.co.kr, From mail.hectofinancial.co.kr, no From])
+        let table = [
+            ("mx; dmarc=pass", [Pass, Pass, Pass]),
+            ("mx; DKIM=Pass header.i=@mail.hectofinancial.co.kr", [NONE, Pass, NONE]),
+            ("mx; dkim=pass header.i=@x.example header.d=hectofinancial.co.kr", [Pass, Pass, NONE]),
+            ("mx; dkim=pass header.d=x.example header.i=@hectofinancial.co.kr", [NONE, NONE, NONE]),
+            ("mx; spf=fail; dkim=pass header.d=\"hectofinancial.co.kr\"", [Pass, Pass, Fail]),
+            ("mx; spf=FAIL", [Fail, Fail, Fail]),
+            ("mx; none", [NONE, NONE, NONE]),
+            ("mx; arc=fail", [NONE, NONE, NONE]),
+            ("", [NONE, NONE, NONE]),
+        ];
+        for (h, want) in table {
+            for (from, want) in [hecto, sub, None].into_iter().zip(want) {
+                assert_eq!(evaluate([h], &[], from), want, "{h:?} {from:?}");
             }
         }
     }
