@@ -154,26 +154,33 @@ impl<D: Deliver> Notifier<D> {
         &self.deliver
     }
 
-    /// When the earliest pending entry becomes due (`None`: nothing pending).
-    pub fn next_due(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
-        Ok(self
-            .store
-            .outbox_entries()?
-            .iter()
-            .filter(|e| e.status == Delivery::Pending)
-            .map(|e| e.next_attempt_at.unwrap_or(DateTime::<Utc>::MIN_UTC))
-            .min())
-    }
-
     /// Send every entry due at `now`, oldest first. Stops early (between messages) when `cancel`
     /// fires. Database errors end the drain; SMTP errors are recorded per entry.
     pub async fn drain(&self, now: DateTime<Utc>, cancel: &CancellationToken) -> anyhow::Result<Vec<Outcome>> {
+        Ok(self.drain_and_next(now, cancel).await?.0)
+    }
+
+    /// [`Notifier::drain`], and when the earliest entry still pending afterwards becomes due
+    /// (`None`: nothing pending), from the same read of the outbox.
+    pub async fn drain_and_next(
+        &self,
+        now: DateTime<Utc>,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<(Vec<Outcome>, Option<DateTime<Utc>>)> {
         let _one_at_a_time = self.drain_lock.lock().await;
-        let mut due: Vec<OutboxEntry> = self.store.outbox_entries()?.into_iter().filter(|e| is_due(e, now)).collect();
+        let (mut due, waiting): (Vec<OutboxEntry>, Vec<OutboxEntry>) = self
+            .store
+            .outbox_entries()?
+            .into_iter()
+            .filter(|e| e.status == Delivery::Pending)
+            .partition(|e| is_due(e, now));
+        let mut next = waiting.iter().filter_map(|e| e.next_attempt_at).min();
         due.sort_by(|a, b| (a.created_at, &a.key).cmp(&(b.created_at, &b.key)));
         let mut outcomes = Vec::new();
         for entry in due {
             if cancel.is_cancelled() {
+                // Still due: the next drain takes it.
+                next = Some(now);
                 break;
             }
             let span = info_span!(
@@ -183,10 +190,13 @@ impl<D: Deliver> Notifier<D> {
                 merchant = entry.merchant.as_deref().unwrap_or("-"),
             );
             if let Some(o) = self.send_one(&entry.key, now).instrument(span).await? {
+                if let (OutcomeKind::Retrying, Some(t)) = (o.result, o.next_attempt_at) {
+                    next = Some(next.map_or(t, |n| n.min(t)));
+                }
                 outcomes.push(o);
             }
         }
-        Ok(outcomes)
+        Ok((outcomes, next))
     }
 
     async fn send_one(&self, key: &str, now: DateTime<Utc>) -> anyhow::Result<Option<Outcome>> {
@@ -424,9 +434,10 @@ mod tests {
         let (_d, n) = setup(vec![Err(SendError::Transient("connection refused".into()))]);
         n.store().enqueue(&[spam_entry()]).unwrap();
         let now = t("2027-02-08T11:00:05+09:00");
-        let out = n.drain(now, &CancellationToken::new()).await.unwrap();
+        let (out, next) = n.drain_and_next(now, &CancellationToken::new()).await.unwrap();
         assert_eq!(out[0].result, OutcomeKind::Retrying);
         let e = n.store().outbox_entry("spam/acme/00aa").unwrap().unwrap();
+        assert_eq!(next, e.next_attempt_at, "the sender sleeps until the retry is due");
         assert_eq!(e.status, Delivery::Pending);
         assert_eq!(e.attempts, 1);
         assert_eq!(e.last_error.as_deref(), Some("connection refused"));
@@ -434,11 +445,13 @@ mod tests {
         assert!(next > now && next <= now + chrono::Duration::seconds(30), "{next}");
         assert!(e.rendered.is_some(), "rendered before the first try");
         // Not due again before next_attempt_at.
-        assert!(n.drain(now, &CancellationToken::new()).await.unwrap().is_empty());
+        let (out, next) = n.drain_and_next(now, &CancellationToken::new()).await.unwrap();
+        assert!(out.is_empty());
+        assert_eq!(next, e.next_attempt_at, "still waiting: still due then");
         let later = now + chrono::Duration::seconds(31);
         let out = n.drain(later, &CancellationToken::new()).await.unwrap();
         assert_eq!(out[0].result, OutcomeKind::Sent);
-        assert!(n.drain(later, &CancellationToken::new()).await.unwrap().is_empty());
+        assert_eq!(n.drain_and_next(later, &CancellationToken::new()).await.unwrap(), (vec![], None));
         let sent = n.deliverer().sent.lock().unwrap();
         assert_eq!(sent.len(), 2, "one failed try, one success");
         let parse = |raw: &[u8]| {

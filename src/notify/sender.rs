@@ -32,15 +32,11 @@ pub async fn run_sender<D: Deliver>(
         if cancel.is_cancelled() {
             break;
         }
-        let wait = match notifier.drain(clock.now(), &cancel).await {
-            Ok(_) => match notifier.next_due() {
-                Ok(Some(t)) => (t - clock.now()).to_std().unwrap_or(Duration::ZERO).clamp(MIN_WAKE, IDLE_WAKE),
-                Ok(None) => IDLE_WAKE,
-                Err(e) => {
-                    error!(error = %format!("{e:#}"), "Cannot read the outbox");
-                    IDLE_WAKE
-                }
-            },
+        // Entries queued meanwhile notify `ready`, so the next due time from the drain's own
+        // read of the outbox is enough: the outbox (sent entries included) is read once a wake.
+        let wait = match notifier.drain_and_next(clock.now(), &cancel).await {
+            Ok((_, Some(t))) => (t - clock.now()).to_std().unwrap_or(Duration::ZERO).clamp(MIN_WAKE, IDLE_WAKE),
+            Ok((_, None)) => IDLE_WAKE,
             Err(e) => {
                 error!(error = %format!("{e:#}"), "Outbox drain failed; trying again later");
                 Duration::from_secs(30)
