@@ -44,19 +44,7 @@ fn commands_go_through_the_running_daemon_and_take_effect_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path(), "", &[]);
     d.wait_ready();
-    let o = d.cli(&[
-        "merchant",
-        "add",
-        "--id",
-        "acme",
-        "--name",
-        "에이씨미",
-        "--contact",
-        "pay@acme.test",
-        "--applied-at",
-        "2027-02-05",
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    d.add_merchant("acme", "에이씨미", "pay@acme.test", Some("2027-02-05"));
     let o = d.cli(&["status", "--json", "--now", "2027-02-15T09:00:00+09:00"]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let row: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -74,7 +62,7 @@ fn commands_go_through_the_running_daemon_and_take_effect_at_once() {
     let (code, _) = d.terminate();
     assert_eq!(code, Some(0));
     // After the daemon is gone, the same command opens the database itself and sees the same data.
-    let o = Command::new(bin()).arg("--state-dir").arg(&state).args(["merchant", "list", "--json"]).output().unwrap();
+    let o = daemon_support::cli(&state, &["merchant", "list", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("\"acme\""));
 }
@@ -117,19 +105,7 @@ fn sighup_with_an_invalid_config_keeps_the_old_one_and_logs_every_problem() {
     assert!(log.contains("windows.guidance_business_days") && log.contains("reminders.schedule"), "{log}");
     assert!(log.contains("keeping the old one"), "{log}");
     // Still running on the old configuration: the guidance window is still 3 business days.
-    let o = d.cli(&[
-        "merchant",
-        "add",
-        "--id",
-        "acme",
-        "--name",
-        "A",
-        "--contact",
-        "a@acme.test",
-        "--applied-at",
-        "2027-02-05",
-    ]);
-    assert_eq!(o.status.code(), Some(0));
+    d.add_merchant("acme", "A", "a@acme.test", Some("2027-02-05"));
     let rows = d.json(&["status"]);
     assert_eq!(rows[0]["deadline"]["due"], "2027-02-12T14:59:59Z");
 

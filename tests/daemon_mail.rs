@@ -50,8 +50,7 @@ fn guidance_in_junk_is_seen_within_seconds_and_the_spam_notice_arrives() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path(), &config_for(&user, &[]), &[]);
     d.wait_ready();
-    let o = d.cli(&["merchant", "add", "--id", "acme", "--name", "에이씨미", "--contact", &user]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    d.add_merchant("acme", "에이씨미", &user, None);
 
     rt().block_on(smtp_deliver(
         "contract@hectofinancial.co.kr",
@@ -208,19 +207,7 @@ fn remind_once_and_reminders_go_through_the_running_daemon() {
     let d = Daemon::start(dir.path(), &config_for(&user, &[&ops]), &[]);
     d.wait_ready();
     // Applied Fri 2027-02-05: over 설날 the guidance is due at the end of Fri 2027-02-12.
-    let o = d.cli(&[
-        "merchant",
-        "add",
-        "--id",
-        "acme",
-        "--name",
-        "에이씨미",
-        "--contact",
-        &user,
-        "--applied-at",
-        "2027-02-05",
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    d.add_merchant("acme", "에이씨미", &user, Some("2027-02-05"));
     assert!(d.json(&["reminders", "--now", "2027-02-11T09:00:00+09:00"]).is_empty());
     let due = d.json(&["reminders", "--now", "2027-02-15T09:00:00+09:00"]);
     assert_eq!(due.len(), 1);

@@ -36,8 +36,7 @@ fn dovecot_restarted_under_the_daemon_then_later_mail_is_processed() {
     );
     let d = Daemon::start(dir.path(), &config, &[]);
     d.wait_ready();
-    let o = d.cli(&["merchant", "add", "--id", "acme", "--name", "에이씨미", "--contact", &user]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    d.add_merchant("acme", "에이씨미", &user, None);
 
     stack.script(&["restart-dovecot"]);
 

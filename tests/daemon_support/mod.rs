@@ -79,6 +79,16 @@ impl Daemon {
         cli(&self.state, args)
     }
 
+    /// `merchant add` through the CLI (so through the daemon); it must succeed.
+    pub fn add_merchant(&self, id: &str, name: &str, contact: &str, applied_at: Option<&str>) {
+        let mut args = vec!["merchant", "add", "--id", id, "--name", name, "--contact", contact];
+        if let Some(at) = applied_at {
+            args.extend(["--applied-at", at]);
+        }
+        let o = self.cli(&args);
+        assert_eq!(o.status.code(), Some(0), "merchant add {id}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
     /// The CLI's JSON lines.
     pub fn json(&self, args: &[&str]) -> Vec<serde_json::Value> {
         let mut all = vec!["--json"];
