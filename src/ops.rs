@@ -149,7 +149,7 @@ pub fn spam_folders(store: &Store, config: &Config) -> anyhow::Result<Vec<String
             .unwrap_or_default();
         match (&a.junk, found.as_slice()) {
             (FolderChoice::Off, _) => {}
-            (FolderChoice::Named(n), _) => out.push(n.clone()),
+            (FolderChoice::Named(names), _) => out.extend(names.iter().cloned()),
             (FolderChoice::Auto, []) => {}
             (FolderChoice::Auto, names) => out.extend(names.iter().map(|n| (*n).clone())),
         }

@@ -70,7 +70,8 @@ async fn korean_spam_folder_without_special_use_is_found_by_name() {
 
     // The server marks no folder \Junk at all: detection must go by the decoded name.
     let acct = account("kr", &user, Tls::Implicit, "");
-    let folders = imap::list_folders(&acct).await.unwrap();
+    let folders: Vec<(String, FolderRole)> =
+        imap::list_folders(&acct).await.unwrap().into_iter().map(|f| (f.name, f.role)).collect();
     assert!(folders.contains(&("스팸메일함".to_owned(), FolderRole::Junk)), "{folders:?}");
     assert!(folders.contains(&("보낸메일함".to_owned(), FolderRole::Sent)), "{folders:?}");
     assert!(!folders.iter().any(|(n, _)| n == "Junk"), "the Korean layout has no Junk: {folders:?}");
@@ -249,7 +250,8 @@ async fn every_tls_mode_logs_in_and_mistakes_get_advice() {
 async fn folders_lists_roles_from_special_use() {
     let user = fresh_user("list", false);
     let acct = account("l", &user, Tls::Starttls, "");
-    let folders = imap::list_folders(&acct).await.unwrap();
+    let folders: Vec<(String, FolderRole)> =
+        imap::list_folders(&acct).await.unwrap().into_iter().map(|f| (f.name, f.role)).collect();
     for want in [("INBOX", FolderRole::Inbox), ("Junk", FolderRole::Junk), ("Sent", FolderRole::Sent)] {
         assert!(folders.contains(&(want.0.to_owned(), want.1)), "{want:?} in {folders:?}");
     }

@@ -62,22 +62,35 @@ struct FolderLine<'a> {
     account: &'a str,
     folder: &'a str,
     role: &'a str,
+    /// Why it has that role: `inbox`, `special-use`, `name`, `configured`, `folders`; null for
+    /// a folder with none.
+    why: Option<&'a str>,
+    watched: bool,
 }
 
-/// Each account's folders with the role detected.
+/// Each account's folders with the role detected, why, and whether the daemon watches it.
 pub fn folders(ctx: &Ctx, out: &mut impl Write) -> Result<i32, Failure> {
     let rt = runtime()?;
     let mut status = 0;
-    let mut table = super::table::Table::new(&["ACCOUNT", "FOLDER", "ROLE"]);
+    let mut table = super::table::Table::new(&["ACCOUNT", "FOLDER", "ROLE", "WHY", "WATCHED"]);
     for account in &ctx.config.accounts {
         match rt.block_on(imap::list_folders(account)) {
             Ok(list) => {
-                for (name, role) in &list {
-                    let role = store::role_name(*role);
+                for f in &list {
+                    let role = store::role_name(f.role);
+                    let why = f.why.map(imap::Why::as_str);
+                    let watched = f.watched;
                     if ctx.json {
-                        print::json_line(out, &FolderLine { account: &account.name, folder: name, role })?;
+                        let line = FolderLine { account: &account.name, folder: &f.name, role, why, watched };
+                        print::json_line(out, &line)?;
                     } else {
-                        table.row(vec![account.name.clone(), name.clone(), role.to_owned()]);
+                        table.row(vec![
+                            account.name.clone(),
+                            f.name.clone(),
+                            role.to_owned(),
+                            why.unwrap_or("-").to_owned(),
+                            if watched { "yes" } else { "no" }.to_owned(),
+                        ]);
                     }
                 }
             }

@@ -52,23 +52,50 @@ pub enum TlsMode {
     None,
 }
 
-/// `junk` / `sent`: find the folder, do not watch it, or use this name.
+/// `junk` / `sent`: find the folders, do not watch any, or use these names (SPEC §6: a string
+/// or a list of strings).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum FolderChoice {
     #[default]
     Auto,
     Off,
-    Named(String),
+    Named(Vec<String>),
 }
 
 impl<'de> Deserialize<'de> for FolderChoice {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(match s.as_str() {
-            "auto" => FolderChoice::Auto,
-            "off" => FolderChoice::Off,
-            _ => FolderChoice::Named(s),
-        })
+        struct Choice;
+        impl<'de> serde::de::Visitor<'de> for Choice {
+            type Value = FolderChoice;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"auto\", \"off\", a folder name or a list of folder names")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<FolderChoice, E> {
+                match s {
+                    "auto" => Ok(FolderChoice::Auto),
+                    "off" => Ok(FolderChoice::Off),
+                    "" => Err(E::custom("an empty folder name; use \"off\" to watch none")),
+                    _ => Ok(FolderChoice::Named(vec![s.to_owned()])),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<FolderChoice, A::Error> {
+                use serde::de::Error;
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    if name.is_empty() {
+                        return Err(A::Error::custom("an empty folder name in the list"));
+                    }
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+                if names.is_empty() {
+                    return Err(A::Error::custom("an empty list; use \"off\" to watch none, \"auto\" to detect"));
+                }
+                Ok(FolderChoice::Named(names))
+            }
+        }
+        d.deserialize_any(Choice)
     }
 }
 

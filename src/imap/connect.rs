@@ -73,6 +73,27 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Go through what async-imap set aside while commands ran: `EXISTS`/`RECENT` set
+    /// [`Connection::announced`], and `* OK [ALERT] …` texts are logged (RFC 3501 §7.1: an alert
+    /// must reach a person). The rest (EXPUNGE, FETCH FLAGS) is of no use to a reader by UID.
+    pub fn note_unsolicited(&mut self) {
+        use async_imap::imap_proto::{Response, ResponseCode};
+        use async_imap::types::UnsolicitedResponse;
+        while let Ok(r) = self.session.unsolicited_responses.try_recv() {
+            match r {
+                UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_) => self.announced = true,
+                UnsolicitedResponse::Other(data) => {
+                    if let Response::Data { outcome, .. } = data.parsed() {
+                        if matches!(outcome.code, Some(ResponseCode::Alert)) {
+                            tracing::warn!(alert = %outcome.information.as_deref().unwrap_or(""), "The IMAP server says");
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// LOGOUT, bounded; errors are irrelevant at this point (the socket closes either way).
     pub async fn logout(mut self) {
         let _ = tokio::time::timeout(LOGOUT_TIMEOUT, self.session.logout()).await;

@@ -9,15 +9,25 @@
 //! are framed straight from the socket in one large buffer, and each mail's UID and header bytes
 //! reach the caller without a copy.
 //!
+//! **It never guesses.** The fast parser knows the shape servers normally send; any FETCH it does
+//! not take apart (an attribute it cannot skip, odd spacing, a server's own extension) goes to
+//! the general parser (imap-proto, what async-imap uses), and only a response neither can read
+//! is an error — the pass then fails and the folder reports it, the cursor staying where it was.
+//! A FETCH that names a UID but carries no header section is reported as such
+//! ([`Item::Mail`] with `None`), so the caller can fetch that mail whole instead of skipping it.
+//!
 //! Only this one command is read this way. Nothing the server says meanwhile is lost: `EXISTS`
 //! or `RECENT` set [`Connection::announced`] (the watcher resyncs on it, as it does for
-//! async-imap's unsolicited responses), and bytes that arrived after our tagged completion are
-//! handed back to the transport, where async-imap reads them next.
+//! async-imap's unsolicited responses), `* OK [ALERT]` texts are logged (RFC 3501 §7.1: they must
+//! reach a person), and bytes that arrived after our tagged completion are handed back to the
+//! transport, where async-imap reads them next.
 
 use std::borrow::Cow;
 use std::io;
 
+use async_imap::imap_proto::{self, AttributeValue, MessageSection, ResponseCode, SectionPath, Status};
 use tokio::io::AsyncReadExt;
+use tracing::warn;
 
 use super::connect::Connection;
 
@@ -41,15 +51,102 @@ pub enum FastFetchError {
     Protocol(&'static str, String),
 }
 
+/// What one response to the header FETCH says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Item<'a> {
+    /// A mail's UID and its header section; `None` when the FETCH carried none (a flag change
+    /// announced meanwhile, or a server that left the section out).
+    Mail(u32, Option<Cow<'a, [u8]>>),
+    /// `* n EXISTS` or `* n RECENT`: new mail.
+    Announce,
+    /// `* OK [ALERT] …` (or NO/BAD): the server's words for a person.
+    Alert(String),
+    /// Our command's completion: `Ok` with the server's text, `Err` with its refusal.
+    Done(Result<String, String>),
+    /// `* BYE`: the server is closing the connection.
+    Bye(String),
+    /// Anything else (a FETCH of flags without a UID, other untagged data): nothing for us.
+    Nothing,
+}
+
+/// Read one framed response (see [`response_len`]) of the command tagged `tag`. `Err` only for
+/// a response neither the fast nor the general parser can read.
+pub fn read_response<'a>(response: &'a [u8], tag: &str) -> Result<Item<'a>, FastFetchError> {
+    match response_kind(response, tag) {
+        Kind::Tagged(true, text) => Ok(Item::Done(Ok(text))),
+        Kind::Tagged(false, text) => Ok(Item::Done(Err(text))),
+        Kind::Announce => Ok(Item::Announce),
+        Kind::Bye(text) => Ok(Item::Bye(text)),
+        Kind::Fetch => {
+            let fetched = match parse_fetch(response) {
+                Ok(f) => f,
+                Err(_) => general_fetch(response)?,
+            };
+            match fetched {
+                Fetched { uid: Some(uid), header } => Ok(Item::Mail(uid, header)),
+                Fetched { uid: None, header: None } => Ok(Item::Nothing),
+                // A header section without its UID (RFC 3501 §6.4.8 says UID FETCH always
+                // returns it): whose mail this is cannot be known, so it is not guessed.
+                Fetched { uid: None, header: Some(_) } => Err(protocol("a FETCH with a header but no UID", response)),
+            }
+        }
+        Kind::Other => Ok(alert(response).map_or(Item::Nothing, Item::Alert)),
+    }
+}
+
+/// The general parser's reading of a FETCH the fast one did not take apart.
+fn general_fetch(response: &[u8]) -> Result<Fetched<'_>, FastFetchError> {
+    match imap_proto::Response::parse(response) {
+        Ok((b"", imap_proto::Response::Fetch(_, attributes))) => {
+            let mut out = Fetched { uid: None, header: None };
+            for a in attributes {
+                match a {
+                    AttributeValue::Uid(u) => out.uid = Some(u),
+                    AttributeValue::BodySection {
+                        section: Some(SectionPath::Full(MessageSection::Header)),
+                        data,
+                        ..
+                    }
+                    | AttributeValue::Rfc822Header(data) => {
+                        out.header = Some(data.unwrap_or(Cow::Borrowed(b"")));
+                    }
+                    _ => {}
+                }
+            }
+            Ok(out)
+        }
+        _ => Err(protocol("a FETCH neither parser can read", response)),
+    }
+}
+
+/// The text of an `ALERT` response code in an untagged status response.
+fn alert(response: &[u8]) -> Option<String> {
+    // Cheap test first: nearly every untagged response is something else.
+    memchr::memmem::find(&response.to_ascii_uppercase(), b"[ALERT]")?;
+    match imap_proto::Response::parse(response) {
+        Ok((_, imap_proto::Response::Data { status: Status::Ok | Status::No | Status::Bad, outcome }))
+            if matches!(outcome.code, Some(ResponseCode::Alert)) =>
+        {
+            Some(outcome.information.map(|i| i.into_owned()).unwrap_or_default())
+        }
+        _ => None,
+    }
+}
+
+fn protocol(what: &'static str, response: &[u8]) -> FastFetchError {
+    let shown = String::from_utf8_lossy(&response[..response.len().min(200)]).into_owned();
+    FastFetchError::Protocol(what, shown)
+}
+
 /// `UID FETCH set (UID BODY.PEEK[HEADER.FIELDS (fields)])`, calling `each(uid, header)` for every
-/// mail in the order the server sends them. FETCH responses without a header section (a flag
-/// change announced meanwhile) are skipped.
+/// FETCH that names a UID, in the order the server sends them (`None`: that FETCH carried no
+/// header section). Returns the server's completion text.
 pub async fn uid_fetch_headers(
     conn: &mut Connection,
     set: &str,
     fields: &str,
-    mut each: impl FnMut(u32, &[u8]),
-) -> Result<(), FastFetchError> {
+    mut each: impl FnMut(u32, Option<&[u8]>),
+) -> Result<String, FastFetchError> {
     let tag = conn.session.run_command(format!("UID FETCH {set} (UID BODY.PEEK[HEADER.FIELDS ({fields})])")).await?.0;
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut announced = false;
@@ -59,22 +156,15 @@ pub async fn uid_fetch_headers(
         while let Some(len) = response_len(&buf[start..]) {
             let response = &buf[start..start + len];
             start += len;
-            match response_kind(response, &tag) {
-                Kind::Tagged(ok, text) => {
-                    done = Some(if ok { Ok(()) } else { Err(FastFetchError::Refused(text)) });
-                    break;
-                }
-                Kind::Fetch => match parse_fetch(response) {
-                    Ok(Fetched { uid: Some(uid), header: Some(header) }) => each(uid, &header),
-                    Ok(_) => {}
-                    Err(what) => break_protocol(&mut done, what, response),
-                },
-                Kind::Announce => announced = true,
-                Kind::Bye(text) => {
-                    done = Some(Err(FastFetchError::Bye(text)));
-                    break;
-                }
-                Kind::Other => {}
+            match read_response(response, &tag) {
+                Ok(Item::Mail(uid, header)) => each(uid, header.as_deref()),
+                Ok(Item::Announce) => announced = true,
+                Ok(Item::Alert(text)) => warn!(alert = %text, "The IMAP server says"),
+                Ok(Item::Nothing) => {}
+                Ok(Item::Done(Ok(text))) => done = Some(Ok(text)),
+                Ok(Item::Done(Err(text))) => done = Some(Err(FastFetchError::Refused(text))),
+                Ok(Item::Bye(text)) => done = Some(Err(FastFetchError::Bye(text))),
+                Err(e) => done = Some(Err(e)),
             }
             if done.is_some() {
                 break;
@@ -99,11 +189,6 @@ pub async fn uid_fetch_headers(
     };
     conn.announced |= announced;
     result
-}
-
-fn break_protocol(done: &mut Option<Result<(), FastFetchError>>, what: &'static str, response: &[u8]) {
-    let shown = String::from_utf8_lossy(&response[..response.len().min(200)]).into_owned();
-    *done = Some(Err(FastFetchError::Protocol(what, shown)));
 }
 
 /// The length of the first complete response in `data`, literals included; `None` while more

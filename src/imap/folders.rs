@@ -1,10 +1,17 @@
-//! Which folders to watch and what they are (SPEC §6): INBOX, the junk folder and the sent folder.
+//! Which folders to watch and what they are (SPEC §6): INBOX, the junk folders and the sent folder.
 //!
-//! Junk and Sent are found by RFC 6154 SPECIAL-USE attributes (`\Junk`, `\Sent`) first, then by
-//! name — decoded from modified UTF-7 and matched case-insensitively on the last hierarchy level,
-//! with the same word list as [`crate::ingest::role_from_name`] (Junk, Spam, 스팸메일함, 스팸편지함,
-//! 정크 메일, [Gmail]/Spam, 보낸메일함, Sent Items, …) — or as configured (`junk = "off"` or a name).
-//! Everything here except [`list`] is a pure function of the LIST response, with table tests.
+//! **Every junk candidate is watched**, not the likeliest one: each folder with the RFC 6154
+//! `\Junk` attribute and each whose decoded name says spam (matched on the last hierarchy level
+//! with [`crate::ingest::role_from_name`]: Junk, Spam, 스팸메일함, 스팸편지함, 정크 메일, Junk
+//! E-mail, Bulk, …). A server may mark a `Junk` folder and still file Korean spam into an
+//! unmarked `스팸메일함` (Cyrus with both, Gmail's `[Gmail]/스팸` beside a Naver-style folder). The
+//! sent folder is the one marked `\Sent` (all of them, if several are), else the one whose name
+//! says so most clearly. `junk` / `sent` may instead be `off` or name folders (one or a list).
+//! Names are decoded from modified UTF-7; `INBOX.`-prefixed personal namespaces (Cyrus, Courier)
+//! work with any hierarchy separator. Everything here except [`list`] is a pure function of the
+//! LIST response, with table tests.
+
+use std::collections::BTreeMap;
 
 use async_imap::types::NameAttribute;
 use futures::TryStreamExt;
@@ -128,18 +135,52 @@ pub async fn list(session: &mut Session) -> anyhow::Result<Vec<FolderInfo>> {
         .collect())
 }
 
-/// The junk and sent folders found in a listing (indices into it), and what went wrong.
+/// Why a folder has the role it has, for `folders` and the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Why {
+    /// INBOX is INBOX.
+    Inbox,
+    /// The server marked it (RFC 6154 `\Junk`, `\Sent`).
+    SpecialUse,
+    /// Its decoded name says so (스팸메일함, Junk E-mail, Sent Messages, …).
+    Name,
+    /// `junk = …` / `sent = …` names it.
+    Configured,
+    /// Listed in `folders`; the role comes from its attributes or name, as for `import-mail`.
+    Folders,
+}
+
+impl Why {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::Inbox => "inbox",
+            Why::SpecialUse => "special-use",
+            Why::Name => "name",
+            Why::Configured => "configured",
+            Why::Folders => "folders",
+        }
+    }
+}
+
+/// The junk and sent folders found in a listing, and what went wrong.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Roles {
-    pub junk: Option<usize>,
-    pub sent: Option<usize>,
+    /// Index into the listing → the role found and why. Several folders may be junk (SPEC §6:
+    /// every candidate is watched) or sent.
+    pub found: BTreeMap<usize, (FolderRole, Why)>,
     /// E.g. a configured folder that does not exist. Reported, never fatal.
     pub problems: Vec<String>,
 }
 
-/// Names that are unmistakably the folder (ranked before mere substring matches).
-const JUNK_NAMES: [&str; 8] =
-    ["junk", "spam", "junk e-mail", "junk email", "스팸메일함", "스팸편지함", "스팸", "정크 메일"];
+impl Roles {
+    /// The listing indices of the folders with `role`, in listing order.
+    pub fn with_role(&self, role: FolderRole) -> Vec<usize> {
+        self.found.iter().filter(|(_, (r, _))| *r == role).map(|(i, _)| *i).collect()
+    }
+}
+
+/// Names that are unmistakably the sent folder (ranked before mere substring matches).
 const SENT_NAMES: [&str; 9] = [
     "sent",
     "sent items",
@@ -152,76 +193,108 @@ const SENT_NAMES: [&str; 9] = [
     "보낸 메일함",
 ];
 
-/// Find a folder by its configured name: decoded or wire form; INBOX case-insensitively.
-pub fn find_named(list: &[FolderInfo], wanted: &str) -> Option<usize> {
-    list.iter().position(|f| f.name == wanted || f.raw == wanted).or_else(|| {
-        if wanted.eq_ignore_ascii_case("INBOX") {
-            list.iter().position(FolderInfo::is_inbox)
-        } else {
-            list.iter().position(|f| f.name.to_lowercase() == wanted.to_lowercase())
+/// `name` without a leading personal-namespace prefix (`INBOX.` on Cyrus and Courier,
+/// `INBOX/` elsewhere), so `Junk` finds `INBOX.Junk`.
+fn without_inbox_prefix<'a>(name: &'a str, delimiter: Option<&str>) -> &'a str {
+    match (delimiter, name.get(..5), name.get(5..)) {
+        (Some(d), Some(head), Some(rest)) if !d.is_empty() && head.eq_ignore_ascii_case("INBOX") => {
+            rest.strip_prefix(d).filter(|r| !r.is_empty()).unwrap_or(name)
         }
+        _ => name,
+    }
+}
+
+/// Find a folder by its configured name: decoded or wire form; INBOX case-insensitively; then
+/// case-insensitively, and with or without the `INBOX.` namespace prefix.
+pub fn find_named(list: &[FolderInfo], wanted: &str) -> Option<usize> {
+    if let Some(i) = list.iter().position(|f| f.name == wanted || f.raw == wanted) {
+        return Some(i);
+    }
+    if wanted.eq_ignore_ascii_case("INBOX") {
+        return list.iter().position(FolderInfo::is_inbox);
+    }
+    let wanted = wanted.to_lowercase();
+    list.iter().position(|f| f.name.to_lowercase() == wanted).or_else(|| {
+        list.iter().position(|f| {
+            without_inbox_prefix(&f.name, f.delimiter.as_deref()).to_lowercase()
+                == without_inbox_prefix(&wanted, f.delimiter.as_deref())
+        })
     })
 }
 
-fn pick(
-    list: &[FolderInfo],
-    use_: SpecialUse,
-    role: FolderRole,
-    exact: &[&str],
-    exclude: Option<usize>,
-) -> Option<usize> {
-    let eligible = |i: usize, f: &FolderInfo| f.selectable && !f.is_inbox() && Some(i) != exclude;
-    // 1. SPECIAL-USE: the server says so. Shallowest first ("Junk" before "Archive/Junk").
-    let by_attr = list
-        .iter()
-        .enumerate()
-        .filter(|(i, f)| eligible(*i, f) && f.special_use == Some(use_))
-        .min_by_key(|(_, f)| (f.depth(), f.name.len()))
-        .map(|(i, _)| i);
-    if by_attr.is_some() {
-        return by_attr;
-    }
-    // 2. By name, but never a folder the server marked as something else (a "Sent" that is
-    //    \Drafts is not the sent folder). Exact well-known names rank before substrings.
+/// May be given a role of its own: selectable and not INBOX.
+fn eligible(f: &FolderInfo) -> bool {
+    f.selectable && !f.is_inbox()
+}
+
+/// Every junk candidate (SPEC §6): each folder the server marks `\Junk`, and each whose name
+/// says spam — a server may mark a `Junk` folder and still file Korean spam into 스팸메일함 —
+/// but never one the server marks as something else (a "Spam" that is `\Trash`).
+fn junk_candidates(list: &[FolderInfo]) -> Vec<(usize, Why)> {
     list.iter()
         .enumerate()
-        .filter(|(i, f)| eligible(*i, f) && f.special_use.is_none() && role_from_name(&f.name) == role)
-        .min_by_key(|(_, f)| {
-            let leaf = f.leaf();
-            (!exact.contains(&leaf.as_str()), f.depth(), f.name.len())
+        .filter(|(_, f)| eligible(f))
+        .filter_map(|(i, f)| match f.special_use {
+            Some(SpecialUse::Junk) => Some((i, Why::SpecialUse)),
+            None if role_from_name(&f.name) == FolderRole::Junk => Some((i, Why::Name)),
+            _ => None,
         })
-        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The sent folders: each one the server marks `\Sent`; without any, the one whose name says so
+/// most clearly (exact well-known names before substrings, shallow before deep).
+fn sent_candidates(list: &[FolderInfo], taken: &BTreeMap<usize, (FolderRole, Why)>) -> Vec<(usize, Why)> {
+    let free = |i: usize, f: &FolderInfo| eligible(f) && !taken.contains_key(&i);
+    let marked: Vec<(usize, Why)> = list
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| free(*i, f) && f.special_use == Some(SpecialUse::Sent))
+        .map(|(i, _)| (i, Why::SpecialUse))
+        .collect();
+    if !marked.is_empty() {
+        return marked;
+    }
+    list.iter()
+        .enumerate()
+        .filter(|(i, f)| free(*i, f) && f.special_use.is_none() && role_from_name(&f.name) == FolderRole::Sent)
+        .min_by_key(|(_, f)| (!SENT_NAMES.contains(&f.leaf().as_str()), f.depth(), f.name.len()))
+        .map(|(i, _)| (i, Why::Name))
+        .into_iter()
+        .collect()
 }
 
 /// Decide the junk and sent folders of one account from its LIST response.
 pub fn detect_roles(list: &[FolderInfo], junk: &FolderChoice, sent: &FolderChoice) -> Roles {
     let mut roles = Roles::default();
-    roles.junk = match junk {
-        FolderChoice::Off => None,
-        FolderChoice::Auto => pick(list, SpecialUse::Junk, FolderRole::Junk, &JUNK_NAMES, None),
-        FolderChoice::Named(n) => {
-            let found = find_named(list, n);
-            if found.is_none() {
-                roles.problems.push(format!("junk = {n:?}: no such folder on the server (it has: {})", names(list)));
-            }
-            found
+    let assign = |roles: &mut Roles, choice: &FolderChoice, role: FolderRole, key: &str| {
+        let chosen = match choice {
+            FolderChoice::Off => Vec::new(),
+            FolderChoice::Auto if role == FolderRole::Junk => junk_candidates(list),
+            FolderChoice::Auto => sent_candidates(list, &roles.found),
+            FolderChoice::Named(names) => names
+                .iter()
+                .filter_map(|n| {
+                    let found = find_named(list, n).filter(|i| list[*i].selectable);
+                    if found.is_none() {
+                        roles
+                            .problems
+                            .push(format!("{key} = {n:?}: no such folder on the server (it has: {})", names_of(list)));
+                    }
+                    found.map(|i| (i, Why::Configured))
+                })
+                .collect(),
+        };
+        for (i, why) in chosen {
+            roles.found.entry(i).or_insert((role, why));
         }
     };
-    roles.sent = match sent {
-        FolderChoice::Off => None,
-        FolderChoice::Auto => pick(list, SpecialUse::Sent, FolderRole::Sent, &SENT_NAMES, roles.junk),
-        FolderChoice::Named(n) => {
-            let found = find_named(list, n);
-            if found.is_none() {
-                roles.problems.push(format!("sent = {n:?}: no such folder on the server (it has: {})", names(list)));
-            }
-            found
-        }
-    };
+    assign(&mut roles, junk, FolderRole::Junk, "junk");
+    assign(&mut roles, sent, FolderRole::Sent, "sent");
     roles
 }
 
-fn names(list: &[FolderInfo]) -> String {
+fn names_of(list: &[FolderInfo]) -> String {
     let v: Vec<&str> = list.iter().filter(|f| f.selectable).map(|f| f.name.as_str()).collect();
     v.join(", ")
 }
@@ -234,71 +307,95 @@ pub struct WatchedFolder {
     /// Decoded name: cursors, evidence and logs use it.
     pub name: String,
     pub role: FolderRole,
+    pub why: Why,
 }
 
-/// The role of any folder in the listing, given the detected junk/sent.
-pub fn role_of(list: &[FolderInfo], roles: &Roles, i: usize) -> FolderRole {
-    let f = &list[i];
-    if f.is_inbox() {
-        FolderRole::Inbox
-    } else if Some(i) == roles.junk {
-        FolderRole::Junk
-    } else if Some(i) == roles.sent {
-        FolderRole::Sent
-    } else {
-        FolderRole::Other
+/// The role of any folder in the listing, given the detected junk/sent, and why.
+pub fn role_of(list: &[FolderInfo], roles: &Roles, i: usize) -> (FolderRole, Option<Why>) {
+    if list[i].is_inbox() {
+        return (FolderRole::Inbox, Some(Why::Inbox));
+    }
+    match roles.found.get(&i) {
+        Some((role, why)) => (*role, Some(*why)),
+        None => (FolderRole::Other, None),
     }
 }
 
-/// What to watch: the configured `folders` (INBOX by default), then junk and sent.
+/// What to watch: the configured `folders` (INBOX by default), then every junk and sent folder.
 pub fn plan(list: &[FolderInfo], account: &Account) -> (Vec<WatchedFolder>, Roles) {
     let mut roles = detect_roles(list, &account.junk, &account.sent);
     let mut out: Vec<WatchedFolder> = Vec::new();
-    let add = |i: usize, role: FolderRole, out: &mut Vec<WatchedFolder>| {
+    let add = |i: usize, role: FolderRole, why: Why, out: &mut Vec<WatchedFolder>| {
         let f = &list[i];
         if !out.iter().any(|w| w.raw == f.raw) {
-            out.push(WatchedFolder { raw: f.raw.clone(), name: f.name.clone(), role });
+            out.push(WatchedFolder { raw: f.raw.clone(), name: f.name.clone(), role, why });
         }
     };
     for wanted in &account.folders {
         match find_named(list, wanted) {
             Some(i) if list[i].selectable => {
-                // A configured folder that is the junk/sent folder gets that role; any other is
+                // A configured folder that is a junk/sent folder gets that role; any other is
                 // judged by its attributes and name, as `import-mail --folder` does.
-                let role = match role_of(list, &roles, i) {
-                    FolderRole::Other => match list[i].special_use {
-                        Some(SpecialUse::Junk) => FolderRole::Junk,
-                        Some(SpecialUse::Sent) => FolderRole::Sent,
-                        Some(_) => FolderRole::Other,
-                        None => role_from_name(&list[i].name),
-                    },
-                    r => r,
+                let (role, why) = match role_of(list, &roles, i) {
+                    (FolderRole::Other, _) => (
+                        match list[i].special_use {
+                            Some(SpecialUse::Junk) => FolderRole::Junk,
+                            Some(SpecialUse::Sent) => FolderRole::Sent,
+                            Some(_) => FolderRole::Other,
+                            None => role_from_name(&list[i].name),
+                        },
+                        Why::Folders,
+                    ),
+                    (r, why) => (r, why.unwrap_or(Why::Folders)),
                 };
-                add(i, role, &mut out);
+                add(i, role, why, &mut out);
             }
             Some(_) => {
                 roles.problems.push(format!("folders: {wanted:?} cannot be selected on the server (\\Noselect)"))
             }
             None => roles
                 .problems
-                .push(format!("folders: {wanted:?}: no such folder on the server (it has: {})", names(list))),
+                .push(format!("folders: {wanted:?}: no such folder on the server (it has: {})", names_of(list))),
         }
     }
-    if let Some(i) = roles.junk {
-        add(i, FolderRole::Junk, &mut out);
-    }
-    if let Some(i) = roles.sent {
-        add(i, FolderRole::Sent, &mut out);
+    for (i, (role, why)) in &roles.found {
+        add(*i, *role, *why, &mut out);
     }
     (out, roles)
 }
 
-/// Every selectable folder with its role, for `folders` and `Store::set_folder_roles`.
+/// One line of `folders`: a selectable folder, its role, why, and whether it is watched.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListedFolder {
+    pub name: String,
+    pub role: FolderRole,
+    /// `None` for a folder with no role (`other`) that is not watched.
+    pub why: Option<Why>,
+    pub watched: bool,
+}
+
+/// Every selectable folder with its role and why (as watched, when `plan` has it), for
+/// `folders`.
+pub fn listing_with_reasons(list: &[FolderInfo], roles: &Roles, plan: &[WatchedFolder]) -> Vec<ListedFolder> {
+    list.iter()
+        .enumerate()
+        .filter(|(_, f)| f.selectable)
+        .map(|(i, f)| match plan.iter().find(|w| w.raw == f.raw) {
+            Some(w) => ListedFolder { name: f.name.clone(), role: w.role, why: Some(w.why), watched: true },
+            None => {
+                let (role, why) = role_of(list, roles, i);
+                ListedFolder { name: f.name.clone(), role, why, watched: false }
+            }
+        })
+        .collect()
+}
+
+/// Every selectable folder with its role, for `Store::set_folder_roles`.
 pub fn listing(list: &[FolderInfo], roles: &Roles) -> Vec<(String, FolderRole)> {
     list.iter()
         .enumerate()
         .filter(|(_, f)| f.selectable)
-        .map(|(i, f)| (f.name.clone(), role_of(list, roles, i)))
+        .map(|(i, f)| (f.name.clone(), role_of(list, roles, i).0))
         .collect()
 }
 
@@ -310,67 +407,116 @@ mod tests {
         FolderInfo::new(raw, Some("/"), attrs)
     }
 
-    fn detect(list: &[FolderInfo]) -> (Option<String>, Option<String>) {
+    /// The junk folders and the sent folders found, by decoded name.
+    fn detect(list: &[FolderInfo]) -> (Vec<String>, Vec<String>) {
         let r = detect_roles(list, &FolderChoice::Auto, &FolderChoice::Auto);
-        (r.junk.map(|i| list[i].name.clone()), r.sent.map(|i| list[i].name.clone()))
+        let names = |role| r.with_role(role).into_iter().map(|i| list[i].name.clone()).collect();
+        (names(FolderRole::Junk), names(FolderRole::Sent))
     }
 
-    fn s(x: &str) -> Option<String> {
-        Some(x.to_owned())
+    fn v(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
     }
 
     #[test]
-    fn special_use_wins_over_names() {
-        // Dovecot default layout, plus a decoy named "Spam" with no attribute.
+    fn every_junk_candidate_special_use_or_name_is_found() {
+        // A \Junk folder, an unmarked spam-named one beside it (the Cyrus report), and a decoy
+        // the server marks as something else.
         let list = [
             f("INBOX", &[]),
             f("Spam", &[]),
             f("Bulk", &["\\Junk"]),
+            f("&wqTTOLpUx3zVaA-", &[]),
+            f("Old Junk", &["\\Trash"]),
             f("Sent", &["\\Drafts"]),
             f("Outgoing", &["\\Sent"]),
         ];
-        assert_eq!(detect(&list), (s("Bulk"), s("Outgoing")));
+        assert_eq!(detect(&list), (v(&["Spam", "Bulk", "스팸메일함"]), v(&["Outgoing"])));
+        let r = detect_roles(&list, &FolderChoice::Auto, &FolderChoice::Auto);
+        assert_eq!(r.found[&2], (FolderRole::Junk, Why::SpecialUse));
+        assert_eq!(r.found[&3], (FolderRole::Junk, Why::Name));
+        assert_eq!(r.found[&6], (FolderRole::Sent, Why::SpecialUse));
+    }
+
+    #[test]
+    fn gmail_spam_and_a_naver_style_folder_are_both_junk() {
+        let list = [
+            f("INBOX", &[]),
+            f("[Gmail]", &["\\Noselect"]),
+            f("[Gmail]/&wqTTOA-", &["\\Junk"]),
+            f("[Gmail]/&vPSwuNO4ycDVaA-", &["\\Sent"]),
+            f("&wqTTOLpUx3zVaA-", &[]),
+        ];
+        assert_eq!(detect(&list), (v(&["[Gmail]/스팸", "스팸메일함"]), v(&["[Gmail]/보낸편지함"])));
     }
 
     #[test]
     fn names_are_found_without_special_use() {
-        let table: &[(&[&str], Option<&str>, Option<&str>)] = &[
-            (&["INBOX", "Junk", "Sent"], Some("Junk"), Some("Sent")),
-            (&["INBOX", "Spam", "Sent Items"], Some("Spam"), Some("Sent Items")),
+        let table: &[(&[&str], &[&str], &[&str])] = &[
+            (&["INBOX", "Junk", "Sent"], &["Junk"], &["Sent"]),
+            (&["INBOX", "Spam", "Sent Items"], &["Spam"], &["Sent Items"]),
+            (&["INBOX", "Junk Email", "Sent Items"], &["Junk Email"], &["Sent Items"]),
             // Korean webmail (Daum/Naver style), on the wire in modified UTF-7.
-            (&["INBOX", "&wqTTOLpUx3zVaA-", "&vPSwuLpUx3zVaA-"], Some("스팸메일함"), Some("보낸메일함")),
-            (&["INBOX", "&wqTTONO4ycDVaA-", "&vPSwuNO4ycDVaA-"], Some("스팸편지함"), Some("보낸편지함")),
-            (&["INBOX", "&wqTTOA-"], Some("스팸"), None),
-            (&["INBOX", "&yBXQbA- &ulTHfA-"], Some("정크 메일"), None),
-            (&["INBOX", "[Gmail]/Spam", "[Gmail]/Sent Mail"], Some("[Gmail]/Spam"), Some("[Gmail]/Sent Mail")),
-            (&["INBOX", "JUNK", "SENT"], Some("JUNK"), Some("SENT")),
-            (&["INBOX", "Archive", "Drafts"], None, None),
-            // An exact name beats a substring, and shallower beats deeper.
-            (&["INBOX", "Spam reports", "Projects/Spam", "Spam"], Some("Spam"), None),
+            (&["INBOX", "&wqTTOLpUx3zVaA-", "&vPSwuLpUx3zVaA-"], &["스팸메일함"], &["보낸메일함"]),
+            (&["INBOX", "&wqTTONO4ycDVaA-", "&vPSwuNO4ycDVaA-"], &["스팸편지함"], &["보낸편지함"]),
+            (&["INBOX", "&wqTTOA-"], &["스팸"], &[]),
+            (&["INBOX", "&yBXQbA- &ulTHfA-"], &["정크 메일"], &[]),
+            (&["INBOX", "[Gmail]/Spam", "[Gmail]/Sent Mail"], &["[Gmail]/Spam"], &["[Gmail]/Sent Mail"]),
+            (&["INBOX", "JUNK", "SENT"], &["JUNK"], &["SENT"]),
+            (&["INBOX", "Archive", "Drafts"], &[], &[]),
+            // Every spam-named folder is a candidate; of the sent ones, the clearest name.
+            (&["INBOX", "Spam reports", "Projects/Spam", "Spam"], &["Spam reports", "Projects/Spam", "Spam"], &[]),
+            (&["INBOX", "Sent to clients", "Sent Messages"], &[], &["Sent Messages"]),
         ];
         for (names, junk, sent) in table {
             let list: Vec<FolderInfo> = names.iter().map(|n| f(n, &[])).collect();
-            assert_eq!(detect(&list), (junk.map(str::to_owned), sent.map(str::to_owned)), "{names:?}");
+            assert_eq!(detect(&list), (v(junk), v(sent)), "{names:?}");
         }
+    }
+
+    #[test]
+    fn cyrus_and_courier_namespaces_with_dot_separators() {
+        let list = [
+            FolderInfo::new("INBOX", Some("."), &[]),
+            FolderInfo::new("INBOX.Junk", Some("."), &["\\Junk"]),
+            FolderInfo::new("INBOX.&wqTTOLpUx3zVaA-", Some("."), &[]),
+            FolderInfo::new("INBOX.Sent", Some("."), &["\\Sent"]),
+            FolderInfo::new("INBOX.Archive.2024", Some("."), &[]),
+        ];
+        assert_eq!(detect(&list), (v(&["INBOX.Junk", "INBOX.스팸메일함"]), v(&["INBOX.Sent"])));
+        // Without any special-use: by the last level of the name.
+        let bare: Vec<FolderInfo> = ["INBOX", "INBOX.Trash", "INBOX.Spam", "INBOX.Sent Messages"]
+            .iter()
+            .map(|n| FolderInfo::new(n, Some("."), &[]))
+            .collect();
+        assert_eq!(detect(&bare), (v(&["INBOX.Spam"]), v(&["INBOX.Sent Messages"])));
+        // A configured name finds the folder with or without the INBOX. prefix.
+        assert_eq!(find_named(&list, "Junk"), Some(1));
+        assert_eq!(find_named(&list, "inbox.junk"), Some(1));
+        assert_eq!(find_named(&list, "스팸메일함"), Some(2));
+        assert_eq!(find_named(&list, "Archive.2024"), Some(4));
+        assert_eq!(find_named(&list, "Nope"), None);
     }
 
     #[test]
     fn inbox_and_noselect_are_never_junk_or_sent() {
         let list = [f("INBOX", &["\\Junk"]), f("[Gmail]", &["\\Noselect"]), f("Spam", &["\\NonExistent"])];
-        assert_eq!(detect(&list), (None, None));
+        assert_eq!(detect(&list), (v(&[]), v(&[])));
     }
 
     #[test]
-    fn configured_choices() {
+    fn configured_choices_one_name_or_a_list() {
         let list = [f("INBOX", &[]), f("Junk", &["\\Junk"]), f("&wqTTOLpUx3zVaA-", &[]), f("Sent", &["\\Sent"])];
-        let r = detect_roles(&list, &FolderChoice::Named("스팸메일함".into()), &FolderChoice::Off);
-        assert_eq!((r.junk, r.sent), (Some(2), None));
+        let named = |n: &[&str]| FolderChoice::Named(v(n));
+        let r = detect_roles(&list, &named(&["스팸메일함"]), &FolderChoice::Off);
+        assert_eq!((r.with_role(FolderRole::Junk), r.with_role(FolderRole::Sent)), (vec![2], vec![]));
+        assert_eq!(r.found[&2].1, Why::Configured);
         assert!(r.problems.is_empty());
-        // The wire form works too.
-        let r = detect_roles(&list, &FolderChoice::Named("&wqTTOLpUx3zVaA-".into()), &FolderChoice::Auto);
-        assert_eq!((r.junk, r.sent), (Some(2), Some(3)));
-        let r = detect_roles(&list, &FolderChoice::Named("Nope".into()), &FolderChoice::Auto);
-        assert_eq!(r.junk, None);
+        // The wire form works too, and a list names several.
+        let r = detect_roles(&list, &named(&["&wqTTOLpUx3zVaA-", "Junk"]), &FolderChoice::Auto);
+        assert_eq!((r.with_role(FolderRole::Junk), r.with_role(FolderRole::Sent)), (vec![1, 2], vec![3]));
+        let r = detect_roles(&list, &named(&["Nope", "Junk"]), &FolderChoice::Auto);
+        assert_eq!(r.with_role(FolderRole::Junk), vec![1]);
         assert_eq!(r.problems.len(), 1);
         assert!(r.problems[0].contains("Nope"), "{:?}", r.problems);
         assert!(r.problems[0].contains("스팸메일함"), "lists decoded names: {:?}", r.problems);
@@ -388,19 +534,26 @@ mod tests {
 
     #[test]
     fn plan_watches_configured_folders_then_junk_and_sent() {
-        let list =
-            [f("INBOX", &[]), f("Junk", &["\\Junk"]), f("Sent", &["\\Sent"]), f("Contracts", &[]), f("Old Spam", &[])];
+        let list = [
+            f("INBOX", &[]),
+            f("Junk", &["\\Junk"]),
+            f("Sent", &["\\Sent"]),
+            f("Contracts", &[]),
+            f("Old Spam", &["\\Archive"]),
+            f("Spam", &[]),
+        ];
         let (plan, roles) = plan(&list, &account("folders = [\"INBOX\", \"Contracts\", \"Old Spam\", \"Gone\"]"));
-        let got: Vec<(&str, FolderRole)> = plan.iter().map(|w| (w.name.as_str(), w.role)).collect();
+        let got: Vec<(&str, FolderRole, Why)> = plan.iter().map(|w| (w.name.as_str(), w.role, w.why)).collect();
         assert_eq!(
             got,
             [
-                ("INBOX", FolderRole::Inbox),
-                ("Contracts", FolderRole::Other),
-                // Watched because configured; its name says spam, so mail found there is.
-                ("Old Spam", FolderRole::Junk),
-                ("Junk", FolderRole::Junk),
-                ("Sent", FolderRole::Sent),
+                ("INBOX", FolderRole::Inbox, Why::Inbox),
+                ("Contracts", FolderRole::Other, Why::Folders),
+                // Watched because configured; the server marks it \Archive, so it is no junk folder.
+                ("Old Spam", FolderRole::Other, Why::Folders),
+                ("Junk", FolderRole::Junk, Why::SpecialUse),
+                ("Sent", FolderRole::Sent, Why::SpecialUse),
+                ("Spam", FolderRole::Junk, Why::Name),
             ]
         );
         assert_eq!(roles.problems.len(), 1, "{:?}", roles.problems);
@@ -417,8 +570,6 @@ mod tests {
     #[test]
     fn sent_is_never_the_junk_folder() {
         let list = [f("INBOX", &[]), f("Sent Spam", &[])];
-        let r = detect_roles(&list, &FolderChoice::Auto, &FolderChoice::Auto);
-        assert_eq!(r.junk, Some(1));
-        assert_eq!(r.sent, None);
+        assert_eq!(detect(&list), (v(&["Sent Spam"]), v(&[])));
     }
 }

@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
 pub use connect::{connect, Caps, ConnectError, Connection};
-pub use folders::{detect_roles, FolderInfo, Roles, WatchedFolder};
+pub use folders::{detect_roles, FolderInfo, ListedFolder, Roles, WatchedFolder, Why};
 pub use sync::{SyncError, SyncStats};
 pub use watch::{watch, watch_account, Backoff};
 
@@ -358,11 +358,11 @@ async fn scan_lane<'a>(
 }
 
 /// `folders`: every selectable folder of an account with the role detected (INBOX, junk, sent;
-/// `Other` for the rest).
-pub async fn list_folders(account: &Account) -> anyhow::Result<Vec<(String, FolderRole)>> {
+/// `Other` for the rest) and why (special-use, name, configuration).
+pub async fn list_folders(account: &Account) -> anyhow::Result<Vec<folders::ListedFolder>> {
     let list = list_once(account).await?;
-    let roles = folders::detect_roles(&list, &account.junk, &account.sent);
-    Ok(folders::listing(&list, &roles))
+    let (plan, roles) = folders::plan(&list, account);
+    Ok(folders::listing_with_reasons(&list, &roles, &plan))
 }
 
 /// The folders an account would watch, with their roles and any configuration problems.

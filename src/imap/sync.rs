@@ -180,6 +180,8 @@ pub fn imap_date(t: DateTime<Utc>) -> String {
 struct Seen {
     uid: u32,
     needs_body: bool,
+    /// Its header section came (else the whole mail is read to judge it).
+    header: bool,
 }
 
 /// How long a big pass waits for a connection it was promised (see [`sync_folder_with`]) before
@@ -208,7 +210,26 @@ pub async fn sync_folder_with(
             c.logout().await;
         }
     }
+    // Server alerts and announcements that async-imap set aside during the pass.
+    conn.note_unsolicited();
+    record_outcome(ctx, &result);
     result
+}
+
+/// Keep the pass's outcome as the folder's status (SPEC §6: a folder that could not be read is
+/// an error of that folder, shown by `health` and alerted on). Recording is best effort: a
+/// database that cannot take it fails the next mail's transaction loudly enough.
+pub(super) fn record_outcome(ctx: &FolderCtx<'_>, result: &Result<SyncStats, SyncError>) {
+    let (account, folder) = (&ctx.account.name, &ctx.folder.name);
+    let now = ctx.ingest.clock().now();
+    let recorded = match result {
+        Ok(stats) => ctx.ingest.store().folder_synced(account, folder, now, stats.mails_seen),
+        Err(SyncError::Cancelled) => return,
+        Err(e) => ctx.ingest.store().folder_failed(account, folder, now, &e.to_string()),
+    };
+    if let Err(e) = recorded {
+        warn!(account = %account, folder = %folder, error = %format!("{e:#}"), "Cannot record the folder's sync status");
+    }
 }
 
 async fn sync_pass(
@@ -224,15 +245,7 @@ async fn sync_pass(
     let uid_validity = mbox.uid_validity.ok_or_else(|| {
         SyncError::Imap(anyhow!("the server sent no UIDVALIDITY for {folder:?}; cannot keep a cursor"))
     })?;
-    // Some servers (Winmail Pro, per Delta Chat) omit UIDNEXT; ask for the newest UID instead.
-    let newest_uid = match mbox.uid_next {
-        Some(n) => n.saturating_sub(1),
-        None if mbox.exists == 0 => 0,
-        None => {
-            let uids = net(ctx, "UID SEARCH", conn.session.uid_search("UID *")).await?;
-            uids.into_iter().max().unwrap_or(0)
-        }
-    };
+    let newest_uid = newest_uid(conn, ctx, &mbox).await?;
 
     let cursor = ctx.ingest.cursor(account, folder).map_err(SyncError::Store)?;
     let rescan = !matches!(cursor, Some(c) if c.uid_validity == uid_validity);
@@ -261,6 +274,7 @@ async fn sync_pass(
         last_flush: std::time::Instant::now(),
         window: None,
         cursor_at: 0,
+        can_move: None,
     };
     let mut batches = Batches::Ranges(UidRanges::new(start, newest_uid));
     if rescan {
@@ -272,7 +286,9 @@ async fn sync_pass(
         // to a body fetch. Either way exactly the mails that arrived within the window count.
         let since = ctx.ingest.clock().now() - chrono::Duration::days(i64::from(ctx.account.backfill_days));
         pass.window = Some(since.date_naive());
-        if mbox.exists > 0 && oldest_arrived_before(conn, ctx, since.date_naive()).await? {
+        let day = since.date_naive();
+        let (first, last) = if mbox.exists > 0 { ends_arrived(conn, ctx).await? } else { (None, None) };
+        if first.is_some_and(|(_, d)| d < day) {
             let query = format!("SINCE {}", imap_date(since));
             let mut uids: Vec<u32> = net(ctx, "UID SEARCH", conn.session.uid_search(query))
                 .await?
@@ -280,7 +296,19 @@ async fn sync_pass(
                 .filter(|u| (start..=newest_uid).contains(u))
                 .collect();
             uids.sort_unstable();
-            batches = Batches::Listed { uids, pos: 0 };
+            // A SEARCH that leaves out the newest mail although it arrived within the window
+            // is broken (some servers answer SEARCH with nothing: Courier for `UID *`, Kakao
+            // for content): read every header instead, never trust it for "nothing there".
+            let trusted = match last {
+                Some((uid, arrived)) if arrived >= day && uid <= newest_uid => uids.binary_search(&uid).is_ok(),
+                _ => true,
+            };
+            if trusted {
+                batches = Batches::Listed { uids, pos: 0 };
+            } else {
+                warn!(account = %account, folder = %folder, found = uids.len(),
+                    "UID SEARCH SINCE left out mail that arrived within the back-fill window; reading every header instead");
+            }
         }
     }
 
@@ -296,6 +324,7 @@ async fn sync_pass(
         debug!(account = %account, folder = %folder, uids = %format!("{start}:{newest_uid}"), rescan, "New mail to look at");
     }
     let prefilter = ctx.ingest.prefilter();
+    let listed = matches!(batches, Batches::Listed { .. });
     if ahead as usize > HEADER_BATCH {
         // A big pass (first sync, rescan, long absence): this connection streams headers by UID
         // range while a second connection fetches bodies and the ingest applies them, so the
@@ -340,6 +369,15 @@ async fn sync_pass(
             apply_batch(conn, ctx, &mut pass, b, seen).await?;
         }
     }
+    if start == 1 && mbox.exists > 0 && pass.stats.mails_seen == 0 && !listed {
+        // The whole folder was asked for, the server says it holds mail, and none came: the
+        // newest UID it gave was wrong, or its FETCH is. Never "nothing there".
+        return Err(SyncError::Imap(anyhow!(
+            "{folder:?} holds {} mail(s) (EXISTS), but no mail came back for UIDs 1:{newest_uid} (UIDNEXT {})",
+            mbox.exists,
+            mbox.uid_next.map_or("none".to_owned(), |n| n.to_string())
+        )));
+    }
     if pass.cursor_at < newest_uid {
         // The UIDs a back-fill's SEARCH left out (or none at all): past them too.
         ctx.ingest.skip(account, folder, uid_validity, newest_uid).map_err(SyncError::Store)?;
@@ -356,9 +394,8 @@ async fn sync_pass(
     if !to_move.is_empty() {
         stats.moved_to_inbox = move_to_inbox(conn, ctx, &to_move).await?;
     }
-    // Unsolicited responses (EXISTS, EXPUNGE, FETCH FLAGS) stay in async-imap's channel, and an
-    // EXISTS the header reader saw sets `conn.announced`: the watcher looks at both for mail
-    // announced while we synced.
+    // An EXISTS announced while we synced (in async-imap's channel, or seen by the header
+    // reader) sets `conn.announced`: the watcher syncs again at once instead of waiting.
     Ok(stats)
 }
 
@@ -392,23 +429,25 @@ impl Batches {
     }
 }
 
-/// Whether the folder's first mail (by sequence: normally its oldest) arrived before `day`.
-async fn oldest_arrived_before(
-    conn: &mut Connection,
-    ctx: &FolderCtx<'_>,
-    day: chrono::NaiveDate,
-) -> Result<bool, SyncError> {
-    let first = async {
-        let mut stream = conn.session.fetch("1", "(UID INTERNALDATE)").await?;
-        let mut date = None;
+/// The UID and arrival day of the folder's first and last mail (by sequence: normally its
+/// oldest and newest), in one command: `FETCH 1,* (UID INTERNALDATE)`.
+type Arrival = Option<(u32, chrono::NaiveDate)>;
+
+async fn ends_arrived(conn: &mut Connection, ctx: &FolderCtx<'_>) -> Result<(Arrival, Arrival), SyncError> {
+    let fetch = async {
+        let mut stream = conn.session.fetch("1,*", "(UID INTERNALDATE)").await?;
+        let mut by_seq = BTreeMap::new();
         while let Some(f) = stream.try_next().await? {
-            if f.message == 1 {
-                date = date.or(f.internal_date());
+            if let (Some(uid), Some(d)) = (f.uid, f.internal_date()) {
+                by_seq.insert(f.message, (uid, d.date_naive()));
             }
         }
-        Ok::<_, async_imap::error::Error>(date)
+        Ok::<_, async_imap::error::Error>(by_seq)
     };
-    Ok(net(ctx, "FETCH 1 (INTERNALDATE)", first).await?.is_some_and(|d| d.date_naive() < day))
+    let by_seq = net(ctx, "FETCH 1,* (INTERNALDATE)", fetch).await?;
+    let first = by_seq.get(&1).copied();
+    let last = by_seq.iter().next_back().map(|(_, v)| *v);
+    Ok((first, last))
 }
 
 /// UID ranges `a:b` covering `first..=last` for the header pass, each aiming at
@@ -499,6 +538,34 @@ struct Pass {
     window: Option<chrono::NaiveDate>,
     /// Where this pass has moved the cursor to.
     cursor_at: u32,
+    /// `move_found_in_spam` on a server without MOVE and UIDPLUS: whether the folder held no
+    /// other `\Deleted` mail when first asked (see [`move_to_inbox`]).
+    can_move: Option<bool>,
+}
+
+/// Whether Hecto mail found in this junk folder can be moved to INBOX in this pass: always
+/// with MOVE or UIDPLUS; with neither, only a plain EXPUNGE remains, which removes every
+/// `\Deleted` mail of the folder — so only when no other mail there is `\Deleted` (asked once
+/// per pass).
+async fn can_move(conn: &mut Connection, ctx: &FolderCtx<'_>, p: &mut Pass) -> Result<bool, SyncError> {
+    if conn.caps.move_ || conn.caps.uidplus {
+        return Ok(true);
+    }
+    if let Some(known) = p.can_move {
+        return Ok(known);
+    }
+    let deleted = net(ctx, "UID SEARCH DELETED", conn.session.uid_search("DELETED")).await?;
+    let free = deleted.is_empty();
+    if !free {
+        warn!(
+            account = %ctx.account.name,
+            folder = %ctx.folder.name,
+            others = deleted.len(),
+            "move_found_in_spam: the server has neither MOVE nor UIDPLUS, and other mail in the folder is marked \\Deleted; an EXPUNGE would remove it too, so Hecto mail stays where it is"
+        );
+    }
+    p.can_move = Some(free);
+    Ok(free)
 }
 
 /// Bodies for one header batch's candidates, applied in UID order, then the cursor past the
@@ -515,11 +582,13 @@ async fn apply_batch(
     let uid_validity = p.uid_validity;
     let n = seen.len() as u64;
     p.stats.mails_seen += n;
+    let mut wanted: Vec<u32> = seen.iter().filter(|s| s.needs_body).map(|s| s.uid).collect();
     // Whether this folder's Hecto mail for a merchant will be moved to INBOX: the spam notice
     // says so, so only when the server can (`move_to_inbox` leaves it in place otherwise).
-    let moves =
-        ctx.folder.role == FolderRole::Junk && ctx.account.move_found_in_spam && (conn.caps.move_ || conn.caps.uidplus);
-    let mut wanted: Vec<u32> = seen.iter().filter(|s| s.needs_body).map(|s| s.uid).collect();
+    let moves = ctx.folder.role == FolderRole::Junk
+        && ctx.account.move_found_in_spam
+        && !wanted.is_empty()
+        && can_move(conn, ctx, p).await?;
     // Size and arrival only for the few mails whose bodies we may need (asking for RFC822.SIZE
     // and INTERNALDATE in the header pass costs the server noticeably on every mail).
     let meta = if wanted.is_empty() { BTreeMap::new() } else { fetch_meta(conn, ctx, &wanted).await? };
@@ -546,14 +615,14 @@ async fn apply_batch(
         if ctx.cancel.is_cancelled() {
             return Err(SyncError::Cancelled);
         }
-        let bodies = fetch_bodies(conn, ctx, group).await?;
+        let bodies = fetch_bodies_checked(conn, ctx, group).await?;
         for &uid in group {
             // Safe point: the previous mail is committed; stop here if asked.
             if ctx.cancel.is_cancelled() {
                 return Err(SyncError::Cancelled);
             }
             let Some((raw, internal_date)) = bodies.get(&uid) else {
-                // Expunged between the header and the body fetch: nothing to apply.
+                // Expunged between the header and the body fetch (checked): nothing to apply.
                 debug!(account = %account, folder = %folder, uid, "Mail vanished before its body was fetched");
                 continue;
             };
@@ -634,6 +703,12 @@ async fn apply_batch(
 }
 
 /// Headers of the mails in `set` (a UID set), classified; only UIDs for which `keep` holds.
+///
+/// Never "nothing there" for "could not read": a FETCH that names a mail but carries no header
+/// section sends that mail on to a full fetch (where the classifier sees all of it), and a
+/// batch that comes back empty is checked with `UID FETCH set (UID)` — if the server says it
+/// holds mail there after all, the pass fails with the server's answer instead of moving the
+/// cursor past mail it never read.
 async fn fetch_headers(
     conn: &mut Connection,
     ctx: &FolderCtx<'_>,
@@ -647,17 +722,93 @@ async fn fetch_headers(
         if !keep(uid) {
             return; // a mail outside the range: never asked for
         }
-        let needs_body = !prefilter.certainly_not_hecto(header) && {
-            let c = crate::mail::classify(header, rules);
-            !c.self_sent && (c.kind.is_hecto() || c.unparseable)
+        let needs_body = match header {
+            Some(header) => {
+                !prefilter.certainly_not_hecto(header) && {
+                    let c = crate::mail::classify(header, rules);
+                    !c.self_sent && (c.kind.is_hecto() || c.unparseable)
+                }
+            }
+            // A flag change announced meanwhile, or a server that left the section out: if no
+            // header for this UID comes at all, the whole mail is read instead.
+            None => true,
         };
-        seen.push(Seen { uid, needs_body });
+        seen.push(Seen { uid, needs_body, header: header.is_some() });
     });
     // The whole batch shares one generous deadline on top of the per-read one.
-    net_within(ctx, "UID FETCH (headers)", IO_TIMEOUT * 5, collect).await?;
-    seen.sort_unstable_by_key(|s| s.uid);
+    let completion = net_within(ctx, "UID FETCH (headers)", IO_TIMEOUT * 5, collect).await?;
+    // One verdict per UID; one with a header wins over a header-less one.
+    seen.sort_unstable_by_key(|s| (s.uid, !s.header));
     seen.dedup_by_key(|s| s.uid);
+    if seen.is_empty() {
+        let present = present_uids(conn, ctx, set, &keep).await?;
+        if let (Some(first), Some(last)) = (present.first(), present.last()) {
+            return Err(SyncError::Imap(anyhow!(
+                "{:?} holds {} mail(s) in UIDs {first}:{last}, but the server answered the header FETCH of {set} with none of them ({})",
+                ctx.folder.name,
+                present.len(),
+                completion.trim()
+            )));
+        }
+    }
     Ok(seen)
+}
+
+/// The UIDs of `set` the server says it holds, for which `keep` holds (`UID FETCH set (UID)`,
+/// read by the general parser): the check behind every empty answer.
+async fn present_uids(
+    conn: &mut Connection,
+    ctx: &FolderCtx<'_>,
+    set: &str,
+    keep: impl Fn(u32) -> bool,
+) -> Result<Vec<u32>, SyncError> {
+    let collect = async {
+        let mut out = Vec::new();
+        let mut stream = conn.session.uid_fetch(set, "(UID)").await?;
+        while let Some(f) = stream.try_next().await? {
+            if let Some(uid) = f.uid.filter(|u| keep(*u)) {
+                out.push(uid);
+            }
+        }
+        Ok::<_, async_imap::error::Error>(out)
+    };
+    let mut uids = net(ctx, "UID FETCH (UID)", collect).await?;
+    uids.sort_unstable();
+    uids.dedup();
+    Ok(uids)
+}
+
+/// The newest UID of the EXAMINEd folder (SPEC §6): UIDNEXT − 1 when the server gave UIDNEXT;
+/// else the UID of its last mail (`UID FETCH * (UID)`); else `STATUS (UIDNEXT)`. A folder that
+/// holds mail but whose newest UID no answer gives is an error of that folder, never "nothing
+/// new".
+async fn newest_uid(
+    conn: &mut Connection,
+    ctx: &FolderCtx<'_>,
+    mbox: &async_imap::types::Mailbox,
+) -> Result<u32, SyncError> {
+    // UIDNEXT exceeds every UID, so UIDNEXT 1 beside mail is not believed either.
+    match mbox.uid_next {
+        Some(n) if n > 1 || mbox.exists == 0 => return Ok(n.saturating_sub(1)),
+        _ if mbox.exists == 0 => return Ok(0),
+        _ => {}
+    }
+    // Some servers omit UIDNEXT (Winmail Pro, per Delta Chat); Courier answers `UID SEARCH UID *`
+    // with an empty SEARCH, so the last mail is asked for its UID instead.
+    if let Some(&uid) = present_uids(conn, ctx, "*", |_| true).await?.last() {
+        return Ok(uid);
+    }
+    let status = net(ctx, "STATUS (UIDNEXT)", conn.session.status(&ctx.folder.raw, "(UIDNEXT MESSAGES)")).await?;
+    if let Some(n) = status.uid_next.filter(|n| *n > 1) {
+        return Ok(n - 1);
+    }
+    Err(SyncError::Imap(anyhow!(
+        "{:?} holds {} mail(s), but the server tells the UID of none: EXAMINE gave UIDNEXT {}, UID FETCH * (UID) answered nothing, STATUS gave UIDNEXT {}",
+        ctx.folder.name,
+        mbox.exists,
+        mbox.uid_next.map_or("none".to_owned(), |n| n.to_string()),
+        status.uid_next.map_or("none".to_owned(), |n| n.to_string()),
+    )))
 }
 
 type Bodies = BTreeMap<u32, (Vec<u8>, Option<DateTime<Utc>>)>;
@@ -698,47 +849,95 @@ async fn fetch_bodies(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32]) 
     net_within(ctx, "UID FETCH (bodies)", IO_TIMEOUT * 5, collect).await
 }
 
+/// Bodies of `uids`, ascending. A mail that does not come back is looked for (`UID FETCH
+/// (UID)`): gone (expunged meanwhile) is fine, but one the server still holds is asked for
+/// alone, and if its body still does not come the pass fails — the cursor never moves past a
+/// mail whose body the header pass promised and the server withheld.
+async fn fetch_bodies_checked(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32]) -> Result<Bodies, SyncError> {
+    let mut bodies = fetch_bodies(conn, ctx, uids).await?;
+    let missing: Vec<u32> = uids.iter().copied().filter(|u| !bodies.contains_key(u)).collect();
+    if missing.is_empty() {
+        return Ok(bodies);
+    }
+    let present = present_uids(conn, ctx, &uid_set(&missing), |u| missing.binary_search(&u).is_ok()).await?;
+    for uid in present {
+        match fetch_bodies(conn, ctx, &[uid]).await?.remove(&uid) {
+            Some(body) => {
+                bodies.insert(uid, body);
+            }
+            None => {
+                return Err(SyncError::Imap(anyhow!(
+                    "the server holds mail UID {uid} in {:?} but returned no body for it (UID FETCH {uid} BODY.PEEK[])",
+                    ctx.folder.name
+                )))
+            }
+        }
+    }
+    Ok(bodies)
+}
+
 /// Move mail from the junk folder to INBOX. Called after the mails' effects are flushed, so a
 /// failure here loses nothing (the mail simply stays in junk, already recorded).
 async fn move_to_inbox(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32]) -> Result<u64, SyncError> {
     let set = uid_set(uids);
     // MOVE/STORE need a read-write selection; EXAMINE was read-only.
     net(ctx, "SELECT", conn.session.select(&ctx.folder.raw)).await?;
+    let all = uids.len() as u64;
     let result = if conn.caps.move_ {
-        net(ctx, "UID MOVE", conn.session.uid_mv(&set, "INBOX")).await
+        net(ctx, "UID MOVE", conn.session.uid_mv(&set, "INBOX")).await.map(|()| all)
     } else if conn.caps.uidplus {
         // RFC 4315: expunge exactly these UIDs, never a plain EXPUNGE that would also remove
         // whatever else someone flagged \Deleted.
         net(ctx, "UID COPY", conn.session.uid_copy(&set, "INBOX")).await?;
-        let store = async {
-            let s = conn.session.uid_store(&set, "+FLAGS.SILENT (\\Deleted)").await?;
-            let _: Vec<_> = s.try_collect().await?;
-            Ok::<_, async_imap::error::Error>(())
-        };
-        net(ctx, "UID STORE", store).await?;
+        store_flags(conn, ctx, &set, "+FLAGS.SILENT (\\Deleted)").await?;
         let expunge = async {
             let s = conn.session.uid_expunge(&set).await?;
             let _: Vec<_> = s.try_collect().await?;
             Ok::<_, async_imap::error::Error>(())
         };
-        net(ctx, "UID EXPUNGE", expunge).await
+        net(ctx, "UID EXPUNGE", expunge).await.map(|()| all)
     } else {
-        warn!(
-            account = %ctx.account.name,
-            folder = %ctx.folder.name,
-            "move_found_in_spam: the server has neither MOVE nor UIDPLUS; copying would leave a duplicate and a plain EXPUNGE could delete other mail, so the mail stays where it is"
-        );
-        return Ok(0);
+        // RFC 3501 alone: COPY, \Deleted, then a plain EXPUNGE, which removes every \Deleted
+        // mail of the folder. `can_move` found none but ours when the pass began; look again
+        // right before expunging, and leave the mail (unflagged again) if someone else's
+        // deleted mail has appeared since.
+        net(ctx, "UID COPY", conn.session.uid_copy(&set, "INBOX")).await?;
+        store_flags(conn, ctx, &set, "+FLAGS.SILENT (\\Deleted)").await?;
+        let deleted = net(ctx, "UID SEARCH DELETED", conn.session.uid_search("DELETED")).await?;
+        if deleted.iter().all(|u| uids.contains(u)) {
+            let expunge = async {
+                let s = conn.session.expunge().await?;
+                let _: Vec<_> = s.try_collect().await?;
+                Ok::<_, async_imap::error::Error>(())
+            };
+            net(ctx, "EXPUNGE", expunge).await.map(|()| all)
+        } else {
+            store_flags(conn, ctx, &set, "-FLAGS.SILENT (\\Deleted)").await?;
+            warn!(
+                account = %ctx.account.name,
+                folder = %ctx.folder.name,
+                uids = %set,
+                "move_found_in_spam: other mail in the folder was marked \\Deleted meanwhile; an EXPUNGE would remove it too, so the Hecto mail was copied to INBOX but stays here as well"
+            );
+            Ok(0)
+        }
     };
     // Back to read-only for whatever comes next on this connection.
     net(ctx, "EXAMINE", conn.session.examine(&ctx.folder.raw)).await?;
-    match result {
-        Ok(()) => {
-            info!(account = %ctx.account.name, folder = %ctx.folder.name, uids = %set, "Moved Hecto mail found in spam to INBOX");
-            Ok(uids.len() as u64)
-        }
-        Err(e) => Err(e),
+    let moved = result?;
+    if moved > 0 {
+        info!(account = %ctx.account.name, folder = %ctx.folder.name, uids = %set, "Moved Hecto mail found in spam to INBOX");
     }
+    Ok(moved)
+}
+
+async fn store_flags(conn: &mut Connection, ctx: &FolderCtx<'_>, set: &str, change: &str) -> Result<(), SyncError> {
+    let store = async {
+        let s = conn.session.uid_store(set, change).await?;
+        let _: Vec<_> = s.try_collect().await?;
+        Ok::<_, async_imap::error::Error>(())
+    };
+    net(ctx, "UID STORE", store).await
 }
 
 #[cfg(test)]

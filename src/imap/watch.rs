@@ -17,7 +17,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_imap::types::UnsolicitedResponse;
 use rand::Rng;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -291,13 +290,8 @@ async fn serve(
 
 /// Drain the unsolicited responses; whether any said a mail arrived.
 fn new_mail_announced(conn: &mut Connection) -> bool {
-    let mut any = std::mem::take(&mut conn.announced);
-    while let Ok(r) = conn.session.unsolicited_responses.try_recv() {
-        if matches!(r, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)) {
-            any = true;
-        }
-    }
-    any
+    conn.note_unsolicited();
+    std::mem::take(&mut conn.announced)
 }
 
 /// One IDLE: until the server reports something, [`IDLE_REFRESH`] passes, or we are cancelled.

@@ -10,11 +10,14 @@
 //! - `seen`: mail identity (Message-ID, else content hash) → [`SeenMail`];
 //! - `unassigned`: `seq u64 BE` → [`UnassignedMail`];
 //! - `cursors`: `account` 0x00 `folder` → [`Cursor`];
-//! - `outbox`: idempotency key → [`OutboxEntry`].
+//! - `outbox`: idempotency key → [`OutboxEntry`];
+//! - `folders`: account → its folders and their roles; `folder_status`: `account` 0x00 `folder` →
+//!   [`FolderStatus`] (last successful sync, last error and since when: see [`folders`]).
 //!
 //! Applying one mail is one multi-tree transaction whose closure does no I/O and no logging (sled
 //! may run it more than once); callers flush before acknowledging work that must survive a crash.
 
+pub mod folders;
 pub mod outbox;
 
 use std::collections::BTreeMap;
@@ -29,6 +32,7 @@ use sled::Transactional;
 
 use crate::mail::{Classified, MailKind, Rules};
 use crate::merchant::{self, Change, Event, FolderRole, MailSource, MatchOutcome, Merchant};
+pub use folders::FolderStatus;
 pub use outbox::{Delivery, NoticeFacts, NoticeKind, OutboxEntry, Rendered};
 
 /// Bumped when the layout of a tree changes; `export`/`import` carry data across.
@@ -155,6 +159,7 @@ pub struct Store {
     cursors: sled::Tree,
     outbox: sled::Tree,
     folders: sled::Tree,
+    folder_status: sled::Tree,
     /// The merchants as matching sees them, for the `merchants_gen` they were read at: decoding
     /// every merchant for every Hecto mail cost 0.25 s per mail at 100,000 merchants.
     for_matching: Arc<Mutex<Option<MatchingList>>>,
@@ -275,6 +280,7 @@ impl Store {
             cursors: open("cursors")?,
             outbox: open("outbox")?,
             folders: open("folders")?,
+            folder_status: open("folder_status")?,
             path: dir.to_owned(),
             db,
             for_matching: Arc::default(),
@@ -438,24 +444,6 @@ impl Store {
     /// UIDVALIDITY; a new UIDVALIDITY replaces it).
     pub fn advance_cursor(&self, account: &str, folder: &str, to: Cursor) -> anyhow::Result<()> {
         self.cursors.transaction(|cursors| tx_advance_cursor(cursors, account, folder, to)).map_err(flatten_tx_error)
-    }
-
-    /// Record the folders an account's sync found and their roles (for `folders` output and for
-    /// naming the watched spam folder in reminders).
-    pub fn set_folder_roles(&self, account: &str, roles: &[(String, FolderRole)]) -> anyhow::Result<()> {
-        self.folders.insert(account.as_bytes(), enc(&roles))?;
-        Ok(())
-    }
-
-    /// Every account's recorded folders and roles.
-    pub fn folder_roles(&self) -> anyhow::Result<BTreeMap<String, Vec<(String, FolderRole)>>> {
-        self.folders
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                Ok((String::from_utf8_lossy(&k).into_owned(), dec("folder roles", &v)?))
-            })
-            .collect()
     }
 
     /// Every merchant, as of `gen`: from memory while `merchants_gen` has not moved.

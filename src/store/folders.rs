@@ -1,0 +1,123 @@
+//! What the store knows of each account's folders: their roles as last listed (for `folders`,
+//! and for naming the watched spam folders in reminders), and each watched folder's sync status —
+//! the last successful pass, and the last error with since when. The status is what `health`
+//! and the alerts read when a folder could not be read (SPEC §6: "could not read" is an error of
+//! that folder, never "nothing there"); it is not part of `export`, being about this machine's
+//! view of the servers rather than about merchants.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{cursor_key, dec, enc, Store};
+use crate::merchant::FolderRole;
+
+/// One watched folder's sync status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderStatus {
+    /// The end of the last pass that read the folder to its newest mail.
+    pub last_ok: Option<DateTime<Utc>>,
+    /// Why the last pass failed (the server's words, or ours), while it keeps failing.
+    pub last_error: Option<String>,
+    /// The first failure of the current run of failures.
+    pub error_since: Option<DateTime<Utc>>,
+    /// Passes failed in a row.
+    pub failures: u32,
+    /// Mails looked at over all passes.
+    pub mails_seen: u64,
+}
+
+impl FolderStatus {
+    /// The folder is currently unreadable.
+    pub fn is_failing(&self) -> bool {
+        self.last_error.is_some()
+    }
+}
+
+/// A [`FolderStatus`] with the folder it is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FolderStatusRecord {
+    pub account: String,
+    pub folder: String,
+    #[serde(flatten)]
+    pub status: FolderStatus,
+}
+
+impl Store {
+    /// Record the folders an account's sync found and their roles (for `folders` output and for
+    /// naming the watched spam folder in reminders).
+    pub fn set_folder_roles(&self, account: &str, roles: &[(String, FolderRole)]) -> anyhow::Result<()> {
+        self.folders.insert(account.as_bytes(), enc(&roles))?;
+        Ok(())
+    }
+
+    /// Every account's recorded folders and roles.
+    pub fn folder_roles(&self) -> anyhow::Result<BTreeMap<String, Vec<(String, FolderRole)>>> {
+        self.folders
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), dec("folder roles", &v)?))
+            })
+            .collect()
+    }
+
+    pub fn folder_status(&self, account: &str, folder: &str) -> anyhow::Result<Option<FolderStatus>> {
+        self.folder_status.get(cursor_key(account, folder))?.map(|v| dec("folder status", &v)).transpose()
+    }
+
+    /// A pass read `folder` to its newest mail: clears any error.
+    pub fn folder_synced(&self, account: &str, folder: &str, at: DateTime<Utc>, mails_seen: u64) -> anyhow::Result<()> {
+        self.update_folder_status(account, folder, |s| {
+            s.last_ok = Some(at);
+            s.last_error = None;
+            s.error_since = None;
+            s.failures = 0;
+            s.mails_seen = s.mails_seen.saturating_add(mails_seen);
+        })
+    }
+
+    /// A pass over `folder` (or the connection for it) failed with `error`.
+    pub fn folder_failed(&self, account: &str, folder: &str, at: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
+        self.update_folder_status(account, folder, |s| {
+            s.last_error = Some(error.to_owned());
+            s.error_since = s.error_since.or(Some(at));
+            s.failures = s.failures.saturating_add(1);
+        })
+    }
+
+    fn update_folder_status(
+        &self,
+        account: &str,
+        folder: &str,
+        change: impl Fn(&mut FolderStatus),
+    ) -> anyhow::Result<()> {
+        let key = cursor_key(account, folder);
+        // One writer per folder (its watcher), so a read-modify-write needs no transaction; the
+        // update closure still tolerates a re-run.
+        self.folder_status
+            .fetch_and_update(&key, |old| {
+                let mut s: FolderStatus = old.and_then(|v| serde_json::from_slice(v).ok()).unwrap_or_default();
+                change(&mut s);
+                Some(enc(&s))
+            })
+            .with_context(|| format!("cannot record the sync status of {folder:?} of account {account:?}"))?;
+        Ok(())
+    }
+
+    /// Every folder's status, by account and folder.
+    pub fn folder_statuses(&self) -> anyhow::Result<Vec<FolderStatusRecord>> {
+        self.folder_status
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let mut parts = k.splitn(2, |b| *b == 0);
+                let account = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+                let folder = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+                Ok(FolderStatusRecord { account, folder, status: dec("folder status", &v)? })
+            })
+            .collect()
+    }
+}
