@@ -726,6 +726,29 @@ x = 1
     }
 
     #[test]
+    fn junk_and_sent_take_auto_off_a_name_or_a_list() {
+        let acc = |extra: &str| {
+            Config::parse(&format!(
+                "[[accounts]]\nname=\"a\"\nhost=\"127.0.0.1\"\nport=993\nusername=\"u\"\npassword={{ value = \"x\" }}\n{extra}"
+            ))
+        };
+        let junk = |extra: &str| acc(extra).map(|mut c| c.accounts.remove(0).junk);
+        assert_eq!(junk("").unwrap(), FolderChoice::Auto);
+        assert_eq!(junk("junk = \"off\"").unwrap(), FolderChoice::Off);
+        assert_eq!(junk("junk = \"스팸메일함\"").unwrap(), FolderChoice::Named(vec!["스팸메일함".into()]));
+        assert_eq!(
+            junk("junk = [\"스팸메일함\", \"INBOX.Junk\", \"스팸메일함\"]").unwrap(),
+            FolderChoice::Named(vec!["스팸메일함".into(), "INBOX.Junk".into()])
+        );
+        let sent = acc("sent = [\"Sent Messages\"]").unwrap().accounts.remove(0).sent;
+        assert_eq!(sent, FolderChoice::Named(vec!["Sent Messages".into()]));
+        for bad in ["junk = []", "junk = \"\"", "junk = 3", "sent = [\"\"]", "sent = [1]"] {
+            let e = acc(bad).err().unwrap_or_else(|| panic!("{bad} must be refused")).to_string();
+            assert!(e.contains("junk") || e.contains("sent"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn an_empty_file_is_the_builtin_defaults() {
         let c = Config::parse("").unwrap();
         assert_eq!(c.windows.guidance_business_days, 3);

@@ -234,6 +234,7 @@ async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationT
                 SyncError::Cancelled => summary.cancelled = true,
                 e => {
                     warn!(error = %e, "Cannot connect");
+                    record_account_failure(ingest, name, &e.to_string());
                     summary.errors.push(format!("account {name:?}: {e}"));
                 }
             }
@@ -377,6 +378,22 @@ async fn list_once(account: &Account) -> anyhow::Result<Vec<folders::FolderInfo>
     let list = folders::list(&mut conn.session).await;
     conn.logout().await;
     list
+}
+
+/// An account could not even be listed (no connection, refused login): that is every watched
+/// folder's error — those it has synced before (by their cursors), else INBOX, which every
+/// account watches.
+fn record_account_failure(ingest: &Ingest, account: &str, error: &str) {
+    let mut folders: Vec<String> = match ingest.store().cursors() {
+        Ok(all) => all.into_iter().filter(|c| c.account == account).map(|c| c.folder).collect(),
+        Err(_) => Vec::new(),
+    };
+    if folders.is_empty() {
+        folders.push("INBOX".to_owned());
+    }
+    for folder in folders {
+        sync::record_failure(ingest, account, &folder, error);
+    }
 }
 
 /// What to watch in an account's listing, and the configuration problems found (each logged),

@@ -217,16 +217,29 @@ pub async fn sync_folder_with(
 }
 
 /// Keep the pass's outcome as the folder's status (SPEC §6: a folder that could not be read is
-/// an error of that folder, shown by `health` and alerted on). Recording is best effort: a
-/// database that cannot take it fails the next mail's transaction loudly enough.
+/// an error of that folder, shown by `health` and alerted on).
 pub(super) fn record_outcome(ctx: &FolderCtx<'_>, result: &Result<SyncStats, SyncError>) {
     let (account, folder) = (&ctx.account.name, &ctx.folder.name);
-    let now = ctx.ingest.clock().now();
-    let recorded = match result {
-        Ok(stats) => ctx.ingest.store().folder_synced(account, folder, now, stats.mails_seen),
-        Err(SyncError::Cancelled) => return,
-        Err(e) => ctx.ingest.store().folder_failed(account, folder, now, &e.to_string()),
-    };
+    match result {
+        Ok(stats) => {
+            let now = ctx.ingest.clock().now();
+            let recorded = ctx.ingest.store().folder_synced(account, folder, now, stats.mails_seen);
+            warn_unrecorded(account, folder, recorded);
+        }
+        Err(SyncError::Cancelled) => {}
+        Err(e) => record_failure(ctx.ingest, account, folder, &e.to_string()),
+    }
+}
+
+/// Keep `error` as the folder's last error — also for what fails before a pass can start (no
+/// connection, no login, no folder list). Best effort: a database that cannot take it fails the
+/// next mail's transaction loudly enough.
+pub(super) fn record_failure(ingest: &Ingest, account: &str, folder: &str, error: &str) {
+    let recorded = ingest.store().folder_failed(account, folder, ingest.clock().now(), error);
+    warn_unrecorded(account, folder, recorded);
+}
+
+fn warn_unrecorded(account: &str, folder: &str, recorded: anyhow::Result<()>) {
     if let Err(e) = recorded {
         warn!(account = %account, folder = %folder, error = %format!("{e:#}"), "Cannot record the folder's sync status");
     }

@@ -126,6 +126,7 @@ pub async fn watch_account(account: Arc<Account>, ingest: Ingest, cancel: Cancel
             Err(e) => {
                 let delay = backoff.next_delay();
                 warn!(error = %format!("{e:#}"), retry_in_s = delay.as_secs(), "Cannot list folders");
+                super::record_account_failure(&ingest, &account.name, &format!("{e:#}"));
                 hooks.emit(ImapEvent::Disconnected {
                     account: account.name.clone(),
                     folder: None,
@@ -187,6 +188,7 @@ pub async fn watch_folder(
                 } else {
                     warn!(error = %e, retry_in_s = delay.as_secs(), "Cannot connect");
                 }
+                super::sync::record_failure(&ingest, &account.name, &folder.name, &e.to_string());
                 hooks.emit(ImapEvent::Disconnected {
                     account: account.name.clone(),
                     folder: Some(folder.name.clone()),
