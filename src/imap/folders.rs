@@ -125,14 +125,21 @@ pub async fn list(session: &mut Session) -> anyhow::Result<Vec<FolderInfo>> {
         .await
         .map_err(|_| anyhow::anyhow!("no answer to LIST within {} s", IO_TIMEOUT.as_secs()))?
         .context("LIST failed")?;
-    Ok(names
+    let mut list: Vec<FolderInfo> = names
         .iter()
         .map(|n| {
             let attrs: Vec<String> = n.attributes().iter().map(attribute_text).collect();
             let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
             FolderInfo::new(n.name(), n.delimiter(), &attrs)
         })
-        .collect())
+        .collect();
+    // INBOX always exists (RFC 3501 §5.1), but not every server lists it under `*`: a listing
+    // without it must not make the account watch nothing. EXAMINE will tell if it is not there.
+    if !list.iter().any(FolderInfo::is_inbox) {
+        let delimiter = list.iter().find_map(|f| f.delimiter.clone());
+        list.insert(0, FolderInfo::new("INBOX", delimiter.as_deref(), &[]));
+    }
+    Ok(list)
 }
 
 /// Why a folder has the role it has, for `folders` and the logs.
@@ -361,6 +368,12 @@ pub fn plan(list: &[FolderInfo], account: &Account) -> (Vec<WatchedFolder>, Role
     for (i, (role, why)) in &roles.found {
         add(*i, *role, *why, &mut out);
     }
+    if account.junk == FolderChoice::Auto && roles.with_role(FolderRole::Junk).is_empty() {
+        roles.problems.push(format!(
+            "junk = \"auto\": no folder is marked \\Junk or named like a spam folder (it has: {}); if the server files spam elsewhere, name it with junk = \"…\"",
+            names_of(list)
+        ));
+    }
     (out, roles)
 }
 
@@ -561,6 +574,17 @@ mod tests {
 
         let (plan, _) = plan_for_off(&list);
         assert_eq!(plan.len(), 1, "junk = off, sent = off: INBOX only: {plan:?}");
+    }
+
+    #[test]
+    fn an_account_without_any_junk_candidate_is_told_so() {
+        let list = [f("INBOX", &[]), f("Sent", &["\\Sent"]), f("광고", &[])];
+        let (plan, roles) = plan(&list, &account(""));
+        assert_eq!(plan.len(), 2, "{plan:?}");
+        assert_eq!(roles.problems.len(), 1, "{:?}", roles.problems);
+        assert!(roles.problems[0].contains("junk = ") && roles.problems[0].contains("광고"), "{:?}", roles.problems);
+        // Not when junk is off or named.
+        assert!(plan_for_off(&list).1.problems.is_empty());
     }
 
     fn plan_for_off(list: &[FolderInfo]) -> (Vec<WatchedFolder>, Roles) {

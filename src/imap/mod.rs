@@ -246,6 +246,17 @@ async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationT
     if let Err(e) = recorded {
         summary.errors.push(format!("account {name:?}: cannot record folder roles: {e:#}"));
     }
+    if plan.is_empty() {
+        // Nothing to read is not "nothing there".
+        let e = nothing_to_watch(&problems);
+        record_account_failure(ingest, name, &e);
+        summary.errors.push(format!("account {name:?}: {e}"));
+        conn.logout().await;
+        if let Ok(c) = lane_conn {
+            c.logout().await;
+        }
+        return summary;
+    }
     // Two lanes, each on one connection: the connection that listed the folders serves INBOX —
     // usually by far the biggest folder and so the critical path — and starts fetching at once;
     // a second connection serves the other folders in turn meanwhile and is then handed to
@@ -378,6 +389,11 @@ async fn list_once(account: &Account) -> anyhow::Result<Vec<folders::FolderInfo>
     let list = folders::list(&mut conn.session).await;
     conn.logout().await;
     list
+}
+
+/// The error of an account none of whose folders to watch exists.
+fn nothing_to_watch(problems: &[String]) -> String {
+    format!("none of the folders to watch exists on the server ({})", problems.join("; "))
 }
 
 /// An account could not even be listed (no connection, refused login): that is every watched

@@ -111,18 +111,23 @@ async fn shutdown(mut tasks: JoinSet<()>) {
 pub async fn watch_account(account: Arc<Account>, ingest: Ingest, cancel: CancellationToken, hooks: Hooks) {
     let mut backoff = Backoff::default();
     let plan = loop {
-        let result = tokio::select! {
+        let listed = tokio::select! {
             _ = cancel.cancelled() => return,
             r = super::list_once(&account) => r,
         };
-        match result {
-            Ok(list) => {
-                let (plan, _, recorded) = super::adopt(&list, &account, &ingest);
-                if let Err(e) = recorded {
-                    warn!(error = %format!("{e:#}"), "Cannot record the folder roles");
-                }
-                break plan;
+        let planned = listed.and_then(|list| {
+            let (plan, problems, recorded) = super::adopt(&list, &account, &ingest);
+            if let Err(e) = recorded {
+                warn!(error = %format!("{e:#}"), "Cannot record the folder roles");
             }
+            // Folders may yet be created; meanwhile the account is unreadable, not quiet.
+            if plan.is_empty() {
+                anyhow::bail!(super::nothing_to_watch(&problems));
+            }
+            Ok(plan)
+        });
+        match planned {
+            Ok(plan) => break plan,
             Err(e) => {
                 let delay = backoff.next_delay();
                 warn!(error = %format!("{e:#}"), retry_in_s = delay.as_secs(), "Cannot list folders");
