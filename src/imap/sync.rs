@@ -1,6 +1,8 @@
 //! One pass over one folder: from the stored cursor to the newest mail (SPEC §6).
 //!
-//! 1. `EXAMINE` (read-only: nothing we do can set `\Seen` or delete anything).
+//! 1. `EXAMINE` (read-only: nothing we do can set `\Seen` or delete anything). The newest UID is
+//!    UIDNEXT − 1; a server that gives no UIDNEXT is asked `UID FETCH * (UID)` (not `UID SEARCH
+//!    UID *`, which Courier answers with an empty SEARCH), then `STATUS (UIDNEXT)`.
 //! 2. Compare UIDVALIDITY with the cursor. Same → the UIDs after it, up to UIDNEXT − 1. None yet
 //!    or changed → a back-fill of the mail that arrived within `backfill_days` (a changed
 //!    UIDVALIDITY means every UID was renumbered; Message-ID de-duplication in the store keeps the
@@ -20,7 +22,18 @@
 //!    headers on this connection while a second one fetches the bodies and the ingest applies
 //!    them, so the server never waits for our transactions.
 //! 6. With `move_found_in_spam`, move the junk folder's Hecto mail for a merchant to INBOX (after
-//!    the flush): `UID MOVE`, else `UID COPY` + `\Deleted` + `UID EXPUNGE` of exactly those UIDs.
+//!    the flush): `UID MOVE`, else `UID COPY` + `\Deleted` + `UID EXPUNGE` of exactly those UIDs,
+//!    else (RFC 3501 alone) `UID COPY` + `\Deleted` + `EXPUNGE` only while no other mail of the
+//!    folder is `\Deleted` — someone else's deleted mail is never expunged.
+//!
+//! **Never "nothing there" for "could not read"** (SPEC §6). Every empty answer where the server
+//! said there is mail is checked before the cursor moves: a folder with mail whose newest UID no
+//! answer gives, a header batch that comes back empty while `UID FETCH set (UID)` lists mail in
+//! it, a whole-folder pass that reads no header although EXISTS > 0, a body that does not come
+//! for a mail the server still holds, a back-fill `SEARCH SINCE` that leaves out the newest mail
+//! although it arrived within the window (then every header is read instead). Each is an error
+//! of the folder, with the server's answer in it, kept as the folder's status in the store
+//! ([`record_outcome`]) for `health` and the alerts; the cursor stays where it was.
 //!
 //! Cancellation is honoured between mails and during network waits, never inside an apply. What
 //! was applied is committed with its cursor; callers flush when they stop (the daemon at
@@ -337,7 +350,13 @@ async fn sync_pass(
         debug!(account = %account, folder = %folder, uids = %format!("{start}:{newest_uid}"), rescan, "New mail to look at");
     }
     let prefilter = ctx.ingest.prefilter();
-    let listed = matches!(batches, Batches::Listed { .. });
+    let whole = WholeFolder {
+        asked: start == 1 && matches!(batches, Batches::Ranges(_)),
+        exists: mbox.exists,
+        newest_uid,
+        uid_next: mbox.uid_next,
+        folder,
+    };
     if ahead as usize > HEADER_BATCH {
         // A big pass (first sync, rescan, long absence): this connection streams headers by UID
         // range while a second connection fetches bodies and the ingest applies them, so the
@@ -346,12 +365,15 @@ async fn sync_pass(
         // per batch), and a batch waiting here costs 8 bytes per mail.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u32, Vec<Seen>)>();
         let producer = async {
+            let mut headers = 0;
             while let Some((set, a, b)) = batches.next() {
                 if ctx.cancel.is_cancelled() {
                     return Err(SyncError::Cancelled);
                 }
                 let seen = fetch_headers(conn, ctx, prefilter, &set, |u| (a..=b).contains(&u)).await?;
                 batches.observe(seen.len(), a, b);
+                headers += seen.len();
+                whole.check(b, headers)?;
                 if tx.send((b, seen)).is_err() {
                     break;
                 }
@@ -373,23 +395,17 @@ async fn sync_pass(
         };
         tokio::try_join!(producer, consumer)?;
     } else {
+        let mut headers = 0;
         while let Some((set, a, b)) = batches.next() {
             if ctx.cancel.is_cancelled() {
                 return Err(SyncError::Cancelled);
             }
             let seen = fetch_headers(conn, ctx, prefilter, &set, |u| (a..=b).contains(&u)).await?;
             batches.observe(seen.len(), a, b);
+            headers += seen.len();
+            whole.check(b, headers)?;
             apply_batch(conn, ctx, &mut pass, b, seen).await?;
         }
-    }
-    if start == 1 && mbox.exists > 0 && pass.stats.mails_seen == 0 && !listed {
-        // The whole folder was asked for, the server says it holds mail, and none came: the
-        // newest UID it gave was wrong, or its FETCH is. Never "nothing there".
-        return Err(SyncError::Imap(anyhow!(
-            "{folder:?} holds {} mail(s) (EXISTS), but no mail came back for UIDs 1:{newest_uid} (UIDNEXT {})",
-            mbox.exists,
-            mbox.uid_next.map_or("none".to_owned(), |n| n.to_string())
-        )));
     }
     if pass.cursor_at < newest_uid {
         // The UIDs a back-fill's SEARCH left out (or none at all): past them too.
@@ -410,6 +426,33 @@ async fn sync_pass(
     // An EXISTS announced while we synced (in async-imap's channel, or seen by the header
     // reader) sets `conn.announced`: the watcher syncs again at once instead of waiting.
     Ok(stats)
+}
+
+/// The check of a pass that asked for every UID of a folder up to the newest: when the last
+/// batch is in and no header came although the server says the folder holds mail, the newest UID
+/// it gave was wrong, or its FETCH is. That is an error of the folder, raised before the cursor
+/// moves past the last batch — never "nothing there".
+struct WholeFolder<'a> {
+    asked: bool,
+    exists: u32,
+    newest_uid: u32,
+    uid_next: Option<u32>,
+    folder: &'a str,
+}
+
+impl WholeFolder<'_> {
+    fn check(&self, batch_end: u32, headers_so_far: usize) -> Result<(), SyncError> {
+        if self.asked && batch_end >= self.newest_uid && headers_so_far == 0 && self.exists > 0 {
+            return Err(SyncError::Imap(anyhow!(
+                "{:?} holds {} mail(s) (EXISTS), but no mail came back for UIDs 1:{} (UIDNEXT {})",
+                self.folder,
+                self.exists,
+                self.newest_uid,
+                self.uid_next.map_or("none".to_owned(), |n| n.to_string())
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The header pass's commands: `(UID set, first UID, last UID)` each.
@@ -442,10 +485,11 @@ impl Batches {
     }
 }
 
-/// The UID and arrival day of the folder's first and last mail (by sequence: normally its
-/// oldest and newest), in one command: `FETCH 1,* (UID INTERNALDATE)`.
+/// A mail's UID and arrival day (in the server's offset, as SEARCH SINCE compares).
 type Arrival = Option<(u32, chrono::NaiveDate)>;
 
+/// The folder's first and last mail (by sequence: normally its oldest and newest), in one
+/// command: `FETCH 1,* (UID INTERNALDATE)`.
 async fn ends_arrived(conn: &mut Connection, ctx: &FolderCtx<'_>) -> Result<(Arrival, Arrival), SyncError> {
     let fetch = async {
         let mut stream = conn.session.fetch("1,*", "(UID INTERNALDATE)").await?;
