@@ -5,6 +5,8 @@
 #   dovecot/{dovecot.conf,users,dovecot.log,run/,state/,sieve/}   run/master.pid is Dovecot's pid
 #   postfix/{etc/main.cf,etc/master.cf,spool/,data/,postfix.log}  spool/pid/master.pid is Postfix's
 #   mail/<domain>/<user>/Maildir                                 the users' mail
+#   cyrus/{imapd.conf,cyrus.conf,sasldb2,config/,spool/,run/,tls/} Cyrus; run/master.pid is its pid
+#   cyrus/{root/,debs/}                                          Cyrus's .debs unpacked (not installed)
 #   ports.env                                                    the ports the stack was started with
 #   .lock                                                        flock: concurrent starts are safe
 
@@ -30,6 +32,16 @@ ms_init_vars() {
     MS_POSTFIX_CONF="$MS_DIR/postfix/etc"
     MS_POSTFIX_PID="$MS_DIR/postfix/spool/pid/master.pid"
     MS_USERS="$MS_DIR/dovecot/users"
+    # Cyrus defaults to Dovecot's ports + 1000 (11143, 11993): a private stack that sets only the
+    # Dovecot/Postfix ports (tests/notify_support) gets a Cyrus of its own that does not collide.
+    MS_CYRUS_IMAP_PORT="${MS_CYRUS_IMAP_PORT:-${MAILSTACK_CYRUS_IMAP_PORT:-$((MS_IMAP_PORT + 1000))}}"
+    MS_CYRUS_IMAPS_PORT="${MS_CYRUS_IMAPS_PORT:-${MAILSTACK_CYRUS_IMAPS_PORT:-$((MS_IMAPS_PORT + 1000))}}"
+    MS_CYRUS_DIR="$MS_DIR/cyrus"
+    MS_CYRUS_ROOT="$MS_CYRUS_DIR/root"
+    MS_CYRUS_BIN="$MS_CYRUS_ROOT/usr/lib/cyrus/bin"
+    MS_CYRUS_CONF="$MS_CYRUS_DIR/imapd.conf"
+    MS_CYRUS_PID="$MS_CYRUS_DIR/run/master.pid"
+    MS_CYRUS_SASLDB="$MS_CYRUS_DIR/sasldb2"
 }
 
 ms_log() { printf 'mailstack: %s\n' "$*" >&2; }
@@ -47,6 +59,13 @@ ms_lock() {
 
 # ---- installation ---------------------------------------------------------------------------
 
+# What the unpacked Cyrus binaries need from apt: the libraries of `apt-cache depends cyrus-common
+# cyrus-imapd` (bookworm; not its MTA, adduser, debconf, perl or init-script dependencies), the
+# SASL PLAIN/LOGIN and sasldb plugins, and sasl2-bin for saslpasswd2. None conflicts with Dovecot.
+MS_CYRUS_PACKAGES="libc6 libclamav12 libcom-err2 libgcc-s1 libical3 libicu72 libjansson4 libkrb5-3
+libldap-2.5-0 libpcre3 libpq5 libsasl2-2 libsqlite3-0 libssl3 libstdc++6 libwrap0 libxapian30
+libxml2 libzephyr4 zlib1g libsasl2-modules libsasl2-modules-db sasl2-bin"
+
 ms_missing_packages() {
     local missing=()
     [[ -x /usr/sbin/dovecot && -x /usr/lib/dovecot/imap ]] || missing+=(dovecot-imapd)
@@ -55,6 +74,13 @@ ms_missing_packages() {
     [[ -x /usr/sbin/postfix ]] || missing+=(postfix)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     command -v flock >/dev/null 2>&1 || missing+=(util-linux)
+    local installed p
+    # shellcheck disable=SC2086 # word splitting of the package list is meant
+    installed=" $( (dpkg-query -W -f='${db:Status-Status} ${Package}\n' $MS_CYRUS_PACKAGES 2>/dev/null || true) |
+        awk '$1 == "installed" {print $2}' | tr '\n' ' ')"
+    for p in $MS_CYRUS_PACKAGES; do
+        [[ "$installed" == *" $p "* ]] || missing+=("$p")
+    done
     printf '%s\n' "${missing[@]}"
 }
 
@@ -64,9 +90,9 @@ ms_install() {
     [[ ${#missing[@]} -eq 0 ]] && return 0
     [[ $(id -u) -eq 0 ]] || ms_die "missing packages (${missing[*]}) and not root: install them with apt-get"
     ms_log "installing ${missing[*]}"
-    # The packages' own services must not start: the system postfix would take port 25 and the
-    # system dovecot 143/993. policy-rc.d (exit 101) tells invoke-rc.d not to start anything;
-    # postfix gets "No configuration", so there is no /etc/postfix/main.cf to start from anyway.
+    # The packages' own services must not start: the system postfix would take port 25, the
+    # system dovecot 143/993 (and sasl2-bin brings saslauthd). policy-rc.d (exit 101) tells
+    # invoke-rc.d not to start anything; postfix gets "No configuration", so there is no /etc/postfix/main.cf to start from anyway.
     local policy_added=0
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
@@ -74,14 +100,57 @@ ms_install() {
         policy_added=1
     fi
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    # Only what is missing: installed packages (Dovecot's too) are left as they are.
     local rc=0
     {
         DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-                dovecot-imapd dovecot-lmtpd dovecot-sieve postfix openssl util-linux
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
     } >"${TMPDIR:-/tmp}/mailstack-apt.log" 2>&1 || rc=$?
     [[ $policy_added -eq 1 ]] && rm -f /usr/sbin/policy-rc.d
     [[ $rc -eq 0 ]] || ms_die "apt-get failed (exit $rc); see ${TMPDIR:-/tmp}/mailstack-apt.log"
+}
+
+# Cyrus cannot be installed next to Dovecot (cyrus-imapd and dovecot-imapd both provide
+# imap-server and conflict), so its two packages are downloaded and unpacked into a private root
+# ($MS_CYRUS_ROOT) without running any maintainer script; their libraries come from apt above.
+# Compiled-in paths (/usr/lib/cyrus/bin, /etc/imapd.conf) are sidestepped by absolute cmd= paths
+# and -C everywhere (cyrus.conf.in), the private libcyrus*.so by LD_LIBRARY_PATH (ms_cyrus_libpath).
+ms_cyrus_extract() {
+    [[ -s "$MS_CYRUS_ROOT/.extracted" && -x "$MS_CYRUS_BIN/master" ]] && return 0
+    local debs="$MS_CYRUS_DIR/debs" log="$MS_CYRUS_DIR/apt-download.log"
+    mkdir -p "$debs"
+    chmod 755 "$MS_CYRUS_DIR"
+    rm -f "$debs"/*.deb
+    ms_log "downloading and unpacking cyrus-common and cyrus-imapd into $MS_CYRUS_ROOT"
+    # apt-get download needs package lists, which a fresh machine may not have yet.
+    if ! (cd "$debs" && apt-get download -q cyrus-common cyrus-imapd) >"$log" 2>&1; then
+        [[ $(id -u) -eq 0 ]] || ms_die "apt-get download cyrus-common cyrus-imapd failed; see $log"
+        {
+            DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+                (cd "$debs" && apt-get download -q cyrus-common cyrus-imapd)
+        } >>"$log" 2>&1 || ms_die "apt-get download cyrus-common cyrus-imapd failed; see $log"
+    fi
+    local tmp="$MS_CYRUS_ROOT.tmp" d
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    # hecto-cyrus runs these binaries, whatever root's umask.
+    chmod 755 "$tmp"
+    for d in "$debs"/*.deb; do
+        dpkg-deb -x "$d" "$tmp" || ms_die "dpkg-deb -x $d failed"
+    done
+    [[ -x "$tmp/usr/lib/cyrus/bin/master" && -x "$tmp/usr/lib/cyrus/bin/imapd" ]] ||
+        ms_die "the cyrus packages in $debs hold no usr/lib/cyrus/bin/{master,imapd}"
+    local unresolved
+    # (ldd fails on the shell scripts among them: its status does not count, its output does.)
+    unresolved="$( (LD_LIBRARY_PATH="$tmp/usr/lib/x86_64-linux-gnu" ldd "$tmp"/usr/lib/cyrus/bin/* 2>/dev/null || true) |
+        awk '/not found/ {print $1}' | sort -u | tr '\n' ' ')"
+    [[ -z "$unresolved" ]] || ms_die "Cyrus needs libraries that are not installed: $unresolved(add their packages to MS_CYRUS_PACKAGES)"
+    for d in "$debs"/*.deb; do
+        dpkg-deb -f "$d" Package Version | tr '\n' ' '
+        echo
+    done >"$tmp/.extracted"
+    rm -rf "$MS_CYRUS_ROOT"
+    mv "$tmp" "$MS_CYRUS_ROOT"
 }
 
 # ---- TLS ------------------------------------------------------------------------------------
@@ -129,12 +198,14 @@ ms_render() { # template destination
         -e "s|@IMAP_PORT@|$MS_IMAP_PORT|g" -e "s|@IMAPS_PORT@|$MS_IMAPS_PORT|g" \
         -e "s|@SMTP_PORT@|$MS_SMTP_PORT|g" -e "s|@SUBMISSION_PORT@|$MS_SUBMISSION_PORT|g" \
         -e "s|@LMTP_PORT@|$MS_LMTP_PORT|g" -e "s|@VMAIL_UID@|${MS_VMAIL_UID:-}|g" \
-        -e "s|@VMAIL_GID@|${MS_VMAIL_GID:-}|g" "$MS_TEMPLATES/$1" >"$2.tmp"
+        -e "s|@VMAIL_GID@|${MS_VMAIL_GID:-}|g" -e "s|@CYRUS_IMAP_PORT@|$MS_CYRUS_IMAP_PORT|g" \
+        -e "s|@CYRUS_IMAPS_PORT@|$MS_CYRUS_IMAPS_PORT|g" -e "s|@CYRUS_BIN@|$MS_CYRUS_BIN|g" \
+        -e "s|@CYRUS_USER@|$MS_CYRUS_USER|g" "$MS_TEMPLATES/$1" >"$2.tmp"
     mv "$2.tmp" "$2"
 }
 
 # Userdb extra fields of the Korean layout: no \Junk and no \Sent anywhere; spam in 스팸메일함
-# (on the wire in modified UTF-7: &yqTVyMplwqQ-), sent mail in 보낸메일함.
+# (on the wire in modified UTF-7: &wqTTOLpUx3zVaA-), sent mail in 보낸메일함.
 # (An empty value cannot be given in passwd-file fields, so the \Junk/\Sent definitions stay; the
 # mailboxes carrying them simply never exist for these users.)
 MS_KOREAN_FIELDS='userdb_namespace/inbox/mailbox/Junk/auto=no userdb_namespace/inbox/mailbox/Sent/auto=no userdb_namespace/inbox/mailbox/스팸메일함/auto=subscribe userdb_namespace/inbox/mailbox/보낸메일함/auto=subscribe'
@@ -204,13 +275,59 @@ ms_configure() {
     # Postfix insists that the data directory belongs to mail_owner.
     chown postfix:postfix "$MS_DIR/postfix/data"
     chown "$MS_VMAIL_UID:$MS_VMAIL_GID" "$MS_DIR/mail"
+    ms_write_ports
+}
+
+ms_write_ports() {
     {
         echo "MS_IMAP_PORT=$MS_IMAP_PORT"
         echo "MS_IMAPS_PORT=$MS_IMAPS_PORT"
         echo "MS_SMTP_PORT=$MS_SMTP_PORT"
         echo "MS_SUBMISSION_PORT=$MS_SUBMISSION_PORT"
         echo "MS_LMTP_PORT=$MS_LMTP_PORT"
-    } >"$MS_DIR/ports.env"
+        echo "MS_CYRUS_IMAP_PORT=$MS_CYRUS_IMAP_PORT"
+        echo "MS_CYRUS_IMAPS_PORT=$MS_CYRUS_IMAPS_PORT"
+    } >"$MS_DIR/ports.env.tmp"
+    mv "$MS_DIR/ports.env.tmp" "$MS_DIR/ports.env"
+}
+
+# Cyrus's processes drop root for their own system user (cyrus_user in imapd.conf), which owns
+# its databases, spool and sockets.
+MS_CYRUS_USER=hecto-cyrus
+
+ms_cyrus_user() {
+    if ! id -u "$MS_CYRUS_USER" >/dev/null 2>&1; then
+        useradd --system --user-group --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin "$MS_CYRUS_USER" || ms_die "cannot create user $MS_CYRUS_USER"
+    fi
+}
+
+ms_cyrus_configure() {
+    ms_cyrus_user
+    local c="$MS_CYRUS_DIR"
+    # What Debian's cyrus-makedirs would create (Cyrus makes the rest on demand). master writes
+    # its pid file (run/) as root; everything else is written as hecto-cyrus.
+    local d
+    mkdir -p "$c/run" "$c/spool" "$c/sieve" "$c/tmp" "$c/tls"
+    for d in db proc socket log msg user quota lock; do
+        mkdir -p "$c/config/$d"
+    done
+    chmod 755 "$c" "$c/run" "$c/tls"
+    chmod 750 "$c/config" "$c/spool"
+    chown -R "$MS_CYRUS_USER:$MS_CYRUS_USER" "$c/config" "$c/spool" "$c/sieve" "$c/tmp"
+    ms_render cyrus-imapd.conf.in "$MS_CYRUS_CONF"
+    ms_render cyrus.conf.in "$c/cyrus.conf"
+    chmod 644 "$MS_CYRUS_CONF" "$c/cyrus.conf"
+    # Cyrus ignores unknown options with only a syslog line: conf-lint lists them.
+    local lint
+    lint="$(LD_LIBRARY_PATH="$(ms_cyrus_libpath)" "$MS_CYRUS_BIN/cyr_info" -C "$MS_CYRUS_CONF" \
+        -M "$c/cyrus.conf" conf-lint 2>&1)" || ms_die "cyr_info conf-lint failed: $lint"
+    [[ -z "$lint" ]] || ms_die "$MS_CYRUS_CONF has options Cyrus does not know: $lint"
+    # imapd reads the key itself, as hecto-cyrus, on every TLS handshake (Dovecot and Postfix read
+    # theirs as root): it gets its own copy.
+    install -m 644 "$MS_DIR/tls/server-chain.pem" "$c/tls/server-chain.pem"
+    install -m 600 -o "$MS_CYRUS_USER" -g "$MS_CYRUS_USER" "$MS_DIR/tls/server.key" "$c/tls/server.key"
+    ms_write_ports
 }
 
 # ---- processes ------------------------------------------------------------------------------
@@ -329,28 +446,103 @@ ms_stop_postfix() {
     fi
 }
 
+# Cyrus's master runs as .../usr/sbin/cyrmaster (Debian's symlink to master) so that its comm is
+# not Postfix's "master".
+ms_cyrus_running() { ms_pid_alive "$MS_CYRUS_PID" cyrmaster >/dev/null; }
+
+# The unpacked binaries find their libcyrus*.so in the private root.
+ms_cyrus_libpath() { echo "$MS_CYRUS_ROOT/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; }
+
+ms_start_cyrus() {
+    if ms_cyrus_running; then
+        return 0
+    fi
+    [[ -s "$MS_CYRUS_CONF" && -x "$MS_CYRUS_BIN/master" ]] || ms_die "cyrus is not set up in $MS_CYRUS_DIR: run mailstack start"
+    local p
+    for p in "$MS_CYRUS_IMAP_PORT" "$MS_CYRUS_IMAPS_PORT"; do
+        ms_port_open "$p" && ms_die "port $p is taken by another process (set MAILSTACK_CYRUS_*_PORT, or stop it)"
+    done
+    # -d: master detaches once its pid file is written, then runs START (ctl_cyrusdb -r) and
+    # binds the ports. -L takes its stdout/stderr (and so the fd 9 lock must not reach it either);
+    # Cyrus's own messages go to syslog (syslog_prefix hecto-cyrus), lost where none runs.
+    LD_LIBRARY_PATH="$(ms_cyrus_libpath)" "$MS_CYRUS_ROOT/usr/sbin/cyrmaster" -d -C "$MS_CYRUS_CONF" \
+        -M "$MS_CYRUS_DIR/cyrus.conf" -p "$MS_CYRUS_PID" -L "$MS_CYRUS_DIR/cyrus.log" \
+        </dev/null >>"$MS_CYRUS_DIR/startup.log" 2>&1 9>&- ||
+        ms_die "cyrus master did not start: $(tail -n 5 "$MS_CYRUS_DIR/startup.log" "$MS_CYRUS_DIR/cyrus.log" 2>/dev/null)"
+    # Readiness: both ports, polled (bounded); a master that exits meanwhile fails at once.
+    local i
+    for ((i = 0; i < 300; i++)); do
+        ms_port_open "$MS_CYRUS_IMAP_PORT" && ms_port_open "$MS_CYRUS_IMAPS_PORT" && return 0
+        ms_cyrus_running || break
+        sleep 0.1
+    done
+    ms_die "cyrus ports $MS_CYRUS_IMAP_PORT/$MS_CYRUS_IMAPS_PORT did not open ($(ms_cyrus_running && echo "master still starting after 30 s" || echo "master exited")); $(ms_cyrus_log_hint)"
+}
+
+# Where Cyrus's errors went: it logs only to syslog.
+ms_cyrus_log_hint() {
+    local out
+    out="$(tail -n 5 "$MS_CYRUS_DIR/cyrus.log" 2>/dev/null || true)"
+    [[ -n "$out" ]] && printf '%s: %s; ' "$MS_CYRUS_DIR/cyrus.log" "$out"
+    if [[ -S /dev/log ]]; then
+        echo "see syslog (tags hecto-cyrus/master, hecto-cyrus/imap, …)"
+    else
+        echo "Cyrus logs only to syslog and no syslog daemon runs here (no /dev/log), so its messages are lost"
+    fi
+}
+
+ms_stop_cyrus() {
+    local pid
+    pid="$(ms_pid_alive "$MS_CYRUS_PID" cyrmaster)" || return 0
+    # As for Dovecot: the sessions (imapd) and idled go down with the master, connections drop.
+    # master's SIGTERM handler sends SIGTERM to its whole process group and waits for it.
+    local children
+    children="$(pgrep -P "$pid" 2>/dev/null | tr '\n' ' ' || true)"
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! ms_wait_gone "$pid"; then
+        ms_log "cyrus master ($pid) did not exit in 10 s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+        ms_wait_gone "$pid" || ms_die "cyrus master ($pid) survives SIGKILL"
+    fi
+    local c
+    for c in $children; do
+        kill -KILL "$c" 2>/dev/null || true
+    done
+    local i
+    for ((i = 0; i < 100; i++)); do
+        ms_port_open "$MS_CYRUS_IMAP_PORT" || ms_port_open "$MS_CYRUS_IMAPS_PORT" || break
+        sleep 0.05
+    done
+}
+
 # ---- commands -------------------------------------------------------------------------------
 
 ms_cmd_start() {
     ms_lock
-    if ms_dovecot_running && ms_postfix_running; then
+    if ms_dovecot_running && ms_postfix_running && ms_cyrus_running; then
         return 0
     fi
     ms_install
+    ms_cyrus_extract
     ms_tls
     # Configure only when nothing of ours runs: a half-running stack keeps its files.
     if ! ms_dovecot_running && ! ms_postfix_running; then
         ms_configure
     fi
+    if ! ms_cyrus_running; then
+        ms_cyrus_configure
+    fi
     ms_start_dovecot
     ms_start_postfix
-    ms_log "running in $MS_DIR (IMAP $MS_IMAP_PORT, IMAPS $MS_IMAPS_PORT, SMTP $MS_SMTP_PORT, submission $MS_SUBMISSION_PORT)"
+    ms_start_cyrus
+    ms_log "running in $MS_DIR (IMAP $MS_IMAP_PORT, IMAPS $MS_IMAPS_PORT, SMTP $MS_SMTP_PORT, submission $MS_SUBMISSION_PORT; Cyrus IMAP $MS_CYRUS_IMAP_PORT, IMAPS $MS_CYRUS_IMAPS_PORT)"
 }
 
 ms_cmd_stop() {
     ms_lock
     ms_stop_postfix
     ms_stop_dovecot
+    ms_stop_cyrus
 }
 
 ms_cmd_restart_dovecot() {
@@ -386,6 +578,22 @@ ms_cmd_start_postfix() {
     ms_start_postfix
 }
 
+ms_cmd_restart_cyrus() {
+    ms_lock
+    ms_stop_cyrus
+    ms_start_cyrus
+}
+
+ms_cmd_stop_cyrus() {
+    ms_lock
+    ms_stop_cyrus
+}
+
+ms_cmd_start_cyrus() {
+    ms_lock
+    ms_start_cyrus
+}
+
 ms_cmd_status() {
     local rc=0 pid
     if pid="$(ms_pid_alive "$MS_DOVECOT_PID" dovecot)" && ms_port_open "$MS_IMAP_PORT"; then
@@ -398,6 +606,12 @@ ms_cmd_status() {
         echo "postfix: running (pid $pid; SMTP $MS_SMTP_PORT, submission $MS_SUBMISSION_PORT)"
     else
         echo "postfix: stopped"
+        rc=1
+    fi
+    if pid="$(ms_pid_alive "$MS_CYRUS_PID" cyrmaster)" && ms_port_open "$MS_CYRUS_IMAP_PORT"; then
+        echo "cyrus: running (pid $pid; IMAP $MS_CYRUS_IMAP_PORT, IMAPS $MS_CYRUS_IMAPS_PORT)"
+    else
+        echo "cyrus: stopped"
         rc=1
     fi
     echo "dir: $MS_DIR"
@@ -419,6 +633,10 @@ export MAILSTACK_PASSWORD='$MS_PASSWORD'
 export MAILSTACK_USERS='ops@example.test merchant@example.test agency@example.test merchant2@example.test hecto@example.test hanmail@example.test'
 export MAILSTACK_KOREAN_USER='hanmail@example.test'
 export MAILSTACK_MAIL_DIR='$MS_DIR/mail'
+export MAILSTACK_CYRUS_IMAP_PORT=$MS_CYRUS_IMAP_PORT
+export MAILSTACK_CYRUS_IMAPS_PORT=$MS_CYRUS_IMAPS_PORT
+export MAILSTACK_CYRUS_DIR='$MS_CYRUS_DIR'
+export MAILSTACK_CYRUS_SPOOL_DIR='$MS_CYRUS_DIR/spool'
 EOF
 }
 
@@ -453,8 +671,53 @@ ms_cmd_add_user() {
     fi
 }
 
+# One IMAP LOGIN on Cyrus's plain port (then LOGOUT): 0 when accepted. A subshell, so that the
+# connection's fd and redirections stay in it.
+ms_cyrus_login_ok() ( # user password
+    exec 3<>"/dev/tcp/127.0.0.1/$MS_CYRUS_IMAP_PORT" || exit 1
+    line="" rc=1
+    IFS= read -r -t 5 line <&3 && [[ "$line" == "* OK"* ]] || exit 1
+    printf 'a LOGIN "%s" "%s"\r\nb LOGOUT\r\n' "$1" "$2" >&3
+    while IFS= read -r -t 5 line <&3; do
+        case "$line" in
+        "a OK"*) rc=0 ;;
+        "b "*) break ;;
+        esac
+    done
+    exit $rc
+) 2>/dev/null
+
+ms_cmd_add_cyrus_user() {
+    [[ $# -ge 1 && $# -le 2 && "$1" != -* ]] || ms_die "usage: mailstack add-cyrus-user NAME [PASSWORD]"
+    local name="${1%@example.test}" pw="${2:-$MS_PASSWORD}"
+    # Cyrus lowercases login names (username_tolower) and "." is its hierarchy separator.
+    [[ "$name" =~ ^[a-z0-9_+-]+$ ]] ||
+        ms_die "cyrus user must be NAME or NAME@example.test, NAME of a-z 0-9 _ + -; got '$1'"
+    [[ "$pw" =~ ^[^\"\\[:space:]]+$ ]] || ms_die "password must not contain '\"', '\\' or spaces"
+    command -v saslpasswd2 >/dev/null 2>&1 || ms_die "saslpasswd2 (sasl2-bin) is missing: run mailstack start first"
+    ms_lock
+    ms_cyrus_user
+    mkdir -p "$MS_CYRUS_DIR"
+    # -c creates or replaces. The realm is the domain: Cyrus (virtdomains: userid) hands
+    # name@example.test to SASL, whose sasldb splits it into user and realm.
+    printf '%s' "$pw" | saslpasswd2 -f "$MS_CYRUS_SASLDB" -p -c -u example.test "$name" ||
+        ms_die "saslpasswd2 failed for $name@example.test"
+    chown "$MS_CYRUS_USER:$MS_CYRUS_USER" "$MS_CYRUS_SASLDB"
+    chmod 600 "$MS_CYRUS_SASLDB"
+    # Readiness: a real login, bounded. It also makes Cyrus create INBOX, INBOX.Sent and
+    # INBOX.Junk (autocreate), so the user's folders exist when this returns.
+    if ms_cyrus_running; then
+        local i
+        for ((i = 0; i < 100; i++)); do
+            ms_cyrus_login_ok "$name@example.test" "$pw" && return 0
+            sleep 0.05
+        done
+        ms_die "cyrus does not accept $name@example.test 5 s after adding it; $(ms_cyrus_log_hint)"
+    fi
+}
+
 ms_usage() {
-    sed -n '2,17p' "${BASH_SOURCE[-1]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,27p' "${BASH_SOURCE[-1]}" | sed 's/^# \{0,1\}//'
 }
 
 mailstack_main() {
@@ -472,6 +735,13 @@ mailstack_main() {
     add-user)
         shift
         ms_cmd_add_user "$@"
+        ;;
+    restart-cyrus) ms_cmd_restart_cyrus ;;
+    stop-cyrus) ms_cmd_stop_cyrus ;;
+    start-cyrus) ms_cmd_start_cyrus ;;
+    add-cyrus-user)
+        shift
+        ms_cmd_add_cyrus_user "$@"
         ;;
     -h | --help | help) ms_usage ;;
     *)
