@@ -1,6 +1,7 @@
 //! Dovecot stopped and started again while watching: mail delivered meanwhile (queued by Postfix,
 //! delivered once Dovecot is back) is picked up after the reconnect — nothing lost, nothing
-//! doubled. Alone in its test binary because it restarts the shared Dovecot.
+//! doubled; and the same for Cyrus. Alone in their test binary because they restart the shared
+//! servers (each test a different one).
 
 mod support;
 
@@ -52,6 +53,67 @@ async fn dovecot_restart_while_watching_loses_and_doubles_nothing() {
         "구비서류를 보내 주세요.",
     );
     smtp_deliver("contract@hectofinancial.co.kr", &user, &raw).await;
+    w.wait_for(
+        Duration::from_secs(30),
+        "the documents request",
+        |e| matches!(e, ImapEvent::Mail(r) if r.message_id.as_deref() == Some(docs.as_str())),
+    )
+    .await;
+    w.stop().await;
+
+    let stages: Vec<Stage> = store
+        .events("m-r")
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e.change {
+            Change::Stage { to, .. } => Some(to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stages, [Stage::GuidanceReceived, Stage::Contracting], "each mail applied exactly once");
+    assert_eq!(store.seen_count(), 2, "two Hecto mails recorded, once each");
+}
+
+#[tokio::test]
+async fn cyrus_restart_while_watching_loses_and_doubles_nothing() {
+    use support::servers::Server;
+    let server = Server::Cyrus;
+    let user = server.fresh_user("restart");
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server.account_toml("r", &user, Tls::Implicit, "poll_interval = \"2s\""));
+    let (store, ingest) = ingest(&config);
+    add_merchant(&store, "m-r", &user);
+    let mut w = start_watch(&config, &ingest);
+    w.synced("INBOX").await;
+
+    server.stop();
+    w.wait_for(
+        Duration::from_secs(30),
+        "the watcher noticing the lost connection",
+        |e| matches!(e, ImapEvent::Disconnected { folder: Some(f), .. } if f == "INBOX"),
+    )
+    .await;
+    server.start();
+    // No MTA queues for Cyrus here: the mail arrives once the server is back.
+    let guidance = message_id("r-guidance");
+    server.append(&user, "INBOX", &guidance_mail(&user, &guidance, &[]), None).await;
+    w.wait_for(
+        Duration::from_secs(90),
+        "the guidance mail after reconnecting",
+        |e| matches!(e, ImapEvent::Mail(r) if r.message_id.as_deref() == Some(guidance.as_str())),
+    )
+    .await;
+
+    let docs = message_id("r-docs");
+    let raw = mail(
+        "\"헥토파이낸셜\" <contract@hectofinancial.co.kr>",
+        &user,
+        "[헥토파이낸셜] 계약 구비서류 안내",
+        &docs,
+        &[],
+        "구비서류를 보내 주세요.",
+    );
+    server.append(&user, "INBOX", &raw, None).await;
     w.wait_for(
         Duration::from_secs(30),
         "the documents request",

@@ -5,6 +5,8 @@
 //! If the stack cannot start, the test fails with the script's own error — nothing is skipped.
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
@@ -32,6 +34,8 @@ pub struct Stack {
     pub submission_port: u16,
     pub ca_file: PathBuf,
     pub password: String,
+    pub cyrus_imap_port: u16,
+    pub cyrus_imaps_port: u16,
 }
 
 fn mailstack(args: &[&str]) -> std::process::Output {
@@ -77,6 +81,8 @@ fn read_env() -> Stack {
         submission_port: port("MAILSTACK_SUBMISSION_PORT"),
         ca_file: PathBuf::from(get("MAILSTACK_CA_FILE")),
         password: get("MAILSTACK_PASSWORD"),
+        cyrus_imap_port: port("MAILSTACK_CYRUS_IMAP_PORT"),
+        cyrus_imaps_port: port("MAILSTACK_CYRUS_IMAPS_PORT"),
     }
 }
 
@@ -280,10 +286,9 @@ pub async fn smtp_deliver(from: &str, to: &str, raw: &[u8]) {
     w.write_all(b"QUIT\r\n").await.expect("write");
 }
 
-/// Log in as a test user (STARTTLS on the IMAP port).
+/// Log in as a test user of Dovecot (STARTTLS on the IMAP port).
 pub async fn login(user: &str) -> Connection {
-    let a = account("helper", user, Tls::Starttls, "");
-    connect(&a).await.unwrap_or_else(|e| panic!("login as {user}: {e}"))
+    servers::Server::Dovecot.login(user).await
 }
 
 /// Message count of a folder (wire name).
@@ -319,30 +324,14 @@ pub async fn wait_for_mail(user: &str, folder_raw: &str, n: u32) {
     }
 }
 
-/// APPEND a mail to a folder (wire name), with optional flags like `(\Seen)`.
+/// APPEND a mail to a Dovecot folder (wire name), with optional flags like `(\Seen)`.
 pub async fn append(user: &str, folder_raw: &str, raw: &[u8], flags: Option<&str>) {
-    let mut conn = login(user).await;
-    conn.session.append(folder_raw, flags, None, raw).await.expect("APPEND");
-    conn.logout().await;
+    servers::Server::Dovecot.append(user, folder_raw, raw, flags).await
 }
 
-/// `UID → flags` of every mail in a folder (via EXAMINE, so looking changes nothing).
+/// `UID → flags` of every mail in a Dovecot folder (via EXAMINE, so looking changes nothing).
 pub async fn flags(user: &str, folder_raw: &str) -> std::collections::BTreeMap<u32, Vec<String>> {
-    use futures::TryStreamExt;
-    let mut conn = login(user).await;
-    conn.session.examine(folder_raw).await.expect("EXAMINE");
-    let fetches: Vec<_> =
-        conn.session.uid_fetch("1:*", "(UID FLAGS)").await.expect("FETCH").try_collect().await.expect("FETCH");
-    let mut out = std::collections::BTreeMap::new();
-    for f in &fetches {
-        if let Some(uid) = f.uid {
-            let mut v: Vec<String> = f.flags().map(|fl| format!("{fl:?}")).collect();
-            v.sort();
-            out.insert(uid, v);
-        }
-    }
-    conn.logout().await;
-    out
+    servers::Server::Dovecot.flags(user, folder_raw).await
 }
 
 /// A running `imap::watch` with its event stream.
