@@ -77,19 +77,50 @@ impl Connection {
     /// [`Connection::announced`], and `* OK [ALERT] …` texts are logged (RFC 3501 §7.1: an alert
     /// must reach a person). The rest (EXPUNGE, FETCH FLAGS) is of no use to a reader by UID.
     pub fn note_unsolicited(&mut self) {
-        use async_imap::imap_proto::{Response, ResponseCode};
         use async_imap::types::UnsolicitedResponse;
         while let Ok(r) = self.session.unsolicited_responses.try_recv() {
             match r {
                 UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_) => self.announced = true,
-                UnsolicitedResponse::Other(data) => {
-                    if let Response::Data { outcome, .. } = data.parsed() {
-                        if matches!(outcome.code, Some(ResponseCode::Alert)) {
-                            tracing::warn!(alert = %outcome.information.as_deref().unwrap_or(""), "The IMAP server says");
-                        }
-                    }
-                }
+                UnsolicitedResponse::Other(data) => log_alert(data.parsed()),
                 _ => {}
+            }
+        }
+    }
+
+    /// Run `command` to its tagged completion, handing every untagged response to `each`; a NO
+    /// or BAD completion is an error with the server's words. async-imap's own FETCH, SEARCH,
+    /// STORE, EXPUNGE and LIST streams end at the tagged response without looking at it, so a
+    /// refusal (`NO [UNAVAILABLE]`) would read like an OK with nothing in it — "no mail there",
+    /// "no other mail is \Deleted", "no junk folder" (SPEC §6: never). `EXISTS`/`RECENT` set
+    /// [`Connection::announced`] and ALERTs are logged, as [`Connection::note_unsolicited`] does.
+    pub async fn run_checked(
+        &mut self,
+        command: impl AsRef<str>,
+        mut each: impl FnMut(&Response<'_>),
+    ) -> Result<(), async_imap::error::Error> {
+        use async_imap::error::Error;
+        use async_imap::imap_proto::MailboxDatum;
+        let tag = self.session.run_command(command).await?;
+        loop {
+            let Some(data) = self.session.read_response().await? else {
+                return Err(Error::ConnectionLost);
+            };
+            match data.parsed() {
+                Response::Done { tag: done, status, outcome } if *done == tag => {
+                    let code = outcome.code.as_ref().map(|c| format!("[{c:?}] ")).unwrap_or_default();
+                    let text = format!("{code}{}", outcome.information.as_deref().unwrap_or(""));
+                    return match status {
+                        Status::Ok => Ok(()),
+                        Status::No => Err(Error::No(text)),
+                        Status::Bad => Err(Error::Bad(text)),
+                        other => Err(Error::Io(io::Error::other(format!("{other:?} {text}")))),
+                    };
+                }
+                Response::MailboxData(MailboxDatum::Exists(_) | MailboxDatum::Recent(_)) => self.announced = true,
+                other => {
+                    log_alert(other);
+                    each(other);
+                }
             }
         }
     }
@@ -97,6 +128,16 @@ impl Connection {
     /// LOGOUT, bounded; errors are irrelevant at this point (the socket closes either way).
     pub async fn logout(mut self) {
         let _ = tokio::time::timeout(LOGOUT_TIMEOUT, self.session.logout()).await;
+    }
+}
+
+/// `* OK [ALERT] …` (or NO/BAD) reaches a person through the log (RFC 3501 §7.1).
+fn log_alert(r: &Response<'_>) {
+    use async_imap::imap_proto::ResponseCode;
+    if let Response::Data { outcome, .. } = r {
+        if matches!(outcome.code, Some(ResponseCode::Alert)) {
+            tracing::warn!(alert = %outcome.information.as_deref().unwrap_or(""), "The IMAP server says");
+        }
     }
 }
 

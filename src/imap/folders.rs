@@ -13,10 +13,10 @@
 
 use std::collections::BTreeMap;
 
+use async_imap::imap_proto::{MailboxDatum, Response};
 use async_imap::types::NameAttribute;
-use futures::TryStreamExt;
 
-use super::connect::{Session, IO_TIMEOUT};
+use super::connect::{Connection, IO_TIMEOUT};
 use super::utf7;
 use crate::config::{Account, FolderChoice};
 use crate::ingest::{role_from_name, FolderRole};
@@ -114,25 +114,22 @@ fn attribute_text(a: &NameAttribute<'_>) -> String {
     }
 }
 
-/// `LIST "" "*"`: every folder with its attributes.
-pub async fn list(session: &mut Session) -> anyhow::Result<Vec<FolderInfo>> {
+/// `LIST "" "*"`: every folder with its attributes. Its completion is checked: a refused LIST is
+/// an error, never an account without junk or sent folders ([`Connection::run_checked`]).
+pub async fn list(conn: &mut Connection) -> anyhow::Result<Vec<FolderInfo>> {
     use anyhow::Context;
-    let fut = async {
-        let names: Vec<_> = session.list(Some(""), Some("*")).await?.try_collect().await?;
-        Ok::<_, async_imap::error::Error>(names)
-    };
-    let names = tokio::time::timeout(IO_TIMEOUT, fut)
+    let mut list: Vec<FolderInfo> = Vec::new();
+    let fut = conn.run_checked("LIST \"\" *", |r| {
+        if let Response::MailboxData(MailboxDatum::List(n)) = r {
+            let attrs: Vec<String> = n.name_attributes.iter().map(attribute_text).collect();
+            let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+            list.push(FolderInfo::new(&n.name, n.delimiter.as_deref(), &attrs));
+        }
+    });
+    tokio::time::timeout(IO_TIMEOUT, fut)
         .await
         .map_err(|_| anyhow::anyhow!("no answer to LIST within {} s", IO_TIMEOUT.as_secs()))?
         .context("LIST failed")?;
-    let mut list: Vec<FolderInfo> = names
-        .iter()
-        .map(|n| {
-            let attrs: Vec<String> = n.attributes().iter().map(attribute_text).collect();
-            let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
-            FolderInfo::new(n.name(), n.delimiter(), &attrs)
-        })
-        .collect();
     // INBOX always exists (RFC 3501 §5.1), but not every server lists it under `*`: a listing
     // without it must not make the account watch nothing. EXAMINE will tell if it is not there.
     if !list.iter().any(FolderInfo::is_inbox) {

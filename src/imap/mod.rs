@@ -218,7 +218,7 @@ async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationT
     // login is mostly waiting for the server, and nearly every account has a junk or sent folder.
     let listed = async {
         let mut conn = sync::connect_or_cancel(account, cancel).await?;
-        match folders::list(&mut conn.session).await {
+        match folders::list(&mut conn).await {
             Ok(list) => Ok((conn, list)),
             Err(e) => Err(SyncError::Imap(e)),
         }
@@ -386,7 +386,7 @@ pub async fn plan_folders(account: &Account) -> anyhow::Result<(Vec<WatchedFolde
 /// Connect, LIST, log out.
 async fn list_once(account: &Account) -> anyhow::Result<Vec<folders::FolderInfo>> {
     let mut conn = connect(account).await?;
-    let list = folders::list(&mut conn.session).await;
+    let list = folders::list(&mut conn).await;
     conn.logout().await;
     list
 }

@@ -31,7 +31,9 @@
 //! answer gives, a header batch that comes back empty while `UID FETCH set (UID)` lists mail in
 //! it, a whole-folder pass that reads no header although EXISTS > 0, a body that does not come
 //! for a mail the server still holds, a back-fill `SEARCH SINCE` that leaves out the newest mail
-//! although it arrived within the window (then every header is read instead). Each is an error
+//! although it arrived within the window (then every header is read instead), and a command the
+//! server refused (`NO`/`BAD`: every completion is checked, see [`Connection::run_checked`] —
+//! async-imap's own streams drop it, so a refusal read like an empty answer). Each is an error
 //! of the folder, with the server's answer in it, kept as the folder's status in the store
 //! ([`record_outcome`]) for `health` and the alerts; the cursor stays where it was.
 //!
@@ -43,8 +45,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
+use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response};
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn};
 
@@ -316,12 +318,8 @@ async fn sync_pass(
         let (first, last) = if mbox.exists > 0 { ends_arrived(conn, ctx).await? } else { (None, None) };
         if first.is_some_and(|(_, d)| d < day) {
             let query = format!("SINCE {}", imap_date(since));
-            let mut uids: Vec<u32> = net(ctx, "UID SEARCH", conn.session.uid_search(query))
-                .await?
-                .into_iter()
-                .filter(|u| (start..=newest_uid).contains(u))
-                .collect();
-            uids.sort_unstable();
+            let mut uids = uid_search(conn, ctx, &query).await?;
+            uids.retain(|u| (start..=newest_uid).contains(u));
             // A SEARCH that leaves out the newest mail although it arrived within the window
             // is broken (some servers answer SEARCH with nothing: Courier for `UID *`, Kakao
             // for content): read every header instead, never trust it for "nothing there".
@@ -491,17 +489,13 @@ type Arrival = Option<(u32, chrono::NaiveDate)>;
 /// The folder's first and last mail (by sequence: normally its oldest and newest), in one
 /// command: `FETCH 1,* (UID INTERNALDATE)`.
 async fn ends_arrived(conn: &mut Connection, ctx: &FolderCtx<'_>) -> Result<(Arrival, Arrival), SyncError> {
-    let fetch = async {
-        let mut stream = conn.session.fetch("1,*", "(UID INTERNALDATE)").await?;
-        let mut by_seq = BTreeMap::new();
-        while let Some(f) = stream.try_next().await? {
-            if let (Some(uid), Some(d)) = (f.uid, f.internal_date()) {
-                by_seq.insert(f.message, (uid, d.date_naive()));
-            }
+    let mut by_seq = BTreeMap::new();
+    let fetch = each_fetch(conn, "FETCH 1,* (UID INTERNALDATE)".to_owned(), |seq, f| {
+        if let (Some(uid), Some(d)) = (f.uid, f.internal_date) {
+            by_seq.insert(seq, (uid, d.date_naive()));
         }
-        Ok::<_, async_imap::error::Error>(by_seq)
-    };
-    let by_seq = net(ctx, "FETCH 1,* (INTERNALDATE)", fetch).await?;
+    });
+    net(ctx, "FETCH 1,* (INTERNALDATE)", fetch).await?;
     let first = by_seq.get(&1).copied();
     let last = by_seq.iter().next_back().map(|(_, v)| *v);
     Ok((first, last))
@@ -611,7 +605,7 @@ async fn can_move(conn: &mut Connection, ctx: &FolderCtx<'_>, p: &mut Pass) -> R
     if let Some(known) = p.can_move {
         return Ok(known);
     }
-    let deleted = net(ctx, "UID SEARCH DELETED", conn.session.uid_search("DELETED")).await?;
+    let deleted = uid_search(conn, ctx, "DELETED").await?;
     let free = deleted.is_empty();
     if !free {
         warn!(
@@ -819,17 +813,11 @@ async fn present_uids(
     set: &str,
     keep: impl Fn(u32) -> bool,
 ) -> Result<Vec<u32>, SyncError> {
-    let collect = async {
-        let mut out = Vec::new();
-        let mut stream = conn.session.uid_fetch(set, "(UID)").await?;
-        while let Some(f) = stream.try_next().await? {
-            if let Some(uid) = f.uid.filter(|u| keep(*u)) {
-                out.push(uid);
-            }
-        }
-        Ok::<_, async_imap::error::Error>(out)
-    };
-    let mut uids = net(ctx, "UID FETCH (UID)", collect).await?;
+    let mut uids = Vec::new();
+    let collect = each_fetch(conn, format!("UID FETCH {set} (UID)"), |_, f| {
+        uids.extend(f.uid.filter(|u| keep(*u)));
+    });
+    net(ctx, "UID FETCH (UID)", collect).await?;
     uids.sort_unstable();
     uids.dedup();
     Ok(uids)
@@ -874,36 +862,86 @@ type Bodies = BTreeMap<u32, (Vec<u8>, Option<DateTime<Utc>>)>;
 type Meta = BTreeMap<u32, (u64, Option<DateTime<chrono::FixedOffset>>)>;
 
 async fn fetch_meta(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32]) -> Result<Meta, SyncError> {
-    let set = uid_set(uids);
-    let collect = async {
-        let mut out = Meta::new();
-        let mut stream = conn.session.uid_fetch(&set, "(UID RFC822.SIZE INTERNALDATE)").await?;
-        while let Some(f) = stream.try_next().await? {
-            if let Some(uid) = f.uid.filter(|u| uids.binary_search(u).is_ok()) {
-                out.insert(uid, (f.size.map_or(0, u64::from), f.internal_date()));
-            }
+    let mut out = Meta::new();
+    let collect = each_fetch(conn, format!("UID FETCH {} (UID RFC822.SIZE INTERNALDATE)", uid_set(uids)), |_, f| {
+        if let Some(uid) = f.uid.filter(|u| uids.binary_search(u).is_ok()) {
+            out.insert(uid, (f.size.map_or(0, u64::from), f.internal_date));
         }
-        Ok::<_, async_imap::error::Error>(out)
-    };
-    net(ctx, "UID FETCH (sizes)", collect).await
+    });
+    net(ctx, "UID FETCH (sizes)", collect).await?;
+    Ok(out)
 }
 
 async fn fetch_bodies(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32]) -> Result<Bodies, SyncError> {
-    let set = uid_set(uids);
-    let collect = async {
-        let mut out = Bodies::new();
-        let mut stream = conn.session.uid_fetch(&set, "(UID INTERNALDATE BODY.PEEK[])").await?;
-        while let Some(f) = stream.try_next().await? {
-            let (Some(uid), Some(body)) = (f.uid, f.body()) else {
-                continue;
-            };
+    let mut out = Bodies::new();
+    let collect = each_fetch(conn, format!("UID FETCH {} (UID INTERNALDATE BODY.PEEK[])", uid_set(uids)), |_, f| {
+        if let (Some(uid), Some(body)) = (f.uid, f.body) {
             if uids.binary_search(&uid).is_ok() {
-                out.insert(uid, (body.to_vec(), f.internal_date().map(|d| d.with_timezone(&Utc))));
+                out.insert(uid, (body.to_vec(), f.internal_date.map(|d| d.with_timezone(&Utc))));
             }
         }
-        Ok::<_, async_imap::error::Error>(out)
-    };
-    net_within(ctx, "UID FETCH (bodies)", IO_TIMEOUT * 5, collect).await
+    });
+    net_within(ctx, "UID FETCH (bodies)", IO_TIMEOUT * 5, collect).await?;
+    Ok(out)
+}
+
+/// What a FETCH response says about a mail (RFC 3501 §7.4.2), among the items we ask for.
+#[derive(Default)]
+struct Fetched<'a> {
+    uid: Option<u32>,
+    size: Option<u32>,
+    internal_date: Option<DateTime<chrono::FixedOffset>>,
+    body: Option<&'a [u8]>,
+}
+
+/// RFC 3501 `date-time`; chrono also takes the space-padded day (`" 7-Sep-2026 …"`).
+const INTERNALDATE: &str = "%d-%b-%Y %H:%M:%S %z";
+
+impl<'a> Fetched<'a> {
+    fn from(attributes: &'a [AttributeValue<'a>]) -> Fetched<'a> {
+        let mut f = Fetched::default();
+        for a in attributes {
+            match a {
+                AttributeValue::Uid(u) => f.uid = Some(*u),
+                AttributeValue::Rfc822Size(n) => f.size = Some(*n),
+                AttributeValue::InternalDate(d) => f.internal_date = DateTime::parse_from_str(d, INTERNALDATE).ok(),
+                AttributeValue::BodySection { section: None, data: Some(body), .. }
+                | AttributeValue::Rfc822(Some(body)) => f.body = Some(body),
+                _ => {}
+            }
+        }
+        f
+    }
+}
+
+/// `command`'s FETCH responses (sequence number, what it says), its completion checked: a NO is
+/// an error, never an answer with no mail in it ([`Connection::run_checked`]).
+async fn each_fetch(
+    conn: &mut Connection,
+    command: String,
+    mut each: impl FnMut(u32, Fetched<'_>),
+) -> Result<(), async_imap::error::Error> {
+    conn.run_checked(command, |r| {
+        if let Response::Fetch(seq, attributes) = r {
+            each(*seq, Fetched::from(attributes));
+        }
+    })
+    .await
+}
+
+/// `UID SEARCH query`, ascending, its completion checked: a refused SEARCH is an error, never
+/// "no such mail".
+async fn uid_search(conn: &mut Connection, ctx: &FolderCtx<'_>, query: &str) -> Result<Vec<u32>, SyncError> {
+    let mut uids = Vec::new();
+    let search = conn.run_checked(format!("UID SEARCH {query}"), |r| {
+        if let Response::MailboxData(MailboxDatum::Search(found)) = r {
+            uids.extend_from_slice(found);
+        }
+    });
+    net(ctx, "UID SEARCH", search).await?;
+    uids.sort_unstable();
+    uids.dedup();
+    Ok(uids)
 }
 
 /// Bodies of `uids`, ascending. A mail that does not come back is looked for (`UID FETCH
@@ -947,11 +985,7 @@ async fn move_to_inbox(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32])
         // whatever else someone flagged \Deleted.
         net(ctx, "UID COPY", conn.session.uid_copy(&set, "INBOX")).await?;
         store_flags(conn, ctx, &set, "+FLAGS.SILENT (\\Deleted)").await?;
-        let expunge = async {
-            let s = conn.session.uid_expunge(&set).await?;
-            let _: Vec<_> = s.try_collect().await?;
-            Ok::<_, async_imap::error::Error>(())
-        };
+        let expunge = conn.run_checked(format!("UID EXPUNGE {set}"), |_| {});
         net(ctx, "UID EXPUNGE", expunge).await.map(|()| all)
     } else {
         // RFC 3501 alone: COPY, \Deleted, then a plain EXPUNGE, which removes every \Deleted
@@ -960,13 +994,9 @@ async fn move_to_inbox(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32])
         // deleted mail has appeared since.
         net(ctx, "UID COPY", conn.session.uid_copy(&set, "INBOX")).await?;
         store_flags(conn, ctx, &set, "+FLAGS.SILENT (\\Deleted)").await?;
-        let deleted = net(ctx, "UID SEARCH DELETED", conn.session.uid_search("DELETED")).await?;
+        let deleted = uid_search(conn, ctx, "DELETED").await?;
         if deleted.iter().all(|u| uids.contains(u)) {
-            let expunge = async {
-                let s = conn.session.expunge().await?;
-                let _: Vec<_> = s.try_collect().await?;
-                Ok::<_, async_imap::error::Error>(())
-            };
+            let expunge = conn.run_checked("EXPUNGE", |_| {});
             net(ctx, "EXPUNGE", expunge).await.map(|()| all)
         } else {
             store_flags(conn, ctx, &set, "-FLAGS.SILENT (\\Deleted)").await?;
@@ -989,11 +1019,7 @@ async fn move_to_inbox(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32])
 }
 
 async fn store_flags(conn: &mut Connection, ctx: &FolderCtx<'_>, set: &str, change: &str) -> Result<(), SyncError> {
-    let store = async {
-        let s = conn.session.uid_store(set, change).await?;
-        let _: Vec<_> = s.try_collect().await?;
-        Ok::<_, async_imap::error::Error>(())
-    };
+    let store = conn.run_checked(format!("UID STORE {set} {change}"), |_| {});
     net(ctx, "UID STORE", store).await
 }
 

@@ -5,6 +5,7 @@
 //! If the stack cannot start, the test fails with the script's own error — nothing is skipped.
 #![allow(dead_code)]
 
+pub mod quirk;
 pub mod servers;
 
 use std::path::{Path, PathBuf};
