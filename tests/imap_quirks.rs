@@ -556,25 +556,28 @@ async fn a_refused_body_fetch_is_an_error_and_the_cursor_waits() {
     assert_eq!(stages(&store, "m1"), [Stage::GuidanceReceived]);
 }
 
-/// 13. Broken: neither MOVE nor UIDPLUS, another mail in Junk is `\Deleted`, and the server
-/// refuses `UID SEARCH` (`NO`). Whether other mail is `\Deleted` is then unknown: the folder
-/// reports an error and nothing is copied, flagged or expunged; once SEARCH works again, the
-/// mail is read and, the other mail still being `\Deleted`, left where it is.
+/// 13. Neither MOVE nor UIDPLUS, another mail in Junk is `\Deleted`, and the server's SEARCH
+/// answers nothing (Courier) — `UID SEARCH DELETED` would say "none": whether other mail is
+/// `\Deleted` is read from every mail's FLAGS instead, so nothing is expunged. And when even
+/// the flag listing is refused, the mail is still read (moving is optional, reading is not),
+/// and stays where it is.
 #[tokio::test]
-async fn without_move_or_uidplus_a_refused_search_expunges_nothing() {
+async fn without_move_or_uidplus_an_empty_search_or_a_refused_flag_listing_expunges_nothing() {
     let (server, _dir, config, store, ingest, _) = no_move_server(&["\\Deleted"]).await;
     let untouched = [(1, vec!["\\Deleted".to_owned()]), (2, vec![])].into();
-    server.with(|s| s.quirks.refuse = vec!["UID SEARCH"]);
-    let s = scan(&config, &ingest).await;
-    assert_eq!(s.errors.len(), 1, "{s:?}");
-    assert!(last_error(&store, "mv", "Junk").is_some());
-    assert_eq!(server.flags("Junk"), untouched, "{:?}", server.commands());
-    assert!(server.mails("INBOX").is_empty(), "nothing copied");
-
-    server.with(|s| s.quirks.refuse.clear());
+    server.with(|s| s.quirks.empty_search = true);
     let s = scan_ok(&config, &ingest).await;
     assert_eq!((s.mails.found_in_spam, s.mails.moved_to_inbox), (1, 0), "{s:?}");
-    assert_eq!(server.flags("Junk"), untouched);
+    assert_eq!(server.flags("Junk"), untouched, "{:?}", server.commands());
+    assert!(server.mails("INBOX").is_empty(), "nothing copied");
+    assert_eq!(stages(&store, "m1"), [Stage::GuidanceReceived]);
+
+    let (server, _dir, config, store, ingest, _) = no_move_server(&[]).await;
+    server.with(|s| s.quirks.refuse = vec!["UID FETCH 1:* (UID FLAGS)"]);
+    let s = scan_ok(&config, &ingest).await;
+    assert_eq!((s.mails.found_in_spam, s.mails.moved_to_inbox), (1, 0), "{s:?}");
+    assert_eq!(server.flags("Junk"), [(1, vec![]), (2, vec![])].into(), "{:?}", server.commands());
+    assert!(server.mails("INBOX").is_empty(), "nothing copied");
     assert_eq!(stages(&store, "m1"), [Stage::GuidanceReceived]);
 }
 

@@ -597,7 +597,8 @@ struct Pass {
 /// Whether Hecto mail found in this junk folder can be moved to INBOX in this pass: always
 /// with MOVE or UIDPLUS; with neither, only a plain EXPUNGE remains, which removes every
 /// `\Deleted` mail of the folder — so only when no other mail there is `\Deleted` (asked once
-/// per pass).
+/// per pass). If that cannot be told, the mail stays: moving is optional, reading is not, so the
+/// pass goes on either way.
 async fn can_move(conn: &mut Connection, ctx: &FolderCtx<'_>, p: &mut Pass) -> Result<bool, SyncError> {
     if conn.caps.move_ || conn.caps.uidplus {
         return Ok(true);
@@ -605,18 +606,52 @@ async fn can_move(conn: &mut Connection, ctx: &FolderCtx<'_>, p: &mut Pass) -> R
     if let Some(known) = p.can_move {
         return Ok(known);
     }
-    let deleted = uid_search(conn, ctx, "DELETED").await?;
-    let free = deleted.is_empty();
-    if !free {
-        warn!(
-            account = %ctx.account.name,
-            folder = %ctx.folder.name,
-            others = deleted.len(),
-            "move_found_in_spam: the server has neither MOVE nor UIDPLUS, and other mail in the folder is marked \\Deleted; an EXPUNGE would remove it too, so Hecto mail stays where it is"
-        );
-    }
+    let free = match deleted_uids(conn, ctx).await {
+        // The folder holds the candidates at least: flags of no mail at all is no answer.
+        Ok((listed, _)) if listed == 0 => {
+            warn!(account = %ctx.account.name, folder = %ctx.folder.name,
+                "move_found_in_spam: the server listed the flags of no mail; Hecto mail stays where it is");
+            false
+        }
+        Ok((_, deleted)) if deleted.is_empty() => true,
+        Ok((_, deleted)) => {
+            warn!(
+                account = %ctx.account.name,
+                folder = %ctx.folder.name,
+                others = deleted.len(),
+                "move_found_in_spam: the server has neither MOVE nor UIDPLUS, and other mail in the folder is marked \\Deleted; an EXPUNGE would remove it too, so Hecto mail stays where it is"
+            );
+            false
+        }
+        Err(SyncError::Cancelled) => return Err(SyncError::Cancelled),
+        Err(e) => {
+            warn!(account = %ctx.account.name, folder = %ctx.folder.name, error = %e,
+                "move_found_in_spam: cannot tell whether other mail is marked \\Deleted; Hecto mail stays where it is");
+            false
+        }
+    };
     p.can_move = Some(free);
     Ok(free)
+}
+
+/// How many mails' flags the server listed, and the UIDs of those flagged `\Deleted`, from
+/// every mail's flags (`UID FETCH 1:* (UID FLAGS)`), not from `UID SEARCH DELETED`: some servers
+/// answer SEARCH with nothing (Courier), and an empty answer here would let a plain EXPUNGE
+/// delete someone else's mail.
+async fn deleted_uids(conn: &mut Connection, ctx: &FolderCtx<'_>) -> Result<(usize, Vec<u32>), SyncError> {
+    let (mut listed, mut deleted) = (0, Vec::new());
+    let fetch = each_fetch(conn, "UID FETCH 1:* (UID FLAGS)".to_owned(), |_, f| {
+        if let Some(uid) = f.uid {
+            listed += 1;
+            if f.deleted {
+                deleted.push(uid);
+            }
+        }
+    });
+    net_within(ctx, "UID FETCH (FLAGS)", IO_TIMEOUT * 5, fetch).await?;
+    deleted.sort_unstable();
+    deleted.dedup();
+    Ok((listed, deleted))
 }
 
 /// Bodies for one header batch's candidates, applied in UID order, then the cursor past the
@@ -892,6 +927,8 @@ struct Fetched<'a> {
     size: Option<u32>,
     internal_date: Option<DateTime<chrono::FixedOffset>>,
     body: Option<&'a [u8]>,
+    /// FLAGS names `\Deleted`.
+    deleted: bool,
 }
 
 /// RFC 3501 `date-time`; chrono also takes the space-padded day (`" 7-Sep-2026 …"`).
@@ -904,6 +941,7 @@ impl<'a> Fetched<'a> {
             match a {
                 AttributeValue::Uid(u) => f.uid = Some(*u),
                 AttributeValue::Rfc822Size(n) => f.size = Some(*n),
+                AttributeValue::Flags(flags) => f.deleted = flags.iter().any(|x| x.eq_ignore_ascii_case("\\Deleted")),
                 AttributeValue::InternalDate(d) => f.internal_date = DateTime::parse_from_str(d, INTERNALDATE).ok(),
                 AttributeValue::BodySection { section: None, data: Some(body), .. }
                 | AttributeValue::Rfc822(Some(body)) => f.body = Some(body),
@@ -994,8 +1032,9 @@ async fn move_to_inbox(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32])
         // deleted mail has appeared since.
         net(ctx, "UID COPY", conn.session.uid_copy(&set, "INBOX")).await?;
         store_flags(conn, ctx, &set, "+FLAGS.SILENT (\\Deleted)").await?;
-        let deleted = uid_search(conn, ctx, "DELETED").await?;
-        if deleted.iter().all(|u| uids.contains(u)) {
+        // Ours must show as \Deleted (we just flagged them), and nothing else may.
+        let (_, deleted) = deleted_uids(conn, ctx).await?;
+        if deleted.iter().all(|u| uids.contains(u)) && uids.iter().all(|u| deleted.binary_search(u).is_ok()) {
             let expunge = conn.run_checked("EXPUNGE", |_| {});
             net(ctx, "EXPUNGE", expunge).await.map(|()| all)
         } else {
