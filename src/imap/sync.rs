@@ -608,7 +608,7 @@ async fn can_move(conn: &mut Connection, ctx: &FolderCtx<'_>, p: &mut Pass) -> R
     }
     let free = match deleted_uids(conn, ctx).await {
         // The folder holds the candidates at least: flags of no mail at all is no answer.
-        Ok((listed, _)) if listed == 0 => {
+        Ok((0, _)) => {
             warn!(account = %ctx.account.name, folder = %ctx.folder.name,
                 "move_found_in_spam: the server listed the flags of no mail; Hecto mail stays where it is");
             false
