@@ -635,3 +635,51 @@ async fn the_quirk_server_answers_as_rfc_3501_says() {
     conn.logout().await;
     assert!(server.flags("INBOX").values().all(Vec::is_empty));
 }
+
+/// 15. A response that makes the IMAP library itself panic (imap-proto on `* OK [ALERT]` followed
+/// by a non-ASCII byte, found by fuzzing): in `scan --once` it is that account's error, not a
+/// crash; in the daemon the folder's watcher is reported and restarted, and reads the mail once
+/// the server answers sanely — never a folder left unwatched without a word.
+#[tokio::test]
+async fn a_response_the_imap_library_panics_on_is_an_error_and_the_watcher_is_restarted() {
+    let server = QuirkServer::start(INBOX_ONLY).await;
+    let first = message_id("p1");
+    server.with(|s| {
+        s.deliver("INBOX", guidance_mail("m1@corp.example", &first, &[]));
+        s.quirks.poisoned_logins = [1, 2].into(); // both of scan --once's connections
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server.account_toml("p", "poll_interval = \"1s\""));
+    let (store, ingest) = ingest(&config);
+    add_merchant(&store, "m1", "m1@corp.example");
+    let s = scan(&config, &ingest).await;
+    assert_eq!(s.errors.len(), 1, "{s:?}");
+    assert!(s.errors[0].contains("failed"), "{:?}", s.errors);
+    assert!(last_error(&store, "p", "INBOX").is_some(), "kept as INBOX's error");
+    assert!(stages(&store, "m1").is_empty());
+
+    // The daemon: its folder listing (login 3) fails that way, is retried (4: fine), and then
+    // INBOX's own watcher fails (5) and is restarted (6: fine).
+    server.with(|s| s.quirks.poisoned_logins = [3, 5].into());
+    let mut w = start_watch(&config, &ingest);
+    w.wait_for(Duration::from_secs(30), "the failed listing reported", |e| {
+        matches!(e, ImapEvent::Disconnected { folder: None, error, .. } if error.contains("listing the folders failed"))
+    })
+    .await;
+    let e = w
+        .wait_for(Duration::from_secs(30), "the failed watcher reported", |e| {
+            matches!(e, ImapEvent::Disconnected { folder: Some(f), error, .. } if f == "INBOX" && error.contains("restarting"))
+        })
+        .await;
+    let ImapEvent::Disconnected { error, .. } = e else { unreachable!() };
+    assert!(last_error(&store, "p", "INBOX").is_some_and(|e| e.contains("restarting")), "{error}");
+    w.wait_for(
+        Duration::from_secs(30),
+        "the mail read by the restarted watcher",
+        |e| matches!(e, ImapEvent::Mail(r) if r.message_id.as_deref() == Some(first.as_str())),
+    )
+    .await;
+    w.stop().await;
+    assert_eq!(stages(&store, "m1"), [Stage::GuidanceReceived]);
+    assert!(last_error(&store, "p", "INBOX").is_none(), "cleared by the next good pass");
+}

@@ -25,7 +25,7 @@
 use std::borrow::Cow;
 use std::io;
 
-use async_imap::imap_proto::{self, AttributeValue, MessageSection, ResponseCode, SectionPath, Status};
+use async_imap::imap_proto::{self, AttributeValue, MessageSection, SectionPath};
 use tokio::io::AsyncReadExt;
 use tracing::warn;
 
@@ -125,18 +125,23 @@ fn general_fetch(response: &[u8]) -> Result<Fetched<'_>, FastFetchError> {
     }
 }
 
-/// The text of an `ALERT` response code in an untagged status response.
+/// The text of an `ALERT` response code in an untagged status response (`* OK [ALERT] text`, or
+/// NO/BAD). Read by hand, not by imap-proto: it panics on a response code followed by a
+/// non-ASCII byte instead of the space (found by fuzzing this reader).
 fn alert(response: &[u8]) -> Option<String> {
-    // Cheap test first: nearly every untagged response is something else.
-    memchr::memmem::find(&response.to_ascii_uppercase(), b"[ALERT]")?;
-    match imap_proto::Response::parse(response) {
-        Ok((_, imap_proto::Response::Data { status: Status::Ok | Status::No | Status::Bad, outcome }))
-            if matches!(outcome.code, Some(ResponseCode::Alert)) =>
-        {
-            Some(outcome.information.map(|i| i.into_owned()).unwrap_or_default())
-        }
-        _ => None,
+    let line = response.strip_suffix(b"\n").unwrap_or(response);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let rest = line.strip_prefix(b"* ")?;
+    let space = memchr::memchr(b' ', rest)?;
+    let (status, rest) = (&rest[..space], &rest[space + 1..]);
+    if ![&b"OK"[..], b"NO", b"BAD"].iter().any(|s| status.eq_ignore_ascii_case(s)) {
+        return None;
     }
+    let code = rest.get(..7)?;
+    if !code.eq_ignore_ascii_case(b"[ALERT]") {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&rest[7..]).trim().to_owned())
 }
 
 fn protocol(what: &'static str, response: &[u8]) -> FastFetchError {
@@ -608,6 +613,10 @@ mod tests {
             Item::Alert("Mailbox is at 95% of quota".into())
         );
         assert_eq!(read_response(b"* OK still here\r\n", "A1").unwrap(), Item::Nothing);
+        assert_eq!(read_response(b"* no [alert] x\r\n", "A1").unwrap(), Item::Alert("x".into()));
+        assert_eq!(read_response(b"* OK [ALERTS] x\r\n", "A1").unwrap(), Item::Nothing);
+        // Found by fuzzing: a response code followed by a non-ASCII byte made imap-proto panic.
+        assert_eq!(read_response(b"* OK [ALERT]\xcb0}\r\n", "A1").unwrap(), Item::Alert("\u{FFFD}0}".into()));
         assert_eq!(read_response(b"A1 OK done\r\n", "A1").unwrap(), Item::Done(Ok("OK done".into())));
         assert_eq!(
             read_response(b"A1 NO [SERVERBUG] x\r\n", "A1").unwrap(),

@@ -33,6 +33,7 @@ pub mod watch;
 
 use std::io::IsTerminal;
 
+use futures::FutureExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -199,7 +200,16 @@ pub async fn scan_once_with(
     }
     let scans = config.accounts.iter().map(|account| {
         let span = info_span!("account", account = %account.name);
-        scan_account(account, ingest, cancel, &hooks).instrument(span)
+        // A panic while scanning one account (a bug, or a server response the IMAP library
+        // cannot take) is that account's error, not the end of the scan of every other.
+        let scan = std::panic::AssertUnwindSafe(scan_account(account, ingest, cancel, &hooks).instrument(span));
+        async move {
+            scan.catch_unwind().await.unwrap_or_else(|p| {
+                let error = format!("account {:?}: the scan failed ({})", account.name, watch::panic_text(p.as_ref()));
+                record_account_failure(ingest, &account.name, &error);
+                ScanSummary { accounts: 1, errors: vec![error], ..ScanSummary::default() }
+            })
+        }
     });
     let mut summary = ScanSummary::default();
     for s in futures::future::join_all(scans).await {

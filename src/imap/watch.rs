@@ -14,9 +14,11 @@
 //! a cancellation branch; IDLE is re-issued every [`IDLE_REFRESH`] (< 29 min, RFC 2177), and DONE
 //! must be answered within [`DONE_TIMEOUT`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use rand::Rng;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -111,9 +113,12 @@ async fn shutdown(mut tasks: JoinSet<()>) {
 pub async fn watch_account(account: Arc<Account>, ingest: Ingest, cancel: CancellationToken, hooks: Hooks) {
     let mut backoff = Backoff::default();
     let plan = loop {
+        // A panic while listing (see the supervision of the folder watchers below) is an error
+        // to retry like any other, not the silent end of the account's watch.
+        let listing = std::panic::AssertUnwindSafe(super::list_once(&account)).catch_unwind();
         let listed = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = super::list_once(&account) => r,
+            r = listing => r.unwrap_or_else(|p| Err(anyhow::anyhow!("listing the folders failed ({})", panic_text(p.as_ref())))),
         };
         let planned = listed.and_then(|list| {
             let (plan, problems, recorded) = super::adopt(&list, &account, &ingest);
@@ -151,14 +156,53 @@ pub async fn watch_account(account: Arc<Account>, ingest: Ingest, cancel: Cancel
         account: account.name.clone(),
         folders: plan.iter().map(|f| f.name.clone()).collect(),
     });
+    // Each folder's watcher is supervised: one that panics (a bug, or a server response the IMAP
+    // library cannot take — imap-proto has panicked on malformed text) would otherwise leave its
+    // folder unwatched without a word. It is reported as the folder's error and restarted.
     let mut tasks = JoinSet::new();
-    for folder in plan {
+    let mut watched: HashMap<tokio::task::Id, (WatchedFolder, Backoff)> = HashMap::new();
+    let spawn = |tasks: &mut JoinSet<()>, folder: WatchedFolder, delay: Duration| {
         let span = info_span!("folder", folder = %folder.name);
-        tasks.spawn(
-            watch_folder(account.clone(), folder, ingest.clone(), cancel.clone(), hooks.clone()).instrument(span),
-        );
+        let (account, ingest, cancel, hooks) = (account.clone(), ingest.clone(), cancel.clone(), hooks.clone());
+        tasks
+            .spawn(
+                async move {
+                    if sleep_or_cancel(delay, &cancel).await {
+                        watch_folder(account, folder, ingest, cancel, hooks).await;
+                    }
+                }
+                .instrument(span),
+            )
+            .id()
+    };
+    for folder in plan {
+        let id = spawn(&mut tasks, folder.clone(), Duration::ZERO);
+        watched.insert(id, (folder, Backoff::default()));
     }
-    while tasks.join_next().await.is_some() {}
+    while let Some(done) = tasks.join_next_with_id().await {
+        let (id, panic) = match done {
+            Ok((id, ())) => (id, None),
+            Err(e) => (e.id(), e.try_into_panic().ok().map(|p| panic_text(p.as_ref()))),
+        };
+        let Some((folder, mut backoff)) = watched.remove(&id) else { continue };
+        let Some(panic) = panic.filter(|_| !cancel.is_cancelled()) else { continue };
+        let delay = backoff.next_delay();
+        let error = format!("the watcher of {:?} failed ({panic}); restarting it", folder.name);
+        error!(folder = %folder.name, error = %error, retry_in_s = delay.as_secs(), "Folder watcher failed");
+        super::sync::record_failure(&ingest, &account.name, &folder.name, &error);
+        hooks.emit(ImapEvent::Disconnected { account: account.name.clone(), folder: Some(folder.name.clone()), error });
+        let id = spawn(&mut tasks, folder.clone(), delay);
+        watched.insert(id, (folder, backoff));
+    }
+}
+
+/// A panic's message, for the folder's error.
+pub(super) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
 }
 
 /// Keep one folder in sync until cancelled, reconnecting as needed.

@@ -109,7 +109,14 @@ pub struct Quirks {
     /// Broken for a while: commands starting with one of these (`"UID FETCH"`, `"UID SEARCH"`,
     /// `"LIST"`) are answered `NO [UNAVAILABLE]`, as a server whose backend is down answers.
     pub refuse: Vec<&'static str>,
+    /// These LOGINs (counted from 1 over the server's life) answer, before their tagged OK, with
+    /// bytes the client's IMAP library cannot take ([`POISON`]).
+    pub poisoned_logins: BTreeSet<u32>,
 }
+
+/// `* OK [ALERT]` with no space after the code and a non-ASCII byte there: imap-proto 0.17 slices
+/// the text at byte 1 and panics (found by fuzzing the header pass).
+pub const POISON: &[u8] = b"* OK [ALERT]\xcb0}\r\n";
 
 /// Everything the server knows; tests change it through [`QuirkServer::with`].
 pub struct State {
@@ -123,6 +130,8 @@ pub struct State {
     pub quirks: Quirks,
     /// Every command received, without its tag (LOGIN's arguments left out), and `DONE`s.
     pub commands: Vec<String>,
+    /// Successful LOGINs so far.
+    pub logins: u32,
 }
 
 impl State {
@@ -145,6 +154,7 @@ impl State {
             password: Some(PASSWORD.to_owned()),
             quirks: Quirks::default(),
             commands: Vec::new(),
+            logins: 0,
         }
     }
 
@@ -514,12 +524,16 @@ impl Session {
     /// RFC 3501 §6.2.3.
     fn login(&mut self, tag: &str, args: &mut Args) -> Reply {
         let (_user, password) = (args.string(), args.string());
-        let s = self.shared.lock();
+        let mut s = self.shared.lock();
         if s.password.as_ref().is_some_and(|p| password.as_ref() != Some(p)) {
             return Out::one(format!("{tag} NO [AUTHENTICATIONFAILED] Authentication failed."));
         }
         self.authenticated = true;
         let mut out = Out::default();
+        s.logins += 1;
+        if s.quirks.poisoned_logins.contains(&s.logins) {
+            out.0.extend_from_slice(POISON);
+        }
         if s.quirks.alerts {
             out.line("* OK [ALERT] Your mailbox is 95% full; delete some mail.");
         }
