@@ -474,6 +474,43 @@ async fn a_header_fetch_answering_nothing_is_an_error_not_an_empty_folder() {
     }
 }
 
+/// 9b. Broken worse: every `UID FETCH` answers only its tagged OK — the header batches and the
+/// `UID FETCH set (UID)` check alike — over a first sync of more than one header batch. The last
+/// mail by sequence number (`FETCH *`) shows the folder is not empty: the folder reports an
+/// error, the cursor stays before the first mail (not past the batches that came back empty),
+/// and once the server behaves every mail is read once.
+#[tokio::test]
+async fn uid_fetches_answering_nothing_over_several_batches_move_no_cursor() {
+    let n = imap::sync::HEADER_BATCH + 700;
+    let server = QuirkServer::start(INBOX_ONLY).await;
+    server.with(|s| {
+        for i in 0..n {
+            let raw = if i == 10 {
+                guidance_mail("m1@corp.example", &message_id("first"), &[])
+            } else {
+                plain_mail(USER, &message_id("many"))
+            };
+            s.deliver("INBOX", raw);
+        }
+        s.quirks.silent_uid_fetch = true;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server.account_toml("w", ""));
+    let (store, ingest) = ingest(&config);
+    add_merchant(&store, "m1", "m1@corp.example");
+    for _ in 0..2 {
+        let s = scan(&config, &ingest).await;
+        assert_eq!(s.errors.len(), 1, "{s:?}");
+        let error = last_error(&store, "w", "INBOX").expect("the folder's error");
+        assert!(error.contains("last mail has UID"), "{error}");
+        assert_eq!(last_uid(&store, "w", "INBOX"), None, "the cursor does not move past unread mail");
+    }
+    server.with(|s| s.quirks.silent_uid_fetch = false);
+    let s = scan_ok(&config, &ingest).await;
+    assert_eq!((s.mails.mails_seen, s.mails.stage_changes), (n as u64, 1), "{s:?}");
+    assert_eq!(stages(&store, "m1"), [Stage::GuidanceReceived]);
+}
+
 /// 10. Broken: the body FETCH (`BODY.PEEK[]`) answers nothing for a mail the header pass saw: the
 /// folder reports an error and the cursor stays before the mail; once the server behaves, it
 /// is read.
@@ -654,7 +691,7 @@ async fn a_response_the_imap_library_panics_on_is_an_error_and_the_watcher_is_re
     add_merchant(&store, "m1", "m1@corp.example");
     let s = scan(&config, &ingest).await;
     assert_eq!(s.errors.len(), 1, "{s:?}");
-    assert!(s.errors[0].contains("failed"), "{:?}", s.errors);
+    assert!(s.errors[0].contains("not a char boundary"), "the panic's own words: {:?}", s.errors);
     assert!(last_error(&store, "p", "INBOX").is_some(), "kept as INBOX's error");
     assert!(stages(&store, "m1").is_empty());
 
@@ -682,4 +719,19 @@ async fn a_response_the_imap_library_panics_on_is_an_error_and_the_watcher_is_re
     w.stop().await;
     assert_eq!(stages(&store, "m1"), [Stage::GuidanceReceived]);
     assert!(last_error(&store, "p", "INBOX").is_none(), "cleared by the next good pass");
+}
+
+/// 4d. Neither MOVE nor UIDPLUS and the EXPUNGE is refused after our COPY and `\Deleted`: the
+/// flag is taken off again, so no mail of ours is left `\Deleted` in Junk (a later plain
+/// EXPUNGE by anyone would delete it, and every later move would see "other deleted mail");
+/// the failure is the folder's error.
+#[tokio::test]
+async fn without_move_or_uidplus_a_refused_expunge_leaves_no_mail_deleted() {
+    let (server, _dir, config, store, ingest, _) = no_move_server(&[]).await;
+    server.with(|s| s.quirks.refuse = vec!["EXPUNGE"]);
+    let s = scan(&config, &ingest).await;
+    assert_eq!(s.errors.len(), 1, "{s:?}");
+    assert!(last_error(&store, "mv", "Junk").is_some_and(|e| e.contains("EXPUNGE")), "{:?}", server.commands());
+    assert_eq!(server.flags("Junk"), [(1, vec![]), (2, vec![])].into(), "{:?}", server.commands());
+    assert_eq!(stages(&store, "m1"), [Stage::GuidanceReceived], "read and applied all the same");
 }

@@ -10,10 +10,12 @@ use hecto_watch::imap::fast_fetch::read_buffered;
 use libfuzzer_sys::fuzz_target;
 
 type Mails = Vec<(u32, Option<Vec<u8>>)>;
+/// How the command ended: the completion text, or the error, each marked.
+type Outcome = Option<Result<String, String>>;
 
 /// Feed `data` in pieces of `piece` bytes (0: whole), as the socket loop does: what was not
 /// consumed stays at the front of the buffer.
-fn run(data: &[u8], piece: usize) -> (Mails, Option<String>) {
+fn run(data: &[u8], piece: usize) -> (Mails, Outcome) {
     let mut mails = Mails::new();
     let mut each = |uid: u32, header: Option<&[u8]>| mails.push((uid, header.map(<[u8]>::to_vec)));
     let mut buf: Vec<u8> = Vec::new();
@@ -22,7 +24,7 @@ fn run(data: &[u8], piece: usize) -> (Mails, Option<String>) {
         let progress = read_buffered(&buf, "A0009", &mut each);
         assert!(progress.consumed <= buf.len());
         if let Some(done) = progress.done {
-            return (mails, Some(done.map_err(|e| e.to_string()).unwrap_or_else(|e| e)));
+            return (mails, Some(done.map_err(|e| e.to_string())));
         }
         buf.drain(..progress.consumed);
         if fed == data.len() {

@@ -85,6 +85,11 @@ impl<'de> Deserialize<'de> for FolderChoice {
                     if name.is_empty() {
                         return Err(A::Error::custom("an empty folder name in the list"));
                     }
+                    if name == "auto" || name == "off" {
+                        return Err(A::Error::custom(format!(
+                            "{name:?} in a list: a list names folders; use \"{name}\" alone, or add the extra folders to `folders`"
+                        )));
+                    }
                     if !names.contains(&name) {
                         names.push(name);
                     }
@@ -742,7 +747,9 @@ x = 1
         );
         let sent = acc("sent = [\"Sent Messages\"]").unwrap().accounts.remove(0).sent;
         assert_eq!(sent, FolderChoice::Named(vec!["Sent Messages".into()]));
-        for bad in ["junk = []", "junk = \"\"", "junk = 3", "sent = [\"\"]", "sent = [1]"] {
+        for bad in
+            ["junk = []", "junk = \"\"", "junk = 3", "sent = [\"\"]", "sent = [1]", "junk = [\"auto\", \"스팸\"]"]
+        {
             let e = acc(bad).err().unwrap_or_else(|| panic!("{bad} must be refused")).to_string();
             assert!(e.contains("junk") || e.contains("sent"), "{bad}: {e}");
         }

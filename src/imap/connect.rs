@@ -67,8 +67,9 @@ impl Caps {
 pub struct Connection {
     pub session: Session,
     pub caps: Caps,
-    /// An `EXISTS` or `RECENT` that [`fast_fetch`](super::fast_fetch) read past (async-imap's
-    /// own unsolicited responses go to `session.unsolicited_responses`).
+    /// An `EXISTS` or `RECENT` came while a command ran: seen by [`fast_fetch`](super::fast_fetch)
+    /// or [`Connection::run_checked`], or drained from async-imap's unsolicited responses by
+    /// [`Connection::note_unsolicited`].
     pub announced: bool,
 }
 

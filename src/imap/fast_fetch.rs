@@ -61,6 +61,9 @@ pub enum Item<'a> {
     Announce,
     /// `* OK [ALERT] …` (or NO/BAD): the server's words for a person.
     Alert(String),
+    /// An untagged `* NO` or `* BAD` (not an ALERT): the server could not do all of the command
+    /// (RFC 3501 §7.1.2: "a warning"), e.g. "Some messages could not be FETCHed".
+    Warning(String),
     /// Our command's completion: `Ok` with the server's text, `Err` with its refusal.
     Done(Result<String, String>),
     /// `* BYE`: the server is closing the connection.
@@ -96,7 +99,11 @@ pub fn read_response<'a>(response: &'a [u8], tag: &str) -> Result<Item<'a>, Fast
                 Fetched { uid: None, header: Some(_) } => Err(protocol("a FETCH with a header but no UID", response)),
             }
         }
-        Kind::Other => Ok(alert(response).map_or(Item::Nothing, Item::Alert)),
+        Kind::Other => Ok(match untagged_status(response) {
+            Some((_, true, text)) => Item::Alert(text),
+            Some((false, false, text)) => Item::Warning(text),
+            _ => Item::Nothing,
+        }),
     }
 }
 
@@ -113,9 +120,7 @@ fn general_fetch(response: &[u8]) -> Result<Fetched<'_>, FastFetchError> {
                         data,
                         ..
                     }
-                    | AttributeValue::Rfc822Header(data) => {
-                        out.header = Some(data.unwrap_or(Cow::Borrowed(b"")));
-                    }
+                    | AttributeValue::Rfc822Header(data) => out.header = data,
                     _ => {}
                 }
             }
@@ -125,23 +130,25 @@ fn general_fetch(response: &[u8]) -> Result<Fetched<'_>, FastFetchError> {
     }
 }
 
-/// The text of an `ALERT` response code in an untagged status response (`* OK [ALERT] text`, or
-/// NO/BAD). Read by hand, not by imap-proto: it panics on a response code followed by a
-/// non-ASCII byte instead of the space (found by fuzzing this reader).
-fn alert(response: &[u8]) -> Option<String> {
+/// An untagged status response (`* OK|NO|BAD [code] text`): whether it is OK, whether its code
+/// is ALERT, and its text (the whole text after the status for a NO/BAD). Read by hand, not by
+/// imap-proto: it panics on a response code followed by a non-ASCII byte instead of the space
+/// (found by fuzzing this reader).
+fn untagged_status(response: &[u8]) -> Option<(bool, bool, String)> {
     let line = response.strip_suffix(b"\n").unwrap_or(response);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let rest = line.strip_prefix(b"* ")?;
-    let space = memchr::memchr(b' ', rest)?;
-    let (status, rest) = (&rest[..space], &rest[space + 1..]);
-    if ![&b"OK"[..], b"NO", b"BAD"].iter().any(|s| status.eq_ignore_ascii_case(s)) {
+    let (status, rest) = match memchr::memchr(b' ', rest) {
+        Some(space) => (&rest[..space], &rest[space + 1..]),
+        None => (rest, &b""[..]),
+    };
+    let ok = status.eq_ignore_ascii_case(b"OK");
+    if !ok && !status.eq_ignore_ascii_case(b"NO") && !status.eq_ignore_ascii_case(b"BAD") {
         return None;
     }
-    let code = rest.get(..7)?;
-    if !code.eq_ignore_ascii_case(b"[ALERT]") {
-        return None;
-    }
-    Some(String::from_utf8_lossy(&rest[7..]).trim().to_owned())
+    let alert = rest.get(..7).is_some_and(|c| c.eq_ignore_ascii_case(b"[ALERT]"));
+    let text = if alert { &rest[7..] } else { rest };
+    Some((ok, alert, String::from_utf8_lossy(text).trim().to_owned()))
 }
 
 fn protocol(what: &'static str, response: &[u8]) -> FastFetchError {
@@ -158,13 +165,15 @@ pub struct Progress {
     pub done: Option<Result<String, FastFetchError>>,
     /// An `EXISTS` or `RECENT` came along.
     pub announced: bool,
+    /// An untagged NO/BAD came along: the answer may be incomplete.
+    pub warning: Option<String>,
 }
 
 /// Take the complete responses at the start of `buf`, calling `each(uid, header)` for every
 /// FETCH that names a UID, until our command's completion, a failure or the end of the whole
 /// responses. Pure (but for logging alerts): the socket loop and the fuzz target share it.
 pub fn read_buffered(buf: &[u8], tag: &str, each: &mut impl FnMut(u32, Option<&[u8]>)) -> Progress {
-    let mut progress = Progress { consumed: 0, done: None, announced: false };
+    let mut progress = Progress { consumed: 0, done: None, announced: false, warning: None };
     while let Some(len) = response_len(&buf[progress.consumed..]) {
         let response = &buf[progress.consumed..progress.consumed + len];
         progress.consumed += len;
@@ -172,6 +181,7 @@ pub fn read_buffered(buf: &[u8], tag: &str, each: &mut impl FnMut(u32, Option<&[
             Ok(Item::Mail(uid, header)) => each(uid, header.as_deref()),
             Ok(Item::Announce) => progress.announced = true,
             Ok(Item::Alert(text)) => warn!(alert = %text, "The IMAP server says"),
+            Ok(Item::Warning(text)) => progress.warning = Some(text),
             Ok(Item::Nothing) => {}
             Ok(Item::Done(Ok(text))) => progress.done = Some(Ok(text)),
             Ok(Item::Done(Err(text))) => progress.done = Some(Err(FastFetchError::Refused(text))),
@@ -185,25 +195,35 @@ pub fn read_buffered(buf: &[u8], tag: &str, each: &mut impl FnMut(u32, Option<&[
     progress
 }
 
+/// How the header FETCH ended well: the server's completion text, and the last untagged NO/BAD
+/// warning it gave meanwhile (then some mail may be missing from the answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub text: String,
+    pub warning: Option<String>,
+}
+
 /// `UID FETCH set (UID BODY.PEEK[HEADER.FIELDS (fields)])`, calling `each(uid, header)` for every
 /// FETCH that names a UID, in the order the server sends them (`None`: that FETCH carried no
-/// header section). Returns the server's completion text.
+/// header section, or NIL).
 pub async fn uid_fetch_headers(
     conn: &mut Connection,
     set: &str,
     fields: &str,
     mut each: impl FnMut(u32, Option<&[u8]>),
-) -> Result<String, FastFetchError> {
+) -> Result<Completion, FastFetchError> {
     let tag = conn.session.run_command(format!("UID FETCH {set} (UID BODY.PEEK[HEADER.FIELDS ({fields})])")).await?.0;
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut announced = false;
+    let mut warning = None;
     let result = loop {
         let progress = read_buffered(&buf, &tag, &mut each);
         announced |= progress.announced;
+        warning = progress.warning.or(warning);
         if let Some(result) = progress.done {
             // Whatever followed our completion belongs to whoever reads next: async-imap.
             conn.session.get_mut().unread(&buf[progress.consumed..]);
-            break result;
+            break result.map(|text| Completion { text, warning });
         }
         buf.drain(..progress.consumed);
         if buf.len() > MAX_RESPONSE {
@@ -327,7 +347,8 @@ pub fn parse_fetch(response: &[u8]) -> Result<Fetched<'_>, &'static str> {
             let uid = p.number()?;
             out.uid = Some(u32::try_from(uid).map_err(|_| "UID out of range")?);
         } else if is_header_section(name) {
-            out.header = Some(p.nstring()?.unwrap_or(Cow::Borrowed(b"")));
+            // NIL: the server has no header to give for it, which is not an empty header.
+            out.header = p.nstring()?;
         } else {
             p.skip_value()?;
         }
@@ -532,7 +553,7 @@ mod tests {
         let r = b"* 3 FETCH (UID 4 BODY[HEADER.FIELDS (FROM)] \"From: \\\"x\\\"\")\r\n";
         assert_eq!(parse_fetch(r).unwrap().header.as_deref(), Some(&b"From: \"x\""[..]));
         let r = b"* 3 FETCH (UID 4 BODY[HEADER.FIELDS (FROM)] NIL)\r\n";
-        assert_eq!(parse_fetch(r).unwrap().header.as_deref(), Some(&b""[..]));
+        assert_eq!(parse_fetch(r).unwrap().header.as_deref(), None, "NIL is no header, not an empty one");
         // A flag change announced meanwhile: a FETCH without a header section.
         let r = b"* 5 FETCH (UID 8 FLAGS (\\Deleted))\r\n";
         assert_eq!(parse_fetch(r).unwrap(), Fetched { uid: Some(8), header: None });
@@ -578,16 +599,15 @@ mod tests {
 
     #[test]
     fn what_the_fast_parser_rejects_the_general_one_reads_or_it_is_an_error() {
-        // An attribute the fast parser cannot skip (a literal8, RFC 3516) beside the header:
-        // not guessed at, read by imap-proto if it can, else refused.
+        // A UID with more leading zeros than the fast parser takes: read by imap-proto.
+        let odd = b"* 1 FETCH (UID 0000000000007 BODY[HEADER.FIELDS (FROM)] {3}\r\nabc)\r\n";
+        assert!(parse_fetch(odd).is_err());
+        assert_eq!(read_response(odd, "A1").unwrap(), Item::Mail(7, Some(Cow::Borrowed(&b"abc"[..]))));
+        // An extension attribute the fast parser cannot skip (a literal8, RFC 3516): imap-proto
+        // passes over it and still finds the UID and the header.
         let odd = b"* 1 FETCH (UID 7 BODY[HEADER.FIELDS (FROM)] {3}\r\nabc X-ODD ~{2}\r\nzz)\r\n";
         assert!(parse_fetch(odd).is_err());
-        match read_response(odd, "A1") {
-            Ok(Item::Mail(7, Some(h))) => assert_eq!(&*h, b"abc"),
-            Ok(other) => panic!("{other:?}"),
-            Err(FastFetchError::Protocol(..)) => {}
-            Err(e) => panic!("{e}"),
-        }
+        assert_eq!(read_response(odd, "A1").unwrap(), Item::Mail(7, Some(Cow::Borrowed(&b"abc"[..]))));
         // A header without its UID names nobody's mail: an error, never a guess.
         let r = b"* 1 FETCH (BODY[HEADER.FIELDS (FROM)] {3}\r\nabc)\r\n";
         assert!(matches!(read_response(r, "A1"), Err(FastFetchError::Protocol(..))));
@@ -615,6 +635,11 @@ mod tests {
         assert_eq!(read_response(b"* OK still here\r\n", "A1").unwrap(), Item::Nothing);
         assert_eq!(read_response(b"* no [alert] x\r\n", "A1").unwrap(), Item::Alert("x".into()));
         assert_eq!(read_response(b"* OK [ALERTS] x\r\n", "A1").unwrap(), Item::Nothing);
+        assert_eq!(
+            read_response(b"* NO Some messages could not be FETCHed\r\n", "A1").unwrap(),
+            Item::Warning("Some messages could not be FETCHed".into())
+        );
+        assert_eq!(read_response(b"* BAD\r\n", "A1").unwrap(), Item::Warning(String::new()));
         // Found by fuzzing: a response code followed by a non-ASCII byte made imap-proto panic.
         assert_eq!(read_response(b"* OK [ALERT]\xcb0}\r\n", "A1").unwrap(), Item::Alert("\u{FFFD}0}".into()));
         assert_eq!(read_response(b"A1 OK done\r\n", "A1").unwrap(), Item::Done(Ok("OK done".into())));

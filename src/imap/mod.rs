@@ -14,7 +14,8 @@
 //!
 //! What it must never do (SPEC §6): change a mail — bodies are fetched with `BODY.PEEK` from a
 //! folder opened with EXAMINE, so nothing gets `\Seen`; the only write is the opt-in
-//! `move_found_in_spam`, which moves exactly the UIDs concerned (never a plain EXPUNGE). It never
+//! `move_found_in_spam`, which moves exactly the UIDs concerned (a plain EXPUNGE only where the
+//! server has neither MOVE nor UIDPLUS and no other mail of the folder is `\Deleted`). It never
 //! advances a folder's cursor past a mail whose effects are not committed, and never
 //! logs a password or a mail body.
 //!
@@ -173,8 +174,8 @@ fn progress_bar(mode: ProgressMode) -> Option<ProgressBar> {
     Some(bar)
 }
 
-/// `scan --once`: one pass over every watched folder of every account (accounts and folders in
-/// parallel, a connection per folder). Never fails as a whole: what
+/// `scan --once`: one pass over every watched folder of every account (accounts in parallel,
+/// two connections per account: see `scan_account`). Never fails as a whole: what
 /// could not be scanned is listed in [`ScanSummary::errors`]. Cancelling stops at the next safe
 /// point (between mails), with everything done so far committed (the caller flushes).
 pub async fn scan_once(
@@ -359,7 +360,15 @@ async fn scan_lane<'a>(
         let result = async {
             let c = match conn.as_mut() {
                 Some(c) => c,
-                None => conn.insert(sync::connect_or_cancel(account, cancel).await?),
+                None => match sync::connect_or_cancel(account, cancel).await {
+                    Ok(c) => conn.insert(c),
+                    Err(e) => {
+                        if !matches!(e, SyncError::Cancelled) {
+                            sync::record_failure(ingest, &account.name, &folder.name, &e.to_string());
+                        }
+                        return Err(e);
+                    }
+                },
             };
             let ctx = sync::FolderCtx { account, folder, ingest, cancel, hooks };
             sync::sync_folder(c, &ctx).await

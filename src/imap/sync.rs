@@ -47,6 +47,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response};
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn};
 
@@ -217,7 +218,12 @@ pub async fn sync_folder_with(
     helper: Option<tokio::sync::oneshot::Receiver<Connection>>,
 ) -> Result<SyncStats, SyncError> {
     let mut helper = helper;
-    let result = sync_pass(conn, ctx, &mut helper).await;
+    // A panic inside the pass (a bug, or a server response the IMAP library cannot take) is
+    // this folder's error, recorded like any other, not a task that silently ends.
+    let pass = std::panic::AssertUnwindSafe(sync_pass(conn, ctx, &mut helper)).catch_unwind();
+    let result = pass.await.unwrap_or_else(|p| {
+        Err(SyncError::Imap(anyhow!("reading {:?} failed ({})", ctx.folder.name, super::watch::panic_text(p.as_ref()))))
+    });
     if let Some(mut rx) = helper {
         // Not needed after all (no big pass, or it failed first): log the promised one out.
         rx.close();
@@ -368,7 +374,7 @@ async fn sync_pass(
                 if ctx.cancel.is_cancelled() {
                     return Err(SyncError::Cancelled);
                 }
-                let seen = fetch_headers(conn, ctx, prefilter, &set, |u| (a..=b).contains(&u)).await?;
+                let seen = fetch_headers(conn, ctx, prefilter, &set, (a, b)).await?;
                 batches.observe(seen.len(), a, b);
                 headers += seen.len();
                 whole.check(b, headers)?;
@@ -398,7 +404,7 @@ async fn sync_pass(
             if ctx.cancel.is_cancelled() {
                 return Err(SyncError::Cancelled);
             }
-            let seen = fetch_headers(conn, ctx, prefilter, &set, |u| (a..=b).contains(&u)).await?;
+            let seen = fetch_headers(conn, ctx, prefilter, &set, (a, b)).await?;
             batches.observe(seen.len(), a, b);
             headers += seen.len();
             whole.check(b, headers)?;
@@ -419,7 +425,7 @@ async fn sync_pass(
     ctx.ingest.flush().await.map_err(SyncError::Store)?;
 
     if !to_move.is_empty() {
-        stats.moved_to_inbox = move_to_inbox(conn, ctx, &to_move).await?;
+        stats.moved_to_inbox = move_to_inbox(conn, ctx, uid_validity, &to_move).await?;
     }
     // An EXISTS announced while we synced (in async-imap's channel, or seen by the header
     // reader) sets `conn.announced`: the watcher syncs again at once instead of waiting.
@@ -623,15 +629,25 @@ async fn can_move(conn: &mut Connection, ctx: &FolderCtx<'_>, p: &mut Pass) -> R
             );
             false
         }
-        Err(SyncError::Cancelled) => return Err(SyncError::Cancelled),
-        Err(e) => {
-            warn!(account = %ctx.account.name, folder = %ctx.folder.name, error = %e,
+        // Refused (NO/BAD): the connection is fine, only the answer is missing. Anything else
+        // (a timeout, a lost connection) fails the pass like any network error.
+        Err(SyncError::Imap(e)) if refused(&e) => {
+            warn!(account = %ctx.account.name, folder = %ctx.folder.name, error = %format!("{e:#}"),
                 "move_found_in_spam: cannot tell whether other mail is marked \\Deleted; Hecto mail stays where it is");
             false
         }
+        Err(e) => return Err(e),
     };
     p.can_move = Some(free);
     Ok(free)
+}
+
+/// The server refused the command (a tagged NO or BAD), as opposed to a lost connection.
+fn refused(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<async_imap::error::Error>(),
+        Some(async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_))
+    )
 }
 
 /// How many mails' flags the server listed, and the UIDs of those flagged `\Deleted`, from
@@ -667,6 +683,12 @@ async fn apply_batch(
     let folder = &ctx.folder.name;
     let uid_validity = p.uid_validity;
     let n = seen.len() as u64;
+    if n == 0 && p.stats.mails_seen == 0 {
+        // Empty batches before any mail was seen leave the cursor where it is: should the
+        // server be answering nothing to everything, the checks of a later batch fail the pass
+        // and these UIDs are asked again next time; a pass that ends well moves past them.
+        return Ok(());
+    }
     p.stats.mails_seen += n;
     let mut wanted: Vec<u32> = seen.iter().filter(|s| s.needs_body).map(|s| s.uid).collect();
     // Whether this folder's Hecto mail for a merchant will be moved to INBOX: the spam notice
@@ -788,35 +810,39 @@ async fn apply_batch(
     Ok(())
 }
 
-/// Headers of the mails in `set` (a UID set), classified; only UIDs for which `keep` holds.
+/// Headers of the mails in `set` (a UID set within `first..=last`), classified.
 ///
 /// Never "nothing there" for "could not read": a FETCH that names a mail but carries no header
-/// section sends that mail on to a full fetch (where the classifier sees all of it), and a
-/// batch that comes back empty is checked with `UID FETCH set (UID)` — if the server says it
-/// holds mail there after all, the pass fails with the server's answer instead of moving the
-/// cursor past mail it never read.
+/// section — or NIL, or one without the From line every mail has (RFC 5322 §3.6) — sends that
+/// mail on to a full fetch (where the classifier sees all of it). A batch that comes back empty
+/// is checked twice: `UID FETCH set (UID)` must list no mail there, and the folder's last mail
+/// (`FETCH * (UID)`, by sequence number — another path through the server) must lie outside
+/// the batch. A batch answered with an untagged NO ("some messages could not be fetched") must
+/// hold every mail the server lists there. Otherwise the pass fails with the server's answer
+/// instead of moving the cursor past mail it never read.
 async fn fetch_headers(
     conn: &mut Connection,
     ctx: &FolderCtx<'_>,
     prefilter: &crate::mail::prefilter::Prefilter,
     set: &str,
-    keep: impl Fn(u32) -> bool,
+    (first, last): (u32, u32),
 ) -> Result<Vec<Seen>, SyncError> {
     let rules = ctx.ingest.rules();
+    let keep = |uid: u32| (first..=last).contains(&uid);
     let mut seen: Vec<Seen> = Vec::new();
     let collect = fast_fetch::uid_fetch_headers(conn, set, HEADER_FIELDS, |uid, header| {
         if !keep(uid) {
             return; // a mail outside the range: never asked for
         }
-        let needs_body = match header {
+        let needs_body = match header.filter(|h| has_from(h)) {
             Some(header) => {
                 !prefilter.certainly_not_hecto(header) && {
                     let c = crate::mail::classify(header, rules);
                     !c.self_sent && (c.kind.is_hecto() || c.unparseable)
                 }
             }
-            // A flag change announced meanwhile, or a server that left the section out: if no
-            // header for this UID comes at all, the whole mail is read instead.
+            // A flag change announced meanwhile, or a server that left the section out or gave
+            // it without a From: if no header for this UID comes at all, the whole mail is read.
             None => true,
         };
         seen.push(Seen { uid, needs_body, header: header.is_some() });
@@ -826,18 +852,61 @@ async fn fetch_headers(
     // One verdict per UID; one with a header wins over a header-less one.
     seen.sort_unstable_by_key(|s| (s.uid, !s.header));
     seen.dedup_by_key(|s| s.uid);
-    if seen.is_empty() {
-        let present = present_uids(conn, ctx, set, &keep).await?;
-        if let (Some(first), Some(last)) = (present.first(), present.last()) {
+    let answer = match &completion.warning {
+        Some(w) => format!("{} after \"* NO {w}\"", completion.text.trim()),
+        None => completion.text.trim().to_owned(),
+    };
+    if seen.is_empty() || completion.warning.is_some() {
+        let present = present_uids(conn, ctx, set, keep).await?;
+        let missing: Vec<u32> =
+            present.into_iter().filter(|u| seen.binary_search_by_key(u, |s| s.uid).is_err()).collect();
+        if let (Some(a), Some(b)) = (missing.first(), missing.last()) {
             return Err(SyncError::Imap(anyhow!(
-                "{:?} holds {} mail(s) in UIDs {first}:{last}, but the server answered the header FETCH of {set} with none of them ({})",
+                "{:?} holds {} mail(s) in UIDs {a}:{b} that the header FETCH of {set} did not return ({answer})",
                 ctx.folder.name,
-                present.len(),
-                completion.trim()
+                missing.len(),
             )));
         }
     }
+    if seen.is_empty() {
+        match last_mail_uid(conn, ctx).await? {
+            Some(uid) if !keep(uid) => {}
+            found => {
+                return Err(SyncError::Imap(anyhow!(
+                    "the server answered the header FETCH of {set} in {:?} with no mail ({answer}), but {}",
+                    ctx.folder.name,
+                    match found {
+                        Some(uid) => format!("its last mail has UID {uid}"),
+                        None => "FETCH * (UID) names no last mail either".to_owned(),
+                    }
+                )));
+            }
+        }
+    }
     Ok(seen)
+}
+
+/// A header section with a From field (at the start of a line, any case).
+fn has_from(header: &[u8]) -> bool {
+    header.len() >= 5
+        && (header[..5].eq_ignore_ascii_case(b"from:")
+            || memchr::memmem::find_iter(header, b"\n")
+                .any(|i| header.get(i + 1..i + 6).is_some_and(|f| f.eq_ignore_ascii_case(b"from:"))))
+}
+
+/// The UID of the folder's last mail by sequence number (`FETCH * (UID)`); `None` when the
+/// server names none (an empty folder — or a server that does not answer).
+async fn last_mail_uid(conn: &mut Connection, ctx: &FolderCtx<'_>) -> Result<Option<u32>, SyncError> {
+    let mut last = None;
+    let fetch = each_fetch(conn, "FETCH * (UID)".to_owned(), |seq, f| {
+        if let Some(uid) = f.uid {
+            if last.is_none_or(|(s, _)| seq >= s) {
+                last = Some((seq, uid));
+            }
+        }
+    });
+    net(ctx, "FETCH * (UID)", fetch).await?;
+    Ok(last.map(|(_, uid)| uid))
 }
 
 /// The UIDs of `set` the server says it holds, for which `keep` holds (`UID FETCH set (UID)`,
@@ -899,8 +968,12 @@ type Meta = BTreeMap<u32, (u64, Option<DateTime<chrono::FixedOffset>>)>;
 async fn fetch_meta(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32]) -> Result<Meta, SyncError> {
     let mut out = Meta::new();
     let collect = each_fetch(conn, format!("UID FETCH {} (UID RFC822.SIZE INTERNALDATE)", uid_set(uids)), |_, f| {
+        // Only the answers that carry them: a flag change announced meanwhile (a FETCH with
+        // the UID and FLAGS alone) must not blank out what was already read.
         if let Some(uid) = f.uid.filter(|u| uids.binary_search(u).is_ok()) {
-            out.insert(uid, (f.size.map_or(0, u64::from), f.internal_date));
+            if f.size.is_some() || f.internal_date.is_some() {
+                out.insert(uid, (f.size.map_or(0, u64::from), f.internal_date));
+            }
         }
     });
     net(ctx, "UID FETCH (sizes)", collect).await?;
@@ -910,7 +983,9 @@ async fn fetch_meta(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32]) ->
 async fn fetch_bodies(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32]) -> Result<Bodies, SyncError> {
     let mut out = Bodies::new();
     let collect = each_fetch(conn, format!("UID FETCH {} (UID INTERNALDATE BODY.PEEK[])", uid_set(uids)), |_, f| {
-        if let (Some(uid), Some(body)) = (f.uid, f.body) {
+        // An empty body is no mail (RFC 5322 requires a From at least): left out, it is
+        // looked for and asked again by `fetch_bodies_checked`.
+        if let (Some(uid), Some(body)) = (f.uid, f.body.filter(|b| !b.is_empty())) {
             if uids.binary_search(&uid).is_ok() {
                 out.insert(uid, (body.to_vec(), f.internal_date.map(|d| d.with_timezone(&Utc))));
             }
@@ -1011,42 +1086,39 @@ async fn fetch_bodies_checked(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: 
 
 /// Move mail from the junk folder to INBOX. Called after the mails' effects are flushed, so a
 /// failure here loses nothing (the mail simply stays in junk, already recorded).
-async fn move_to_inbox(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32]) -> Result<u64, SyncError> {
+async fn move_to_inbox(
+    conn: &mut Connection,
+    ctx: &FolderCtx<'_>,
+    uid_validity: u32,
+    uids: &[u32],
+) -> Result<u64, SyncError> {
     let set = uid_set(uids);
-    // MOVE/STORE need a read-write selection; EXAMINE was read-only.
-    net(ctx, "SELECT", conn.session.select(&ctx.folder.raw)).await?;
+    // MOVE/STORE need a read-write selection; EXAMINE was read-only. Same UIDVALIDITY, or the
+    // UIDs name other mail now (a folder deleted and re-created meanwhile): nothing is touched.
+    let selected = net(ctx, "SELECT", conn.session.select(&ctx.folder.raw)).await?;
+    if selected.uid_validity != Some(uid_validity) {
+        net(ctx, "EXAMINE", conn.session.examine(&ctx.folder.raw)).await?;
+        return Err(SyncError::Imap(anyhow!(
+            "UIDVALIDITY of {:?} changed before its Hecto mail could be moved to INBOX; nothing moved",
+            ctx.folder.name
+        )));
+    }
     let all = uids.len() as u64;
     let result = if conn.caps.move_ {
         net(ctx, "UID MOVE", conn.session.uid_mv(&set, "INBOX")).await.map(|()| all)
-    } else if conn.caps.uidplus {
-        // RFC 4315: expunge exactly these UIDs, never a plain EXPUNGE that would also remove
-        // whatever else someone flagged \Deleted.
-        net(ctx, "UID COPY", conn.session.uid_copy(&set, "INBOX")).await?;
-        store_flags(conn, ctx, &set, "+FLAGS.SILENT (\\Deleted)").await?;
-        let expunge = conn.run_checked(format!("UID EXPUNGE {set}"), |_| {});
-        net(ctx, "UID EXPUNGE", expunge).await.map(|()| all)
     } else {
-        // RFC 3501 alone: COPY, \Deleted, then a plain EXPUNGE, which removes every \Deleted
-        // mail of the folder. `can_move` found none but ours when the pass began; look again
-        // right before expunging, and leave the mail (unflagged again) if someone else's
-        // deleted mail has appeared since.
+        // Copied, then flagged \Deleted: from here on, whatever fails, the flags are put back
+        // (below), so no mail of ours stays \Deleted in the junk folder.
         net(ctx, "UID COPY", conn.session.uid_copy(&set, "INBOX")).await?;
         store_flags(conn, ctx, &set, "+FLAGS.SILENT (\\Deleted)").await?;
-        // Ours must show as \Deleted (we just flagged them), and nothing else may.
-        let (_, deleted) = deleted_uids(conn, ctx).await?;
-        if deleted.iter().all(|u| uids.contains(u)) && uids.iter().all(|u| deleted.binary_search(u).is_ok()) {
-            let expunge = conn.run_checked("EXPUNGE", |_| {});
-            net(ctx, "EXPUNGE", expunge).await.map(|()| all)
-        } else {
-            store_flags(conn, ctx, &set, "-FLAGS.SILENT (\\Deleted)").await?;
-            warn!(
-                account = %ctx.account.name,
-                folder = %ctx.folder.name,
-                uids = %set,
-                "move_found_in_spam: other mail in the folder was marked \\Deleted meanwhile; an EXPUNGE would remove it too, so the Hecto mail was copied to INBOX but stays here as well"
-            );
-            Ok(0)
+        let expunged = expunge_ours(conn, ctx, uids, &set, selected.exists).await;
+        if !matches!(expunged, Ok(n) if n > 0) {
+            if let Err(e) = store_flags(conn, ctx, &set, "-FLAGS.SILENT (\\Deleted)").await {
+                warn!(account = %ctx.account.name, folder = %ctx.folder.name, uids = %set, error = %e,
+                    "move_found_in_spam: cannot take the \\Deleted flag off the copied Hecto mail again");
+            }
         }
+        expunged
     };
     // Back to read-only for whatever comes next on this connection.
     net(ctx, "EXAMINE", conn.session.examine(&ctx.folder.raw)).await?;
@@ -1055,6 +1127,38 @@ async fn move_to_inbox(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32])
         info!(account = %ctx.account.name, folder = %ctx.folder.name, uids = %set, "Moved Hecto mail found in spam to INBOX");
     }
     Ok(moved)
+}
+
+/// After COPY and `\Deleted`: `UID EXPUNGE` of exactly these UIDs (RFC 4315); without UIDPLUS
+/// (RFC 3501 alone) a plain EXPUNGE, which removes every `\Deleted` mail of the folder — so
+/// only when the flags of every mail (as many as SELECT counted) show ours and no other as
+/// `\Deleted`. `Ok(0)`: left in place (someone else's deleted mail has appeared since
+/// `can_move` looked).
+async fn expunge_ours(
+    conn: &mut Connection,
+    ctx: &FolderCtx<'_>,
+    uids: &[u32],
+    set: &str,
+    exists: u32,
+) -> Result<u64, SyncError> {
+    let all = uids.len() as u64;
+    if conn.caps.uidplus {
+        let expunge = conn.run_checked(format!("UID EXPUNGE {set}"), |_| {});
+        return net(ctx, "UID EXPUNGE", expunge).await.map(|()| all);
+    }
+    let (listed, deleted) = deleted_uids(conn, ctx).await?;
+    let only_ours = deleted.iter().all(|u| uids.contains(u)) && uids.iter().all(|u| deleted.binary_search(u).is_ok());
+    if only_ours && listed >= exists as usize {
+        let expunge = conn.run_checked("EXPUNGE", |_| {});
+        return net(ctx, "EXPUNGE", expunge).await.map(|()| all);
+    }
+    warn!(
+        account = %ctx.account.name,
+        folder = %ctx.folder.name,
+        uids = %set,
+        "move_found_in_spam: other mail in the folder is marked \\Deleted (or not every mail's flags could be read); an EXPUNGE would remove it too, so the Hecto mail was copied to INBOX but stays here as well"
+    );
+    Ok(0)
 }
 
 async fn store_flags(conn: &mut Connection, ctx: &FolderCtx<'_>, set: &str, change: &str) -> Result<(), SyncError> {

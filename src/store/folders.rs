@@ -95,8 +95,9 @@ impl Store {
         change: impl Fn(&mut FolderStatus),
     ) -> anyhow::Result<()> {
         let key = cursor_key(account, folder);
-        // One writer per folder (its watcher), so a read-modify-write needs no transaction; the
-        // update closure still tolerates a re-run.
+        // fetch_and_update is an atomic read-modify-write (a compare-and-swap loop), so the
+        // watcher, the account's listing and a restarted watcher may all record; the update
+        // closure tolerates a re-run.
         self.folder_status
             .fetch_and_update(&key, |old| {
                 let mut s: FolderStatus = old.and_then(|v| serde_json::from_slice(v).ok()).unwrap_or_default();

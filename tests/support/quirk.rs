@@ -104,6 +104,9 @@ pub struct Quirks {
     pub silent_header_fetch: bool,
     /// Broken: the body FETCH (`BODY.PEEK[]`) answers only its tagged OK.
     pub silent_body_fetch: bool,
+    /// Broken: every `UID FETCH`, whatever it asks, answers only its tagged OK (a FETCH by
+    /// sequence number still works).
+    pub silent_uid_fetch: bool,
     /// The header FETCH leaves the header section out for these UIDs (`* n FETCH (UID u)`).
     pub header_left_out: BTreeSet<u32>,
     /// Broken for a while: commands starting with one of these (`"UID FETCH"`, `"UID SEARCH"`,
@@ -686,7 +689,10 @@ impl Session {
             return Out::one(format!("{tag} BAD invalid message set {set}"));
         };
         let done = format!("{tag} OK FETCH completed");
-        if (header_pass && s.quirks.silent_header_fetch) || (body_pass && s.quirks.silent_body_fetch) {
+        if (header_pass && s.quirks.silent_header_fetch)
+            || (body_pass && s.quirks.silent_body_fetch)
+            || (by_uid && s.quirks.silent_uid_fetch)
+        {
             return Out::one(done);
         }
         let drop_inside = header_pass && s.quirks.drop_header_fetches > 0;
