@@ -82,7 +82,13 @@ impl Ingest {
 
     /// Advance a folder's cursor past a mail that needed no body.
     pub fn skip(&self, account: &str, folder: &str, uid_validity: u32, uid: u32) -> anyhow::Result<()> {
-        self.store.advance_cursor(account, folder, Cursor { uid_validity, last_uid: uid })
+        self.store.advance_cursor(account, folder, Cursor::at(uid_validity, uid))
+    }
+
+    /// A first sync or rescan of `folder` sets out to read up to `newest`: a new cursor before
+    /// its first mail that remembers the back-fill (see [`Cursor::backfill_to`]).
+    pub fn begin_backfill(&self, account: &str, folder: &str, uid_validity: u32, newest: u32) -> anyhow::Result<()> {
+        self.store.advance_cursor(account, folder, Cursor { uid_validity, last_uid: 0, backfill_to: Some(newest) })
     }
 
     pub async fn flush(&self) -> anyhow::Result<()> {

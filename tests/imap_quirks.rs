@@ -45,8 +45,10 @@ fn found_in_spam_events(store: &Store, merchant: &str) -> usize {
     store.events(merchant).unwrap().iter().filter(|e| e.change == Change::FoundInSpam).count()
 }
 
+/// The last UID the folder's cursor has passed; `None` when it has passed none (no cursor yet, or
+/// a first sync's cursor still before the first mail).
 fn last_uid(store: &Store, account: &str, folder: &str) -> Option<u32> {
-    store.cursor(account, folder).unwrap().map(|c| c.last_uid)
+    store.cursor(account, folder).unwrap().map(|c| c.last_uid).filter(|u| *u > 0)
 }
 
 fn last_error(store: &Store, account: &str, folder: &str) -> Option<String> {
@@ -734,4 +736,37 @@ async fn without_move_or_uidplus_a_refused_expunge_leaves_no_mail_deleted() {
     assert!(last_error(&store, "mv", "Junk").is_some_and(|e| e.contains("EXPUNGE")), "{:?}", server.commands());
     assert_eq!(server.flags("Junk"), [(1, vec![]), (2, vec![])].into(), "{:?}", server.commands());
     assert_eq!(stages(&store, "m1"), [Stage::GuidanceReceived], "read and applied all the same");
+}
+
+/// 16. A first sync that was interrupted (its cursor part-way, remembering the back-fill it set
+/// out on: `backfill_to`) resumes with the same back-fill window: old mail up to where the
+/// back-fill was to end is left alone, recent mail is read, and mail that arrived after the
+/// back-fill began is new mail whatever its date. The back-fill is over once the cursor is there.
+#[tokio::test]
+async fn an_interrupted_back_fill_resumes_with_its_window() {
+    let server = QuirkServer::start(INBOX_ONLY).await;
+    let (old, recent, late) = (message_id("old"), message_id("recent"), message_id("late"));
+    let uid_validity = server.with(|s| {
+        s.deliver_at("INBOX", plain_mail(USER, &message_id("read")), days_ago(200), &[]);
+        s.deliver_at("INBOX", guidance_mail("a@corp.example", &old, &[]), days_ago(90), &[]);
+        s.deliver_at("INBOX", guidance_mail("b@corp.example", &recent, &[]), days_ago(5), &[]);
+        // Arrived after the back-fill began (its UID is past backfill_to), dated long ago.
+        s.deliver_at("INBOX", guidance_mail("c@corp.example", &late, &[]), days_ago(90), &[]);
+        s.folders[0].uid_validity
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server.account_toml("b", "backfill_days = 60"));
+    let (store, ingest) = ingest(&config);
+    let interrupted = hecto_watch::store::Cursor { uid_validity, last_uid: 1, backfill_to: Some(3) };
+    store.advance_cursor("b", "INBOX", interrupted).unwrap();
+
+    let s = scan_ok(&config, &ingest).await;
+    assert_eq!(s.mails.mails_seen, 3, "{s:?}");
+    let mut recorded: Vec<String> = store.unassigned().unwrap().into_iter().filter_map(|u| u.message_id).collect();
+    recorded.sort();
+    let mut want = vec![recent, late];
+    want.sort();
+    assert_eq!(recorded, want, "the old mail below backfill_to stays outside the window");
+    let cursor = store.cursor("b", "INBOX").unwrap().unwrap();
+    assert_eq!((cursor.last_uid, cursor.backfill_to), (4, None), "the back-fill is over");
 }

@@ -68,7 +68,7 @@ fn guidance_in_junk_changes_stage_queues_one_spam_notice_and_advances_the_cursor
     let m = s.merchant("acme").unwrap().unwrap();
     assert_eq!(m.stage, Stage::GuidanceReceived);
     assert!(m.found_in_spam);
-    assert_eq!(s.cursor("contracts", "Junk").unwrap(), Some(Cursor { uid_validity: 42, last_uid: 5 }));
+    assert_eq!(s.cursor("contracts", "Junk").unwrap(), Some(Cursor::at(42, 5)));
     let notices = s.outbox_entries().unwrap();
     assert_eq!(notices.len(), 1);
     assert_eq!(notices[0].kind, NoticeKind::SpamNotice);
@@ -196,11 +196,17 @@ fn not_hecto_mail_only_moves_the_cursor() {
 #[test]
 fn cursors_move_forward_within_a_uidvalidity_and_reset_on_a_new_one() {
     let (_d, s) = open();
-    s.advance_cursor("a", "INBOX", Cursor { uid_validity: 1, last_uid: 10 }).unwrap();
-    s.advance_cursor("a", "INBOX", Cursor { uid_validity: 1, last_uid: 3 }).unwrap();
+    s.advance_cursor("a", "INBOX", Cursor::at(1, 10)).unwrap();
+    s.advance_cursor("a", "INBOX", Cursor::at(1, 3)).unwrap();
     assert_eq!(s.cursor("a", "INBOX").unwrap().unwrap().last_uid, 10);
-    s.advance_cursor("a", "INBOX", Cursor { uid_validity: 2, last_uid: 1 }).unwrap();
-    assert_eq!(s.cursor("a", "INBOX").unwrap(), Some(Cursor { uid_validity: 2, last_uid: 1 }));
+    s.advance_cursor("a", "INBOX", Cursor::at(2, 1)).unwrap();
+    assert_eq!(s.cursor("a", "INBOX").unwrap(), Some(Cursor::at(2, 1)));
+    // A back-fill under way is kept while the cursor moves, and ends when it gets there.
+    s.advance_cursor("a", "INBOX", Cursor { uid_validity: 3, last_uid: 0, backfill_to: Some(9) }).unwrap();
+    s.advance_cursor("a", "INBOX", Cursor::at(3, 5)).unwrap();
+    assert_eq!(s.cursor("a", "INBOX").unwrap().unwrap().backfill_to, Some(9));
+    s.advance_cursor("a", "INBOX", Cursor::at(3, 9)).unwrap();
+    assert_eq!(s.cursor("a", "INBOX").unwrap(), Some(Cursor::at(3, 9)));
 }
 
 #[test]

@@ -43,6 +43,18 @@ pub const SCHEMA_VERSION: u64 = 1;
 pub struct Cursor {
     pub uid_validity: u32,
     pub last_uid: u32,
+    /// While a first sync or rescan is under way: the newest UID it set out to read. Mail up to
+    /// it is back-filled (only what arrived within `backfill_days` counts), so a pass that was
+    /// interrupted and resumes keeps that window; mail after it is new mail, whatever its date.
+    /// Cleared once the cursor reaches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill_to: Option<u32>,
+}
+
+impl Cursor {
+    pub fn at(uid_validity: u32, last_uid: u32) -> Cursor {
+        Cursor { uid_validity, last_uid, backfill_to: None }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,11 +253,16 @@ fn tx_bump_merchants_gen(meta: &TransactionalTree) -> TxResult<()> {
 fn tx_advance_cursor(cursors: &TransactionalTree, account: &str, folder: &str, to: Cursor) -> TxResult<()> {
     let key = cursor_key(account, folder);
     let current: Option<Cursor> = tx_get(cursors, "cursor", &key)?;
-    let next = match current {
-        // Same UIDVALIDITY: only forward. A new UIDVALIDITY replaces the cursor (rescan).
+    let mut next = match current {
+        // Same UIDVALIDITY: only forward, keeping a back-fill under way. A new UIDVALIDITY
+        // replaces the cursor (rescan).
         Some(c) if c.uid_validity == to.uid_validity && c.last_uid >= to.last_uid => return Ok(()),
+        Some(c) if c.uid_validity == to.uid_validity => Cursor { backfill_to: to.backfill_to.or(c.backfill_to), ..to },
         _ => to,
     };
+    if next.backfill_to.is_some_and(|t| next.last_uid >= t) {
+        next.backfill_to = None; // the back-fill is done
+    }
     cursors.insert(key, enc(&next))?;
     Ok(())
 }
@@ -472,7 +489,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> anyhow::Result<Applied> {
         let cursor = match (source.uid_validity, source.uid) {
-            (Some(v), Some(u)) => Some(Cursor { uid_validity: v, last_uid: u }),
+            (Some(v), Some(u)) => Some(Cursor::at(v, u)),
             _ => None,
         };
         let identity = mail.identity();
