@@ -14,7 +14,9 @@ use hecto_watch::ingest::Ingest;
 use hecto_watch::merchant::{Change, Stage};
 use hecto_watch::store::Store;
 use support::quirk::{kst, QuirkServer, INBOX_ONLY, PLAIN, USER};
-use support::{add_merchant, config, guidance_mail, ingest, mail, message_id, plain_mail, start_watch};
+use support::{
+    add_merchant, config, guidance_mail, ingest, mail, message_id, plain_mail, start_watch, start_watch_relisting,
+};
 use tokio_util::sync::CancellationToken;
 
 async fn scan(config: &Config, ingest: &Ingest) -> ScanSummary {
@@ -769,4 +771,35 @@ async fn an_interrupted_back_fill_resumes_with_its_window() {
     assert_eq!(recorded, want, "the old mail below backfill_to stays outside the window");
     let cursor = store.cursor("b", "INBOX").unwrap().unwrap();
     assert_eq!((cursor.last_uid, cursor.backfill_to), (4, None), "the back-fill is over");
+}
+
+/// 17. A spam folder the server makes while the daemon watches (a webmail making 스팸메일함 for
+/// the first spam) is found when the folder list is read again, and its mail is read: every junk
+/// candidate is watched, not only those there at start-up.
+#[tokio::test]
+async fn a_spam_folder_made_while_watching_is_watched_too() {
+    let server = QuirkServer::start(INBOX_ONLY).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server.account_toml("n", "poll_interval = \"1s\""));
+    let (store, ingest) = ingest(&config);
+    add_merchant(&store, "m1", "m1@corp.example");
+    let mut w = start_watch_relisting(&config, &ingest, Some(Duration::from_millis(500)));
+    w.synced("INBOX").await;
+
+    let id = message_id("new-folder");
+    server.with(|s| {
+        s.add_folder("&wqTTOLpUx3zVaA-", &[]);
+        s.deliver("&wqTTOLpUx3zVaA-", guidance_mail("m1@corp.example", &id, &[]));
+    });
+    let e = w
+        .wait_for(
+            Duration::from_secs(30),
+            "the mail of the new spam folder",
+            |e| matches!(e, ImapEvent::Mail(r) if r.message_id.as_deref() == Some(id.as_str())),
+        )
+        .await;
+    let ImapEvent::Mail(r) = e else { unreachable!() };
+    assert_eq!((r.folder.as_str(), r.found_in_spam), ("스팸메일함", true));
+    w.stop().await;
+    assert_eq!(stages(&store, "m1"), [Stage::GuidanceReceived]);
 }

@@ -242,12 +242,17 @@ pub async fn uid_fetch_headers(
 }
 
 /// The length of the first complete response in `data`, literals included; `None` while more
-/// bytes are needed. A line ending in `{n}` (or `{n+}`) announces n bytes of literal, after
-/// which the response continues (RFC 3501 §4.3, RFC 7888).
+/// bytes are needed. In a FETCH response, a line ending in `{n}` (or `{n+}`) announces n bytes
+/// of literal, after which the response continues (RFC 3501 §4.3, RFC 7888). Other responses
+/// (status lines, EXISTS, our completion) carry no literal during a header FETCH: their text may
+/// end in `{2}` without swallowing the next response.
 pub fn response_len(data: &[u8]) -> Option<usize> {
     let mut pos = 0;
     loop {
         let nl = pos + memchr::memchr(b'\n', &data[pos..])?;
+        if pos == 0 && !is_fetch_line(&data[..nl]) {
+            return Some(nl + 1);
+        }
         match literal_len(&data[pos..nl]) {
             Some(n) => {
                 pos = (nl + 1).checked_add(n)?;
@@ -258,6 +263,13 @@ pub fn response_len(data: &[u8]) -> Option<usize> {
             None => return Some(nl + 1),
         }
     }
+}
+
+/// `* <number> FETCH …`, any case.
+fn is_fetch_line(line: &[u8]) -> bool {
+    let Some(rest) = line.strip_prefix(b"* ") else { return false };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    digits > 0 && rest[digits..].get(..6).is_some_and(|w| w.eq_ignore_ascii_case(b" FETCH"))
 }
 
 /// `n` when `line` (without its `\n`) ends in a literal announcement `{n}` or `{n+}`.
@@ -537,6 +549,10 @@ mod tests {
         // Non-synchronising literal (RFC 7888).
         let plus = b"* 1 FETCH (BODY[HEADER] {2+}\r\nab)\r\n";
         assert_eq!(response_len(plus), Some(plus.len()));
+        // Only a FETCH carries literals here: status text ending in "{2}" is one line.
+        let alert = b"* OK [ALERT] see {2}\r\n* 1 FETCH (UID 1)\r\n";
+        assert_eq!(response_len(alert), Some(22));
+        assert_eq!(response_len(b"A1 OK done {3}\r\nabc"), Some(16));
     }
 
     #[test]

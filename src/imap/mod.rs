@@ -100,18 +100,20 @@ pub enum ImapEvent {
     },
 }
 
-/// Optional observers of a scan or watch.
+/// Optional observers of a scan or watch, and a test's knob.
 #[derive(Clone, Default)]
 pub struct Hooks {
     pub events: Option<broadcast::Sender<ImapEvent>>,
     pub progress: Option<ProgressBar>,
+    /// How often the watcher reads an account's folder list again; `None`: [`watch::RELIST_EVERY`].
+    pub relist_every: Option<std::time::Duration>,
 }
 
 impl Hooks {
     /// Hooks that publish events on a new channel; subscribe before starting.
     pub fn with_events(capacity: usize) -> (Hooks, broadcast::Sender<ImapEvent>) {
         let (tx, _) = broadcast::channel(capacity);
-        (Hooks { events: Some(tx.clone()), progress: None }, tx)
+        (Hooks { events: Some(tx.clone()), ..Hooks::default() }, tx)
     }
 
     pub(crate) fn emit(&self, e: ImapEvent) {

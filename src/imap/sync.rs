@@ -327,7 +327,7 @@ async fn sync_pass(
         // to a body fetch. Either way exactly the mails that arrived within the window count.
         pass.window = Some((since.date_naive(), newest_uid));
         let day = since.date_naive();
-        let (first, last) = if mbox.exists > 0 { ends_arrived(conn, ctx).await? } else { (None, None) };
+        let (first, last) = if mbox.exists > 0 { ends_arrived(conn, ctx, mbox.exists).await? } else { (None, None) };
         if first.is_some_and(|(_, d)| d < day) {
             let query = format!("SINCE {}", imap_date(since));
             let mut uids = uid_search(conn, ctx, &query).await?;
@@ -337,7 +337,9 @@ async fn sync_pass(
             // for content): read every header instead, never trust it for "nothing there".
             let trusted = match last {
                 Some((uid, arrived)) if arrived >= day && uid <= newest_uid => uids.binary_search(&uid).is_ok(),
-                _ => true,
+                Some(_) => true,
+                // The last mail did not answer: nothing to check the SEARCH against.
+                None => false,
             };
             if trusted {
                 batches = Batches::Listed { uids, pos: 0 };
@@ -499,8 +501,13 @@ impl Batches {
 type Arrival = Option<(u32, chrono::NaiveDate)>;
 
 /// The folder's first and last mail (by sequence: normally its oldest and newest), in one
-/// command: `FETCH 1,* (UID INTERNALDATE)`.
-async fn ends_arrived(conn: &mut Connection, ctx: &FolderCtx<'_>) -> Result<(Arrival, Arrival), SyncError> {
+/// command: `FETCH 1,* (UID INTERNALDATE)`; the last is the one numbered `exists`, never the
+/// first standing in for it.
+async fn ends_arrived(
+    conn: &mut Connection,
+    ctx: &FolderCtx<'_>,
+    exists: u32,
+) -> Result<(Arrival, Arrival), SyncError> {
     let mut by_seq = BTreeMap::new();
     let fetch = each_fetch(conn, "FETCH 1,* (UID INTERNALDATE)".to_owned(), |seq, f| {
         if let (Some(uid), Some(d)) = (f.uid, f.internal_date) {
@@ -508,9 +515,7 @@ async fn ends_arrived(conn: &mut Connection, ctx: &FolderCtx<'_>) -> Result<(Arr
         }
     });
     net(ctx, "FETCH 1,* (INTERNALDATE)", fetch).await?;
-    let first = by_seq.get(&1).copied();
-    let last = by_seq.iter().next_back().map(|(_, v)| *v);
-    Ok((first, last))
+    Ok((by_seq.get(&1).copied(), by_seq.get(&exists).copied()))
 }
 
 /// UID ranges `a:b` covering `first..=last` for the header pass, each aiming at

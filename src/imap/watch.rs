@@ -179,7 +179,24 @@ pub async fn watch_account(account: Arc<Account>, ingest: Ingest, cancel: Cancel
         let id = spawn(&mut tasks, folder.clone(), Duration::ZERO);
         watched.insert(id, (folder, Backoff::default()));
     }
-    while let Some(done) = tasks.join_next_with_id().await {
+    // The folder list is read again now and then: a server may create a spam folder only when
+    // the first spam arrives (or the merchant adds a filter), and every junk candidate is watched.
+    let every = hooks.relist_every.unwrap_or(RELIST_EVERY);
+    let mut relist = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let done = tokio::select! {
+            done = tasks.join_next_with_id() => done,
+            _ = relist.tick(), if !cancel.is_cancelled() => {
+                for folder in new_folders(&account, &ingest, &watched).await {
+                    info!(folder = %folder.name, role = crate::store::role_name(folder.role), why = folder.why.as_str(), "A new folder to watch");
+                    let id = spawn(&mut tasks, folder.clone(), Duration::ZERO);
+                    watched.insert(id, (folder, Backoff::default()));
+                }
+                continue;
+            }
+        };
+        let Some(done) = done else { return }; // every watcher stopped: cancelled
         let (id, panic) = match done {
             Ok((id, ())) => (id, None),
             Err(e) => (e.id(), e.try_into_panic().ok().map(|p| panic_text(p.as_ref()))),
@@ -194,6 +211,32 @@ pub async fn watch_account(account: Arc<Account>, ingest: Ingest, cancel: Cancel
         let id = spawn(&mut tasks, folder.clone(), delay);
         watched.insert(id, (folder, backoff));
     }
+}
+
+/// How often a watched account's folder list is read again for new folders to watch.
+pub const RELIST_EVERY: Duration = Duration::from_secs(15 * 60);
+
+/// The folders the account's plan has now that no watcher serves. A listing that fails changes
+/// nothing (the watchers report their own folders' trouble); it is tried again next time.
+async fn new_folders(
+    account: &Account,
+    ingest: &Ingest,
+    watched: &HashMap<tokio::task::Id, (WatchedFolder, Backoff)>,
+) -> Vec<WatchedFolder> {
+    let listing = std::panic::AssertUnwindSafe(super::list_once(account)).catch_unwind().await;
+    let list = match listing {
+        Ok(Ok(list)) => list,
+        Ok(Err(e)) => {
+            debug!(error = %format!("{e:#}"), "Cannot list the folders again; the watched ones go on");
+            return Vec::new();
+        }
+        Err(p) => {
+            warn!(error = %panic_text(p.as_ref()), "Listing the folders again failed; the watched ones go on");
+            return Vec::new();
+        }
+    };
+    let (plan, _, _) = super::adopt(&list, account, ingest);
+    plan.into_iter().filter(|f| !watched.values().any(|(w, _)| w.raw == f.raw)).collect()
 }
 
 /// A panic's message, for the folder's error.

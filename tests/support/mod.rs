@@ -344,7 +344,13 @@ pub struct Watching {
 
 /// Start watching every account of `config` (subscribed to events before anything happens).
 pub fn start_watch(config: &Config, ingest: &Ingest) -> Watching {
-    let (hooks, tx) = hecto_watch::imap::Hooks::with_events(4096);
+    start_watch_relisting(config, ingest, None)
+}
+
+/// [`start_watch`], reading the folder lists again every `relist_every` (default: 15 min).
+pub fn start_watch_relisting(config: &Config, ingest: &Ingest, relist_every: Option<Duration>) -> Watching {
+    let (mut hooks, tx) = hecto_watch::imap::Hooks::with_events(4096);
+    hooks.relist_every = relist_every;
     let events = tx.subscribe();
     let cancel = tokio_util::sync::CancellationToken::new();
     let (config, ingest, c) = (config.clone(), ingest.clone(), cancel.clone());

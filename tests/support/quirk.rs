@@ -180,6 +180,18 @@ impl State {
         &mut self.folders[i]
     }
 
+    /// A folder made meanwhile (as a webmail makes its spam folder for the first spam).
+    pub fn add_folder(&mut self, wire: &str, attributes: &[&str]) {
+        let uid_validity = 1001 + self.folders.len() as u32;
+        self.folders.push(Folder {
+            wire: wire.to_owned(),
+            attributes: attributes.iter().map(|a| (*a).to_owned()).collect(),
+            uid_validity,
+            uid_next: 1,
+            mails: Vec::new(),
+        });
+    }
+
     /// A new mail in `folder`, arrived now (in KST); its UID.
     pub fn deliver(&mut self, folder: &str, raw: Vec<u8>) -> u32 {
         self.deliver_at(folder, raw, kst(Utc::now()), &[])
