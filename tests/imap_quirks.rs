@@ -803,3 +803,36 @@ async fn a_spam_folder_made_while_watching_is_watched_too() {
     w.stop().await;
     assert_eq!(stages(&store, "m1"), [Stage::GuidanceReceived]);
 }
+
+/// 1b. No UIDNEXT and `UID FETCH * (UID)` answering nothing: the newest UID comes from
+/// `STATUS (UIDNEXT)`, and every mail is read once. With no UIDNEXT in STATUS either, no answer
+/// names a UID: the folder reports an error naming each answer, and the cursor does not move.
+#[tokio::test]
+async fn without_uidnext_and_uid_fetch_star_status_gives_the_newest_uid_or_the_folder_errs() {
+    let server = QuirkServer::start(INBOX_ONLY).await;
+    server.with(|s| {
+        s.deliver("INBOX", guidance_mail("m1@corp.example", &message_id("st"), &[]));
+        s.deliver("INBOX", plain_mail(USER, &message_id("st2")));
+        s.quirks.no_uidnext = true;
+        s.quirks.silent_fetch_star = true;
+        s.quirks.status_without_uidnext = true;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server.account_toml("st", ""));
+    let (store, ingest) = ingest(&config);
+    add_merchant(&store, "m1", "m1@corp.example");
+    let s = scan(&config, &ingest).await;
+    assert_eq!(s.errors.len(), 1, "{s:?}");
+    let error = last_error(&store, "st", "INBOX").expect("the folder's error");
+    assert!(
+        error.contains("UID FETCH * (UID) answered nothing") && error.contains("STATUS gave UIDNEXT none"),
+        "{error}"
+    );
+    assert_eq!(last_uid(&store, "st", "INBOX"), None);
+
+    server.with(|s| s.quirks.status_without_uidnext = false);
+    let s = scan_ok(&config, &ingest).await;
+    assert_eq!((s.mails.mails_seen, s.mails.stage_changes), (2, 1), "{s:?}");
+    assert!(server.commands().iter().any(|c| c.starts_with("STATUS")), "{:?}", server.commands());
+    assert_eq!(last_uid(&store, "st", "INBOX"), Some(2));
+}

@@ -81,6 +81,10 @@ pub struct Folder {
 pub struct Quirks {
     /// Courier, Winmail: no `OK [UIDNEXT n]` in the SELECT/EXAMINE response.
     pub no_uidnext: bool,
+    /// `UID FETCH * …` (the last mail, by UID) answers only its tagged OK.
+    pub silent_fetch_star: bool,
+    /// STATUS leaves UIDNEXT out of its answer, whatever was asked.
+    pub status_without_uidnext: bool,
     /// Courier: every UID SEARCH answers `* SEARCH` with no numbers.
     pub empty_search: bool,
     /// IDLE announces changes only at ticks this far apart (some servers poll their store every
@@ -623,6 +627,7 @@ impl Session {
         for item in args.rest().trim_matches(['(', ')']).split_whitespace() {
             let value = match item.to_ascii_uppercase().as_str() {
                 "MESSAGES" => f.mails.len() as u32,
+                "UIDNEXT" if s.quirks.status_without_uidnext => continue,
                 "UIDNEXT" => f.uid_next,
                 "UIDVALIDITY" => f.uid_validity,
                 "RECENT" => 0,
@@ -704,6 +709,7 @@ impl Session {
         if (header_pass && s.quirks.silent_header_fetch)
             || (body_pass && s.quirks.silent_body_fetch)
             || (by_uid && s.quirks.silent_uid_fetch)
+            || (by_uid && set == "*" && s.quirks.silent_fetch_star)
         {
             return Out::one(done);
         }
