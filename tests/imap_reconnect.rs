@@ -11,6 +11,21 @@ use hecto_watch::imap::ImapEvent;
 use hecto_watch::merchant::{Change, Stage};
 use support::*;
 
+/// The guidance mail and the documents request of a restart test, each applied exactly once.
+fn assert_each_mail_applied_once(store: &hecto_watch::store::Store) {
+    let stages: Vec<Stage> = store
+        .events("m-r")
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e.change {
+            Change::Stage { to, .. } => Some(to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stages, [Stage::GuidanceReceived, Stage::Contracting], "each mail applied exactly once");
+    assert_eq!(store.seen_count(), 2, "two Hecto mails recorded, once each");
+}
+
 #[tokio::test]
 async fn dovecot_restart_while_watching_loses_and_doubles_nothing() {
     let user = fresh_user("restart", false);
@@ -61,17 +76,7 @@ async fn dovecot_restart_while_watching_loses_and_doubles_nothing() {
     .await;
     w.stop().await;
 
-    let stages: Vec<Stage> = store
-        .events("m-r")
-        .unwrap()
-        .iter()
-        .filter_map(|e| match e.change {
-            Change::Stage { to, .. } => Some(to),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(stages, [Stage::GuidanceReceived, Stage::Contracting], "each mail applied exactly once");
-    assert_eq!(store.seen_count(), 2, "two Hecto mails recorded, once each");
+    assert_each_mail_applied_once(&store);
 }
 
 #[tokio::test]
@@ -122,15 +127,5 @@ async fn cyrus_restart_while_watching_loses_and_doubles_nothing() {
     .await;
     w.stop().await;
 
-    let stages: Vec<Stage> = store
-        .events("m-r")
-        .unwrap()
-        .iter()
-        .filter_map(|e| match e.change {
-            Change::Stage { to, .. } => Some(to),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(stages, [Stage::GuidanceReceived, Stage::Contracting], "each mail applied exactly once");
-    assert_eq!(store.seen_count(), 2, "two Hecto mails recorded, once each");
+    assert_each_mail_applied_once(&store);
 }

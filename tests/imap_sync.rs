@@ -1,7 +1,7 @@
 //! The IMAP side against a real Dovecot fed by a real Postfix (`scripts/mailstack`), for what is
 //! Dovecot's own here: the Korean folder layout, UIDVALIDITY resets, moving out of junk, TLS modes
 //! and connection errors, big Maildir-seeded folders and the back-fill window. What must hold on
-//! every server (spam folder, Sent, flags, IDLE/poll) is in `imap_servers.rs`, run against Dovecot
+//! every server (spam folder, Sent, flags, IDLE and poll pick-up) is in `imap_servers.rs`, run against Dovecot
 //! and Cyrus. Each test has its own IMAP user and its own sled directory.
 
 mod support;

@@ -11,7 +11,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{cursor_key, dec, enc, Store};
+use super::{cursor_key, dec, enc, split_cursor_key, Store};
 use crate::merchant::FolderRole;
 
 /// One watched folder's sync status.
@@ -114,9 +114,7 @@ impl Store {
             .iter()
             .map(|kv| {
                 let (k, v) = kv?;
-                let mut parts = k.splitn(2, |b| *b == 0);
-                let account = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
-                let folder = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+                let (account, folder) = split_cursor_key(&k);
                 Ok(FolderStatusRecord { account, folder, status: dec("folder status", &v)? })
             })
             .collect()

@@ -214,6 +214,14 @@ fn cursor_key(account: &str, folder: &str) -> Vec<u8> {
     k
 }
 
+/// `(account, folder)` of a [`cursor_key`].
+fn split_cursor_key(k: &[u8]) -> (String, String) {
+    let mut parts = k.splitn(2, |b| *b == 0);
+    let account = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let folder = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    (account, folder)
+}
+
 /// A short stable name for a mail in outbox keys.
 pub fn mail_tag(identity: &str) -> String {
     use sha2::Digest;
@@ -449,9 +457,7 @@ impl Store {
             .iter()
             .map(|kv| {
                 let (k, v) = kv?;
-                let mut parts = k.splitn(2, |b| *b == 0);
-                let account = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
-                let folder = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+                let (account, folder) = split_cursor_key(&k);
                 Ok(CursorRecord { account, folder, cursor: dec("cursor", &v)? })
             })
             .collect()
