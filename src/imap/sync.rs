@@ -1009,7 +1009,7 @@ async fn fetch_bodies(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32]) 
 
 /// What a FETCH response says about a mail (RFC 3501 §7.4.2), among the items we ask for.
 #[derive(Default)]
-struct Fetched<'a> {
+struct FetchAnswer<'a> {
     uid: Option<u32>,
     size: Option<u32>,
     internal_date: Option<DateTime<chrono::FixedOffset>>,
@@ -1021,9 +1021,9 @@ struct Fetched<'a> {
 /// RFC 3501 `date-time`; chrono also takes the space-padded day (`" 7-Sep-2026 …"`).
 const INTERNALDATE: &str = "%d-%b-%Y %H:%M:%S %z";
 
-impl<'a> Fetched<'a> {
-    fn from(attributes: &'a [AttributeValue<'a>]) -> Fetched<'a> {
-        let mut f = Fetched::default();
+impl<'a> FetchAnswer<'a> {
+    fn from(attributes: &'a [AttributeValue<'a>]) -> FetchAnswer<'a> {
+        let mut f = FetchAnswer::default();
         for a in attributes {
             match a {
                 AttributeValue::Uid(u) => f.uid = Some(*u),
@@ -1044,11 +1044,11 @@ impl<'a> Fetched<'a> {
 async fn each_fetch(
     conn: &mut Connection,
     command: String,
-    mut each: impl FnMut(u32, Fetched<'_>),
+    mut each: impl FnMut(u32, FetchAnswer<'_>),
 ) -> Result<(), async_imap::error::Error> {
     conn.run_checked(command, |r| {
         if let Response::Fetch(seq, attributes) = r {
-            each(*seq, Fetched::from(attributes));
+            each(*seq, FetchAnswer::from(attributes));
         }
     })
     .await
