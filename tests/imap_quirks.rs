@@ -836,3 +836,37 @@ async fn without_uidnext_and_uid_fetch_star_status_gives_the_newest_uid_or_the_f
     assert!(server.commands().iter().any(|c| c.starts_with("STATUS")), "{:?}", server.commands());
     assert_eq!(last_uid(&store, "st", "INBOX"), Some(2));
 }
+
+/// 18. Legitimately nothing there: a folder whose mail was all deleted before we looked (EXISTS
+/// 0, UIDNEXT past the cursor: Gmail's spam after its 30-day purge) is read as empty — the
+/// cursor moves to the end, no error — and so is a 0-byte mail (RFC822.SIZE 0), which is read,
+/// not taken for a body the server withheld.
+#[tokio::test]
+async fn an_emptied_folder_and_a_zero_byte_mail_are_read_not_errors() {
+    let server = QuirkServer::start(INBOX_ONLY).await;
+    server.with(|s| {
+        s.deliver("INBOX", guidance_mail("m1@corp.example", &message_id("gone1"), &[]));
+        s.deliver("INBOX", plain_mail(USER, &message_id("gone2")));
+        s.folder_mut("INBOX").mails.clear();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server.account_toml("e", ""));
+    let (store, ingest) = ingest(&config);
+    add_merchant(&store, "m1", "m1@corp.example");
+    for _ in 0..2 {
+        let s = scan_ok(&config, &ingest).await;
+        assert_eq!(s.mails.mails_seen, 0, "{s:?}");
+        assert_eq!(last_uid(&store, "e", "INBOX"), Some(2), "past the deleted mail");
+        assert_eq!(last_error(&store, "e", "INBOX"), None);
+    }
+
+    let id = message_id("after-empty");
+    server.with(|s| {
+        s.deliver("INBOX", Vec::new());
+        s.deliver("INBOX", guidance_mail("m1@corp.example", &id, &[]));
+    });
+    let s = scan_ok(&config, &ingest).await;
+    assert_eq!((s.mails.mails_seen, s.mails.stage_changes), (2, 1), "{s:?}");
+    assert_eq!(last_uid(&store, "e", "INBOX"), Some(4));
+    assert_eq!(stages(&store, "m1"), [Stage::GuidanceReceived]);
+}

@@ -292,14 +292,17 @@ async fn sync_pass(
         }
         None => 1,
     };
-    if newest_uid < start || (rescan && ctx.account.backfill_days == 0) {
-        if rescan {
-            // An empty folder, or no back-fill wanted: start watching from here, so the next
-            // pass is incremental.
-            ctx.ingest.skip(account, folder, uid_validity, newest_uid).map_err(SyncError::Store)?;
-            ctx.ingest.flush().await.map_err(SyncError::Store)?;
-        }
+    if newest_uid < start {
         return Ok(SyncStats::default()); // nothing new: not a single command more (the common poll)
+    }
+    if mbox.exists == 0 || (rescan && ctx.account.backfill_days == 0) {
+        // The server says the folder is empty (its new mail was deleted or moved before we
+        // looked; Gmail purges spam after 30 days), or no back-fill is wanted: start watching
+        // from here, so the next pass is incremental. An EXISTS announced meanwhile makes the
+        // watcher look again.
+        ctx.ingest.skip(account, folder, uid_validity, newest_uid).map_err(SyncError::Store)?;
+        ctx.ingest.flush().await.map_err(SyncError::Store)?;
+        return Ok(SyncStats::default());
     }
     let mut pass = Pass {
         uid_validity,
@@ -667,10 +670,11 @@ fn refused(e: &anyhow::Error) -> bool {
 /// answer SEARCH with nothing (Courier), and an empty answer here would let a plain EXPUNGE
 /// delete someone else's mail.
 async fn deleted_uids(conn: &mut Connection, ctx: &FolderCtx<'_>) -> Result<(usize, Vec<u32>), SyncError> {
-    let (mut listed, mut deleted) = (0, Vec::new());
+    let (mut listed, mut deleted) = (std::collections::BTreeSet::new(), Vec::new());
     let fetch = each_fetch(conn, "UID FETCH 1:* (UID FLAGS)".to_owned(), |_, f| {
         if let Some(uid) = f.uid {
-            listed += 1;
+            // Distinct UIDs: a flag change announced meanwhile repeats a mail.
+            listed.insert(uid);
             if f.deleted {
                 deleted.push(uid);
             }
@@ -679,7 +683,7 @@ async fn deleted_uids(conn: &mut Connection, ctx: &FolderCtx<'_>) -> Result<(usi
     net_within(ctx, "UID FETCH (FLAGS)", IO_TIMEOUT * 5, fetch).await?;
     deleted.sort_unstable();
     deleted.dedup();
-    Ok((listed, deleted))
+    Ok((listed.len(), deleted))
 }
 
 /// Bodies for one header batch's candidates, applied in UID order, then the cursor past the
@@ -735,7 +739,7 @@ async fn apply_batch(
         if ctx.cancel.is_cancelled() {
             return Err(SyncError::Cancelled);
         }
-        let bodies = fetch_bodies_checked(conn, ctx, group).await?;
+        let bodies = fetch_bodies_checked(conn, ctx, group, &meta).await?;
         for &uid in group {
             // Safe point: the previous mail is committed; stop here if asked.
             if ctx.cancel.is_cancelled() {
@@ -995,9 +999,7 @@ async fn fetch_meta(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32]) ->
 async fn fetch_bodies(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32]) -> Result<Bodies, SyncError> {
     let mut out = Bodies::new();
     let collect = each_fetch(conn, format!("UID FETCH {} (UID INTERNALDATE BODY.PEEK[])", uid_set(uids)), |_, f| {
-        // An empty body is no mail (RFC 5322 requires a From at least): left out, it is
-        // looked for and asked again by `fetch_bodies_checked`.
-        if let (Some(uid), Some(body)) = (f.uid, f.body.filter(|b| !b.is_empty())) {
+        if let (Some(uid), Some(body)) = (f.uid, f.body) {
             if uids.binary_search(&uid).is_ok() {
                 out.insert(uid, (body.to_vec(), f.internal_date.map(|d| d.with_timezone(&Utc))));
             }
@@ -1073,17 +1075,31 @@ async fn uid_search(conn: &mut Connection, ctx: &FolderCtx<'_>, query: &str) -> 
 /// (UID)`): gone (expunged meanwhile) is fine, but one the server still holds is asked for
 /// alone, and if its body still does not come the pass fails — the cursor never moves past a
 /// mail whose body the header pass promised and the server withheld.
-async fn fetch_bodies_checked(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32]) -> Result<Bodies, SyncError> {
+///
+/// An empty body counts as missing unless the mail's RFC822.SIZE (`sizes`) is 0 too: a server
+/// that cannot render a mail may answer `BODY[] ""`, but a 0-byte message is a 0-byte message.
+async fn fetch_bodies_checked(
+    conn: &mut Connection,
+    ctx: &FolderCtx<'_>,
+    uids: &[u32],
+    sizes: &Meta,
+) -> Result<Bodies, SyncError> {
+    let sized = |uid: u32| sizes.get(&uid).map_or(0, |m| m.0);
+    let unread = |bodies: &Bodies, uid: u32| bodies.get(&uid).is_none_or(|(b, _)| b.is_empty() && sized(uid) > 0);
     let mut bodies = fetch_bodies(conn, ctx, uids).await?;
-    let missing: Vec<u32> = uids.iter().copied().filter(|u| !bodies.contains_key(u)).collect();
+    let missing: Vec<u32> = uids.iter().copied().filter(|u| unread(&bodies, *u)).collect();
+    for uid in &missing {
+        bodies.remove(uid);
+    }
     if missing.is_empty() {
         return Ok(bodies);
     }
     let present = present_uids(conn, ctx, &uid_set(&missing), |u| missing.binary_search(&u).is_ok()).await?;
     for uid in present {
-        match fetch_bodies(conn, ctx, &[uid]).await?.remove(&uid) {
+        let again = fetch_bodies(conn, ctx, &[uid]).await?;
+        match again.get(&uid).filter(|_| !unread(&again, uid)) {
             Some(body) => {
-                bodies.insert(uid, body);
+                bodies.insert(uid, body.clone());
             }
             None => {
                 return Err(SyncError::Imap(anyhow!(
@@ -1122,12 +1138,21 @@ async fn move_to_inbox(
         // Copied, then flagged \Deleted: from here on, whatever fails, the flags are put back
         // (below), so no mail of ours stays \Deleted in the junk folder.
         net(ctx, "UID COPY", conn.session.uid_copy(&set, "INBOX")).await?;
-        store_flags(conn, ctx, &set, "+FLAGS.SILENT (\\Deleted)").await?;
-        let expunged = expunge_ours(conn, ctx, uids, &set, selected.exists).await;
+        let expunged = match store_flags(conn, ctx, &set, "+FLAGS.SILENT (\\Deleted)").await {
+            Ok(()) => expunge_ours(conn, ctx, uids, &set, selected.exists).await,
+            // The flag may have been set all the same (a timeout after the server's OK).
+            Err(e) => Err(e),
+        };
         if !matches!(expunged, Ok(n) if n > 0) {
-            if let Err(e) = store_flags(conn, ctx, &set, "-FLAGS.SILENT (\\Deleted)").await {
-                warn!(account = %ctx.account.name, folder = %ctx.folder.name, uids = %set, error = %e,
-                    "move_found_in_spam: cannot take the \\Deleted flag off the copied Hecto mail again");
+            // Not cancellable, but bounded: a \Deleted of ours left behind would be expunged by
+            // the next client that expunges, and would block every later move here.
+            let restore = conn.run_checked(format!("UID STORE {set} -FLAGS.SILENT (\\Deleted)"), |_| {});
+            match tokio::time::timeout(IO_TIMEOUT, restore).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(account = %ctx.account.name, folder = %ctx.folder.name, uids = %set, error = %e,
+                    "move_found_in_spam: cannot take the \\Deleted flag off the copied Hecto mail again"),
+                Err(_) => warn!(account = %ctx.account.name, folder = %ctx.folder.name, uids = %set,
+                    "move_found_in_spam: no answer when taking the \\Deleted flag off the copied Hecto mail again"),
             }
         }
         expunged

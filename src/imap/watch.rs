@@ -188,7 +188,11 @@ pub async fn watch_account(account: Arc<Account>, ingest: Ingest, cancel: Cancel
         let done = tokio::select! {
             done = tasks.join_next_with_id() => done,
             _ = relist.tick(), if !cancel.is_cancelled() => {
-                for folder in new_folders(&account, &ingest, &watched).await {
+                let found = tokio::select! {
+                    _ = cancel.cancelled() => continue,
+                    found = new_folders(&account, &ingest, &watched) => found,
+                };
+                for folder in found {
                     info!(folder = %folder.name, role = crate::store::role_name(folder.role), why = folder.why.as_str(), "A new folder to watch");
                     let id = spawn(&mut tasks, folder.clone(), Duration::ZERO);
                     watched.insert(id, (folder, Backoff::default()));
@@ -235,7 +239,11 @@ async fn new_folders(
             return Vec::new();
         }
     };
-    let (plan, _, _) = super::adopt(&list, account, ingest);
+    // Quietly: the configuration problems were logged when the watch began.
+    let (plan, roles) = super::folders::plan(&list, account);
+    if let Err(e) = ingest.store().set_folder_roles(&account.name, &super::folders::listing(&list, &roles)) {
+        warn!(error = %format!("{e:#}"), "Cannot record the folder roles");
+    }
     plan.into_iter().filter(|f| !watched.values().any(|(w, _)| w.raw == f.raw)).collect()
 }
 
