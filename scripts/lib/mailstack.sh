@@ -391,31 +391,40 @@ ms_start_dovecot() {
     ms_wait_port "$MS_LMTP_PORT" || ms_die "dovecot LMTP port $MS_LMTP_PORT did not open"
 }
 
-ms_stop_dovecot() {
-    local pid
-    pid="$(ms_pid_alive "$MS_DOVECOT_PID" dovecot)" || return 0
-    # The master's children (imap sessions, lmtp, auth), taken before it goes: a stopped server
-    # must drop its client connections, as in a real outage, even where shutdown_clients does not
-    # reach a session process.
+# Stop a server's master (by its pid file) and what it started: its children are taken before it
+# goes and killed after, so a stopped server drops its client connections, as in a real outage,
+# even where the server's own shutdown does not reach a session process; then wait until the
+# ports are closed, so a following start can bind them.
+ms_stop_master() { # pidfile comm name port...
+    local pidfile="$1" comm="$2" name="$3" pid
+    shift 3
+    pid="$(ms_pid_alive "$pidfile" "$comm")" || return 0
     local children
     children="$(pgrep -P "$pid" 2>/dev/null | tr '\n' ' ' || true)"
     kill -TERM "$pid" 2>/dev/null || true
     if ! ms_wait_gone "$pid"; then
-        ms_log "dovecot ($pid) did not exit in 10 s; killing it"
+        ms_log "$name ($pid) did not exit in 10 s; killing it"
         kill -KILL "$pid" 2>/dev/null || true
-        ms_wait_gone "$pid" || ms_die "dovecot ($pid) survives SIGKILL"
+        ms_wait_gone "$pid" || ms_die "$name ($pid) survives SIGKILL"
     fi
     local c
     for c in $children; do
         kill -KILL "$c" 2>/dev/null || true
     done
-    # The master's children (imap, lmtp, auth) exit when it does; wait for the port to close so
-    # a following start can bind it.
-    local i
+    local i p open
     for ((i = 0; i < 100; i++)); do
-        ms_port_open "$MS_IMAP_PORT" || break
+        open=0
+        for p in "$@"; do
+            ms_port_open "$p" && open=1
+        done
+        ((open)) || break
         sleep 0.05
     done
+}
+
+ms_stop_dovecot() {
+    # Its children: imap sessions, lmtp, auth.
+    ms_stop_master "$MS_DOVECOT_PID" dovecot dovecot "$MS_IMAP_PORT"
 }
 
 ms_start_postfix() {
@@ -492,27 +501,9 @@ ms_cyrus_log_hint() {
 }
 
 ms_stop_cyrus() {
-    local pid
-    pid="$(ms_pid_alive "$MS_CYRUS_PID" cyrmaster)" || return 0
-    # As for Dovecot: the sessions (imapd) and idled go down with the master, connections drop.
-    # master's SIGTERM handler sends SIGTERM to its whole process group and waits for it.
-    local children
-    children="$(pgrep -P "$pid" 2>/dev/null | tr '\n' ' ' || true)"
-    kill -TERM "$pid" 2>/dev/null || true
-    if ! ms_wait_gone "$pid"; then
-        ms_log "cyrus master ($pid) did not exit in 10 s; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-        ms_wait_gone "$pid" || ms_die "cyrus master ($pid) survives SIGKILL"
-    fi
-    local c
-    for c in $children; do
-        kill -KILL "$c" 2>/dev/null || true
-    done
-    local i
-    for ((i = 0; i < 100; i++)); do
-        ms_port_open "$MS_CYRUS_IMAP_PORT" || ms_port_open "$MS_CYRUS_IMAPS_PORT" || break
-        sleep 0.05
-    done
+    # Its children: the sessions (imapd) and idled. master's SIGTERM handler also signals its
+    # process group and waits for it.
+    ms_stop_master "$MS_CYRUS_PID" cyrmaster "cyrus master" "$MS_CYRUS_IMAP_PORT" "$MS_CYRUS_IMAPS_PORT"
 }
 
 # ---- commands -------------------------------------------------------------------------------
