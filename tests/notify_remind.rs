@@ -241,3 +241,25 @@ async fn a_permanent_5xx_gives_up_after_three_tries_shows_in_failed_and_retry_pu
     assert_eq!(env.hw(&["retry", "reminder/nobody/x/001"]).status.code(), Some(2));
     assert_eq!(env.hw(&["retry"]).status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn reminders_go_only_on_business_days_inside_the_sending_hours() {
+    let stack = Stack::shared();
+    let env = Env::new(stack, "hours");
+    // Mon 2027-02-01 → due end of Thu 02-04; overdue over 설날 (02-06…02-09).
+    env.add_merchant("acme", "에이씨미", "2027-02-01T10:00:00+09:00");
+    for now in [
+        "2027-02-08T09:00:00+09:00", // 설날: a public holiday
+        "2027-02-10T03:00:00+09:00", // a business day, but 3 a.m. (a daemon starting at night)
+        "2027-02-10T08:59:00+09:00",
+    ] {
+        let out = env.remind(now, 0);
+        assert!(out.contains("nothing to send"), "{now}: {out}");
+    }
+    let out = env.remind("2027-02-10T09:00:00+09:00", 0);
+    let key = "reminder/acme/guidance@20270201/001";
+    assert!(out.contains(&format!("sent     {key}")), "{out}");
+    let mails = stack.after_barrier(&env.contact).await;
+    assert_eq!(mails.len(), 1, "exactly the one reminder, after the holiday: {mails:?}");
+    assert_eq!(mails[0].x_hecto_watch.as_deref(), Some(key));
+}

@@ -226,6 +226,52 @@ pub struct Reminders {
     pub hecto_contact: String,
     #[serde(default = "default_portone_contact")]
     pub portone_contact: String,
+    /// Reminders go out only on business days inside these hours (Asia/Seoul, SPEC §5); notices
+    /// and alerts are not held.
+    #[serde(default)]
+    pub send_hours: SendHours,
+}
+
+/// `"09:00-18:00"`: from the first time (inclusive) to the second (exclusive), Asia/Seoul.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendHours {
+    pub start: chrono::NaiveTime,
+    pub end: chrono::NaiveTime,
+}
+
+impl Default for SendHours {
+    fn default() -> Self {
+        SendHours {
+            start: chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default(),
+            end: chrono::NaiveTime::from_hms_opt(18, 0, 0).unwrap_or_default(),
+        }
+    }
+}
+
+impl SendHours {
+    pub fn contains(&self, t: chrono::NaiveTime) -> bool {
+        self.start <= t && t < self.end
+    }
+}
+
+impl FromStr for SendHours {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SendHours, String> {
+        let bad = || format!("{s:?} is not HH:MM-HH:MM (Asia/Seoul), e.g. \"09:00-18:00\"");
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let time = |t: &str| chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M").map_err(|_| bad());
+        let hours = SendHours { start: time(a)?, end: time(b)? };
+        if hours.start >= hours.end {
+            return Err(format!("{s:?}: the end must come after the start on the same day"));
+        }
+        Ok(hours)
+    }
+}
+
+impl<'de> Deserialize<'de> for SendHours {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 fn default_schedule() -> String {
@@ -255,6 +301,7 @@ impl Default for Reminders {
             templates_dir: None,
             hecto_contact: default_hecto_contact(),
             portone_contact: default_portone_contact(),
+            send_hours: SendHours::default(),
         }
     }
 }
@@ -753,6 +800,21 @@ x = 1
             let e = acc(bad).err().unwrap_or_else(|| panic!("{bad} must be refused")).to_string();
             assert!(e.contains("junk") || e.contains("sent"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn send_hours_parse_as_a_same_day_range_in_seoul() {
+        let h: SendHours = "09:00-18:00".parse().unwrap();
+        assert_eq!(h, SendHours::default());
+        let at = |t: &str| chrono::NaiveTime::parse_from_str(t, "%H:%M").unwrap();
+        assert!(h.contains(at("09:00")) && h.contains(at("17:59")));
+        assert!(!h.contains(at("08:59")) && !h.contains(at("18:00")) && !h.contains(at("03:00")));
+        assert_eq!(" 10:30 - 12:00 ".parse::<SendHours>().unwrap().start, at("10:30"));
+        for bad in ["", "9-18", "09:00", "18:00-09:00", "09:00-09:00", "25:00-26:00"] {
+            assert!(bad.parse::<SendHours>().is_err(), "{bad:?}");
+        }
+        let e = Config::parse("[reminders]\nsend_hours = \"18:00-09:00\"\n").err().unwrap().to_string();
+        assert!(e.contains("reminders.send_hours"), "{e}");
     }
 
     #[test]

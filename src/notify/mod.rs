@@ -44,7 +44,9 @@ pub fn smtp_notifier(store: Store, config: &Config) -> anyhow::Result<Notifier<S
         smtp.from.parse().with_context(|| format!("smtp.from: {:?} is not a mail address", smtp.from))?;
     let renderer = Renderer::new(&config.reminders)?;
     let deliver = SmtpDeliver::new(smtp)?;
-    Ok(Notifier::new(store, deliver, renderer, from))
+    let calendar = crate::schedule::Calendar::from_config(&config.calendar)?;
+    Ok(Notifier::new(store, deliver, renderer, from)
+        .with_sending_hours(config.reminders.send_hours, std::sync::Arc::new(calendar)))
 }
 
 /// The environment variable of the crash hook used by the exactly-once tests.

@@ -8,6 +8,7 @@
 //! accepted the message and before `Sent` reached the disk resends it once after the restart —
 //! with the same `Message-ID`, so clients show it once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -21,8 +22,10 @@ use super::render::Renderer;
 use super::smtp::Deliver;
 #[cfg(test)]
 use super::smtp::SendError;
+use crate::config::SendHours;
 use crate::merchant::Merchant;
 use crate::schedule::due::{open_window, window_instance};
+use crate::schedule::Calendar;
 use crate::store::{Delivery, NoticeKind, OutboxEntry, Store};
 
 /// How failed sends are retried.
@@ -116,6 +119,9 @@ pub struct Notifier<D: Deliver> {
     /// One drain at a time: the schedule's tick and the sender task may both drain, and so may
     /// the previous configuration's tasks for a while after a SIGHUP (see [`Notifier::with_drain_lock`]).
     drain_lock: DrainLock,
+    /// When reminders may go out (SPEC §5: business days, inside `send_hours`, Asia/Seoul);
+    /// `None`: at any time. Notices and alerts are never held.
+    reminder_hours: Option<(SendHours, Arc<Calendar>)>,
 }
 
 /// Held by whoever drains an outbox.
@@ -131,7 +137,24 @@ impl<D: Deliver> Notifier<D> {
             from,
             policy: RetryPolicy::default(),
             drain_lock: DrainLock::default(),
+            reminder_hours: None,
         }
+    }
+
+    /// Send reminders only on business days of `calendar` inside `hours` (Asia/Seoul): a tick
+    /// outside them enqueues none, and a reminder waiting in the outbox (a retry) waits for the
+    /// next tick inside them. Spam and operator notices are sent at any day and hour.
+    pub fn with_sending_hours(mut self, hours: SendHours, calendar: Arc<Calendar>) -> Self {
+        self.reminder_hours = Some((hours, calendar));
+        self
+    }
+
+    /// Whether a reminder may go out at `now`.
+    pub fn reminders_allowed(&self, now: DateTime<Utc>) -> bool {
+        self.reminder_hours.as_ref().is_none_or(|(hours, calendar)| {
+            let local = now.with_timezone(&chrono_tz::Asia::Seoul);
+            calendar.is_business_day(local.date_naive()) && hours.contains(local.time())
+        })
     }
 
     /// Share the drain lock with other notifiers of the same outbox (the daemon's configuration
@@ -168,11 +191,14 @@ impl<D: Deliver> Notifier<D> {
         cancel: &CancellationToken,
     ) -> anyhow::Result<(Vec<Outcome>, Option<DateTime<Utc>>)> {
         let _one_at_a_time = self.drain_lock.lock().await;
+        // Reminders held outside the sending hours are neither sent nor woken for: the next
+        // tick of the schedule inside the hours drains them.
+        let reminders = self.reminders_allowed(now);
         let (mut due, waiting): (Vec<OutboxEntry>, Vec<OutboxEntry>) = self
             .store
             .outbox_entries()?
             .into_iter()
-            .filter(|e| e.status == Delivery::Pending)
+            .filter(|e| e.status == Delivery::Pending && (reminders || e.kind != NoticeKind::Reminder))
             .partition(|e| is_due(e, now));
         let mut next = waiting.iter().filter_map(|e| e.next_attempt_at).min();
         due.sort_by(|a, b| (a.created_at, &a.key).cmp(&(b.created_at, &b.key)));

@@ -40,12 +40,20 @@ pub async fn tick<D: Deliver>(
     cancel: &CancellationToken,
 ) -> anyhow::Result<TickReport> {
     let store = notifier.store();
-    let (due, _) = ops::reminders_due(store, config, calendar, now).context("cannot compute the reminders due")?;
-    let enqueued = store.enqueue(&due)?;
-    store.flush().await?;
-    if !enqueued.is_empty() {
-        info!(count = enqueued.len(), "Reminders enqueued");
-    }
+    let enqueued = if notifier.reminders_allowed(now) {
+        let (due, _) = ops::reminders_due(store, config, calendar, now).context("cannot compute the reminders due")?;
+        let enqueued = store.enqueue(&due)?;
+        store.flush().await?;
+        if !enqueued.is_empty() {
+            info!(count = enqueued.len(), "Reminders enqueued");
+        }
+        enqueued
+    } else {
+        // A public holiday, a weekend, or outside `send_hours` (the catch-up tick at 3 a.m.):
+        // what is due stays due, and the next tick inside the hours sends it.
+        info!("Outside the sending hours: no reminder now");
+        Vec::new()
+    };
     super::crash_after("enqueue");
     let outcomes = notifier.drain(now, cancel).await?;
     Ok(TickReport { at: now, enqueued, outcomes })
@@ -122,6 +130,76 @@ mod tests {
         assert_eq!(next_tick(&s, t("2027-02-11T23:30:00Z")), Some(t("2027-02-12T09:00:00+09:00")));
         // Strictly after: at 09:00 sharp the next one is the next day.
         assert_eq!(next_tick(&s, t("2027-02-15T09:00:00+09:00")), Some(t("2027-02-16T09:00:00+09:00")));
+    }
+
+    /// Accepts every message.
+    struct Accept;
+    impl Deliver for Accept {
+        async fn deliver(&self, _: &lettre::Message) -> Result<(), super::super::smtp::SendError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn reminders_wait_for_a_business_day_inside_the_sending_hours_notices_do_not() {
+        use crate::store::{NoticeFacts, NoticeKind, OutboxEntry};
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        // Applied Mon 2027-02-01: the guidance window is overdue from Fri 02-05.
+        let acme = crate::ops::NewMerchant {
+            id: "acme".into(),
+            name: "에이씨미".into(),
+            contact: "pay@acme.test".into(),
+            business_no: None,
+            mids: Vec::new(),
+            applied_at: Some("2027-02-01T10:00:00+09:00".into()),
+        };
+        crate::ops::merchant_add(&store, &acme, t("2027-02-01T10:00:00+09:00")).unwrap();
+        let spam = OutboxEntry::pending(
+            "spam/acme/00aa".into(),
+            NoticeKind::SpamNotice,
+            Some("acme".into()),
+            "spam".into(),
+            1,
+            NoticeFacts::SpamNotice {
+                merchant_name: "에이씨미".into(),
+                account: "contracts".into(),
+                folder: "Junk".into(),
+                subject: "계약 안내".into(),
+                mail_date: t("2027-02-08T08:00:00+09:00"),
+                message_id: None,
+                kind: "guidance".into(),
+                moved_to_inbox: false,
+            },
+            t("2027-02-08T08:00:00+09:00"),
+        )
+        .to_contact("pay@acme.test", &[]);
+        store.enqueue(&[spam]).unwrap();
+        let calendar = Arc::new(Calendar::builtin());
+        let notifier = Notifier::new(
+            store,
+            Accept,
+            super::super::render::Renderer::new(&Default::default()).unwrap(),
+            "noreply@example.test".parse().unwrap(),
+        )
+        .with_sending_hours(crate::config::SendHours::default(), calendar.clone());
+        let config = Config::builtin();
+        let cancel = CancellationToken::new();
+        let sent = |r: &TickReport| r.outcomes.iter().map(|o| o.key.clone()).collect::<Vec<_>>();
+
+        // 설날 (Mon 2027-02-08, a public holiday) at 09:00: the spam notice goes, no reminder.
+        let r = tick(&notifier, &config, &calendar, t("2027-02-08T09:00:00+09:00"), &cancel).await.unwrap();
+        assert_eq!((r.enqueued.len(), sent(&r)), (0, vec!["spam/acme/00aa".to_owned()]));
+        // Wed 2027-02-10, a business day, at 03:00 (a start at night): nothing.
+        let r = tick(&notifier, &config, &calendar, t("2027-02-10T03:00:00+09:00"), &cancel).await.unwrap();
+        assert_eq!((r.enqueued.len(), sent(&r).len()), (0, 0), "{r:?}");
+        // The same day at 09:00: the reminder.
+        let r = tick(&notifier, &config, &calendar, t("2027-02-10T09:00:00+09:00"), &cancel).await.unwrap();
+        let key = "reminder/acme/guidance@20270201/001".to_owned();
+        assert_eq!((r.enqueued.clone(), sent(&r)), (vec![key.clone()], vec![key]));
+        // 18:00 is outside again.
+        assert!(!notifier.reminders_allowed(t("2027-02-10T18:00:00+09:00")));
+        assert!(notifier.reminders_allowed(t("2027-02-10T17:59:59+09:00")));
     }
 
     #[tokio::test]
