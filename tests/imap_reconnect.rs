@@ -11,6 +11,18 @@ use hecto_watch::imap::ImapEvent;
 use hecto_watch::merchant::{Change, Stage};
 use support::*;
 
+/// Hecto's documents request (kind `documents_request`) to `user`.
+fn documents_request(user: &str, id: &str) -> Vec<u8> {
+    mail(
+        "\"헥토파이낸셜\" <contract@hectofinancial.co.kr>",
+        user,
+        "[헥토파이낸셜] 계약 구비서류 안내",
+        id,
+        &[],
+        "구비서류를 보내 주세요.",
+    )
+}
+
 /// The guidance mail and the documents request of a restart test, each applied exactly once.
 fn assert_each_mail_applied_once(store: &hecto_watch::store::Store) {
     let stages: Vec<Stage> = store
@@ -59,14 +71,7 @@ async fn dovecot_restart_while_watching_loses_and_doubles_nothing() {
 
     // Once more after the reconnect, so a doubled apply would have had its chance.
     let docs = message_id("r-docs");
-    let raw = mail(
-        "\"헥토파이낸셜\" <contract@hectofinancial.co.kr>",
-        &user,
-        "[헥토파이낸셜] 계약 구비서류 안내",
-        &docs,
-        &[],
-        "구비서류를 보내 주세요.",
-    );
+    let raw = documents_request(&user, &docs);
     smtp_deliver("contract@hectofinancial.co.kr", &user, &raw).await;
     w.wait_for(
         Duration::from_secs(30),
@@ -110,14 +115,7 @@ async fn cyrus_restart_while_watching_loses_and_doubles_nothing() {
     .await;
 
     let docs = message_id("r-docs");
-    let raw = mail(
-        "\"헥토파이낸셜\" <contract@hectofinancial.co.kr>",
-        &user,
-        "[헥토파이낸셜] 계약 구비서류 안내",
-        &docs,
-        &[],
-        "구비서류를 보내 주세요.",
-    );
+    let raw = documents_request(&user, &docs);
     server.append(&user, "INBOX", &raw, None).await;
     w.wait_for(
         Duration::from_secs(30),

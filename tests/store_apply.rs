@@ -251,3 +251,27 @@ fn a_second_process_gets_a_clear_error_instead_of_a_corrupt_database() {
     assert!(err.contains("in use by another process"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+#[test]
+fn a_folders_status_keeps_the_first_failure_of_a_run_and_a_good_pass_clears_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let at = |h: u32| chrono::DateTime::parse_from_rfc3339(&format!("2027-02-10T{h:02}:00:00+09:00")).unwrap().to_utc();
+    s.folder_synced("a", "INBOX", at(9), 3).unwrap();
+    s.folder_failed("a", "INBOX", at(10), "login refused").unwrap();
+    s.folder_failed("a", "INBOX", at(11), "no answer within 60 s").unwrap();
+    let st = s.folder_status("a", "INBOX").unwrap().unwrap();
+    assert_eq!(st.last_ok, Some(at(9)));
+    assert_eq!(
+        (st.last_error.as_deref(), st.error_since, st.failures),
+        (Some("no answer within 60 s"), Some(at(10)), 2)
+    );
+    s.folder_failed("a", "스팸메일함", at(11), "EXAMINE failed").unwrap();
+    s.folder_synced("a", "INBOX", at(12), 2).unwrap();
+    let all = s.folder_statuses().unwrap();
+    let folders: Vec<(&str, &str, bool)> =
+        all.iter().map(|r| (r.account.as_str(), r.folder.as_str(), r.status.last_error.is_some())).collect();
+    assert_eq!(folders, [("a", "INBOX", false), ("a", "스팸메일함", true)]);
+    let inbox = &all[0].status;
+    assert_eq!((inbox.last_ok, inbox.error_since, inbox.failures, inbox.mails_seen), (Some(at(12)), None, 0, 5));
+}

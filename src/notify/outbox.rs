@@ -379,7 +379,7 @@ pub fn retry(store: &Store, keys: &[String], all: bool) -> anyhow::Result<Vec<Ou
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::Reminders;
     use crate::store::NoticeFacts;
@@ -419,7 +419,8 @@ mod tests {
         (dir, n)
     }
 
-    fn spam_entry() -> OutboxEntry {
+    /// A pending spam notice for merchant `acme` (shared with the schedule's tests).
+    pub(crate) fn spam_entry() -> OutboxEntry {
         OutboxEntry::pending(
             "spam/acme/00aa".into(),
             NoticeKind::SpamNotice,

@@ -142,7 +142,6 @@ mod tests {
 
     #[tokio::test]
     async fn reminders_wait_for_a_business_day_inside_the_sending_hours_notices_do_not() {
-        use crate::store::{NoticeFacts, NoticeKind, OutboxEntry};
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(dir.path()).unwrap();
         // Applied Mon 2027-02-01: the guidance window is overdue from Fri 02-05.
@@ -155,25 +154,7 @@ mod tests {
             applied_at: Some("2027-02-01T10:00:00+09:00".into()),
         };
         crate::ops::merchant_add(&store, &acme, t("2027-02-01T10:00:00+09:00")).unwrap();
-        let spam = OutboxEntry::pending(
-            "spam/acme/00aa".into(),
-            NoticeKind::SpamNotice,
-            Some("acme".into()),
-            "spam".into(),
-            1,
-            NoticeFacts::SpamNotice {
-                merchant_name: "에이씨미".into(),
-                account: "contracts".into(),
-                folder: "Junk".into(),
-                subject: "계약 안내".into(),
-                mail_date: t("2027-02-08T08:00:00+09:00"),
-                message_id: None,
-                kind: "guidance".into(),
-                moved_to_inbox: false,
-            },
-            t("2027-02-08T08:00:00+09:00"),
-        )
-        .to_contact("pay@acme.test", &[]);
+        let spam = super::super::outbox::tests::spam_entry();
         store.enqueue(&[spam]).unwrap();
         let calendar = Arc::new(Calendar::builtin());
         let notifier = Notifier::new(

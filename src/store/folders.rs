@@ -29,13 +29,6 @@ pub struct FolderStatus {
     pub mails_seen: u64,
 }
 
-impl FolderStatus {
-    /// The folder is currently unreadable.
-    pub fn is_failing(&self) -> bool {
-        self.last_error.is_some()
-    }
-}
-
 /// A [`FolderStatus`] with the folder it is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FolderStatusRecord {
