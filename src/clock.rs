@@ -28,3 +28,30 @@ impl Clock {
         Clock::From(t, Instant::now())
     }
 }
+
+/// A long-running task's proof of progress, for the daemon's watchdog (SPEC §9): the task calls
+/// [`Heartbeat::beat`] from inside its loop each time round. Outside the daemon it does nothing.
+#[derive(Clone, Default)]
+pub struct Heartbeat(Option<std::sync::Arc<dyn Fn() + Send + Sync>>);
+
+impl Heartbeat {
+    pub fn new(f: impl Fn() + Send + Sync + 'static) -> Heartbeat {
+        Heartbeat(Some(std::sync::Arc::new(f)))
+    }
+
+    pub fn none() -> Heartbeat {
+        Heartbeat(None)
+    }
+
+    pub fn beat(&self) {
+        if let Some(f) = &self.0 {
+            f();
+        }
+    }
+}
+
+impl std::fmt::Debug for Heartbeat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Heartbeat" } else { "Heartbeat(none)" })
+    }
+}

@@ -16,6 +16,9 @@
 //! - [`store`]: the only module that touches sled. One transaction per mail.
 //! - [`schedule`]: Korean business days and what is due at a given instant. Pure.
 //! - [`notify`]: the outbox → SMTP: templates, deterministic Message-IDs, retries, the cron tick.
+//! - [`health`]: whether each account can be read, why not, the likely fix, and when to alert.
+//!   Pure, from the folder statuses the watchers record.
+//! - [`http`]: the read-only status server (`/healthz`, `/metrics`, the HTML status page).
 //! - [`ingest`]: one mail's path classify → match → apply, shared by IMAP and `import-mail`.
 //! - [`cli`]: the command line, a thin layer over the library.
 //!
@@ -26,6 +29,8 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod health;
+pub mod http;
 pub mod imap;
 pub mod ingest;
 pub mod mail;

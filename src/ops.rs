@@ -9,9 +9,10 @@ use chrono_tz::Asia::Seoul;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, FolderChoice};
+use crate::health::AccountHealth;
 use crate::merchant::{self, input, Event, FolderRole, Merchant, Stage};
 use crate::schedule::{due, Calendar, StatusRow};
-use crate::store::{Delivery, NoticeKind, OutboxEntry, Refused, Store};
+use crate::store::{CheckedMailbox, Delivery, NoticeKind, OutboxEntry, Refused, Store};
 
 /// `merchant add` arguments.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -159,6 +160,41 @@ pub fn spam_folders(store: &Store, config: &Config) -> anyhow::Result<Vec<String
     Ok(out)
 }
 
+/// Every configured account's health (SPEC §7 `health`), from what the watchers recorded.
+pub fn health(store: &Store, config: &Config) -> anyhow::Result<Vec<AccountHealth>> {
+    Ok(crate::health::report(config, &store.folder_statuses()?, &store.folder_roles()?))
+}
+
+/// What reminders may say about the contacts' mailboxes: the watched spam folders, and the
+/// contact addresses whose mailbox the daemon reads — only while it can read all of it, spam
+/// folder included, since "nothing from Hecto is there yet" must be true.
+pub fn mailboxes(store: &Store, config: &Config) -> anyhow::Result<due::Mailboxes> {
+    let spam_folders = spam_folders(store, config)?;
+    let health = health(store, config)?;
+    let mut checked = BTreeMap::new();
+    for (account, h) in config.accounts.iter().zip(&health) {
+        let (true, Some(checked_at)) = (h.readable, h.last_ok) else { continue };
+        let spam: Vec<String> = h.folders.iter().filter(|f| f.role == "junk").map(|f| f.folder.clone()).collect();
+        if spam.is_empty() {
+            continue;
+        }
+        for address in std::iter::once(&account.username).chain(&account.addresses) {
+            let address = address.trim().to_lowercase();
+            if !address.contains('@') {
+                continue;
+            }
+            checked.entry(address.clone()).or_insert_with(|| CheckedMailbox {
+                account: account.name.clone(),
+                address,
+                folders: h.folders.iter().map(|f| f.folder.clone()).collect(),
+                spam_folders: spam.clone(),
+                checked_at,
+            });
+        }
+    }
+    Ok(due::Mailboxes { spam_folders, checked })
+}
+
 /// What the reminder schedule would enqueue now, plus what already waits in the outbox.
 pub fn reminders_due(
     store: &Store,
@@ -170,8 +206,8 @@ pub fn reminders_due(
     // One read of the outbox serves both the reminder log and the list of what waits in it.
     let outbox = store.outbox_entries()?;
     let log = due::reminder_log(outbox.iter());
-    let spam = spam_folders(store, config)?;
-    let new = due::due_reminders(&merchants, &log, &config.windows, &config.reminders, &spam, cal, now);
+    let mailboxes = mailboxes(store, config)?;
+    let new = due::due_reminders(&merchants, &log, &config.windows, &config.reminders, &mailboxes, cal, now);
     let mut items: Vec<DueItem> = new.iter().map(|e| DueItem::from_entry(e, "due")).collect();
     for e in &outbox {
         if e.status == Delivery::Pending {
@@ -219,6 +255,34 @@ mod tests {
             mids: vec![],
             applied_at: Some("2026-11-23".into()),
         }
+    }
+
+    #[test]
+    fn a_contacts_mailbox_counts_as_checked_only_while_it_and_a_spam_folder_are_readable() {
+        let (_d, s) = store();
+        let config = Config::parse(
+            "[[accounts]]\nname = \"c\"\nhost = \"imap.example.com\"\nusername = \"contracts@shop.test\"\n\
+             addresses = [\"Pay@Acme.test\"]\npassword = { value = \"x\" }\n\
+             [[accounts]]\nname = \"nojunk\"\nhost = \"imap.example.com\"\nusername = \"other@shop.test\"\npassword = { value = \"x\" }\n",
+        )
+        .unwrap();
+        s.set_folder_roles("c", &[("INBOX".into(), FolderRole::Inbox), ("스팸메일함".into(), FolderRole::Junk)])
+            .unwrap();
+        s.folder_synced("c", "INBOX", now(), 1).unwrap();
+        s.folder_synced("c", "스팸메일함", now(), 1).unwrap();
+        // An account that watches no spam folder cannot say the spam folder was checked.
+        s.folder_synced("nojunk", "INBOX", now(), 1).unwrap();
+        let m = mailboxes(&s, &config).unwrap();
+        let keys: Vec<&str> = m.checked.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["contracts@shop.test", "pay@acme.test"], "username and aliases, lowercase");
+        let c = &m.checked["pay@acme.test"];
+        assert_eq!(
+            (c.folders.clone(), c.spam_folders.clone()),
+            (vec!["INBOX".to_owned(), "스팸메일함".to_owned()], vec!["스팸메일함".to_owned()])
+        );
+        // Unreadable now: the reminder must not claim the folders were checked.
+        s.folder_failed("c", "스팸메일함", now(), "EXAMINE failed", crate::health::Trouble::Folder).unwrap();
+        assert!(mailboxes(&s, &config).unwrap().checked.is_empty());
     }
 
     #[test]

@@ -30,7 +30,7 @@ async fn remind_once_delivers_the_korean_guidance_reminder_to_contact_and_operat
     assert!(m.text.contains("스팸으로 분류되는 경우가 많습니다"), "{}", m.text);
     assert!(m.text.contains("Junk"), "names the watched spam folder: {}", m.text);
     assert!(
-        m.text.contains("계약 안내 메일의 발신 주소로 회신") && m.text.contains("support@portone.io"),
+        m.text.contains("1688-5130") && m.text.contains("info_F@hecto.co.kr") && m.text.contains("cs@portone.io"),
         "{}",
         m.text
     );
@@ -47,6 +47,35 @@ async fn remind_once_delivers_the_korean_guidance_reminder_to_contact_and_operat
     let line: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
     assert_eq!(line["own_mail"], true, "{line}");
     assert_eq!(line["stage_changed"], false, "{line}");
+}
+
+/// SPEC §5: when the daemon reads the contact's mailbox itself, the guidance reminder says which
+/// folders it read — the spam folder by its real name — and that nothing from Hecto is there,
+/// instead of sending people to search a spam folder already searched. `health` shows the same.
+#[tokio::test]
+async fn a_contact_whose_mailbox_is_watched_hears_which_folders_were_checked() {
+    let stack = Stack::shared();
+    let env = Env::new(stack, "wtch");
+    env.add_merchant("acme", "주식회사 에이씨미", "2027-02-05T10:00:00+09:00");
+    env.ok(0, &["scan", "--once"]);
+    let health = env.ok(0, &["health", "--json"]);
+    let h: serde_json::Value = serde_json::from_str(health.trim()).unwrap();
+    assert_eq!(
+        (h["account"].as_str(), h["state"].as_str(), h["daemon_running"].as_bool()),
+        (Some("contracts"), Some("ok"), Some(false)),
+        "{h}"
+    );
+    env.remind("2027-02-15T09:00:00+09:00", 0);
+    let key = "reminder/acme/guidance@20270205/001";
+    let mails = stack.wait_for(&env.contact, "INBOX", "the guidance reminder", |m| m.x_hecto_watch.is_some()).await;
+    let m = mails.iter().find(|m| m.x_hecto_watch.as_deref() == Some(key)).unwrap();
+    assert!(m.subject.contains("계약 안내 메일이 아직 오지 않았습니다"), "{}", m.subject);
+    assert!(m.text.contains(&env.contact), "names the mailbox read: {}", m.text);
+    assert!(m.text.contains("INBOX, Junk"), "lists the folders read: {}", m.text);
+    assert!(m.text.contains("스팸메일함(Junk)을 포함해"), "the spam folder by its real name: {}", m.text);
+    assert!(m.text.contains("헥토파이낸셜의 메일은 아직 없습니다"), "{}", m.text);
+    assert!(!m.text.contains("다음 스팸 폴더를 확인해 주세요"), "{}", m.text);
+    assert!(m.text.contains("1688-5130") && m.text.contains("cs@portone.io"), "{}", m.text);
 }
 
 #[tokio::test]

@@ -94,8 +94,13 @@ async fn the_sender_task_sends_the_spam_notice_within_seconds_of_the_scan_and_on
     let ingest = Ingest::new(store.clone(), &config, Clock::System);
     let notifier = Arc::new(notify::smtp_notifier(store.clone(), &config).unwrap());
     let cancel = CancellationToken::new();
-    let sender =
-        tokio::spawn(notify::run_sender(notifier.clone(), Clock::System, ingest.outbox_ready(), cancel.clone()));
+    let sender = tokio::spawn(notify::run_sender(
+        notifier.clone(),
+        Clock::System,
+        ingest.outbox_ready(),
+        hecto_watch::clock::Heartbeat::none(),
+        cancel.clone(),
+    ));
 
     let raw = guidance_eml(&env.contact, &unique("task"));
     let scan = |uid: u32| MailSource {

@@ -2,6 +2,7 @@
 //! once, cursors, export/import.
 
 use chrono::{DateTime, Utc};
+use hecto_watch::health::Trouble;
 use hecto_watch::mail::{self, Authenticated, Classified, Direction, MailKind, Rules};
 use hecto_watch::merchant::{FolderRole, MailSource, Merchant, Stage};
 use hecto_watch::ops::{self, NewMerchant};
@@ -258,15 +259,15 @@ fn a_folders_status_keeps_the_first_failure_of_a_run_and_a_good_pass_clears_it()
     let s = Store::open(dir.path()).unwrap();
     let at = |h: u32| chrono::DateTime::parse_from_rfc3339(&format!("2027-02-10T{h:02}:00:00+09:00")).unwrap().to_utc();
     s.folder_synced("a", "INBOX", at(9), 3).unwrap();
-    s.folder_failed("a", "INBOX", at(10), "login refused").unwrap();
-    s.folder_failed("a", "INBOX", at(11), "no answer within 60 s").unwrap();
+    s.folder_failed("a", "INBOX", at(10), "login refused", Trouble::LoginRefused).unwrap();
+    s.folder_failed("a", "INBOX", at(11), "no answer within 60 s", Trouble::Unreachable).unwrap();
     let st = s.folder_status("a", "INBOX").unwrap().unwrap();
     assert_eq!(st.last_ok, Some(at(9)));
     assert_eq!(
-        (st.last_error.as_deref(), st.error_since, st.failures),
-        (Some("no answer within 60 s"), Some(at(10)), 2)
+        (st.last_error.as_deref(), st.trouble, st.error_since, st.failures),
+        (Some("no answer within 60 s"), Some(Trouble::Unreachable), Some(at(10)), 2)
     );
-    s.folder_failed("a", "스팸메일함", at(11), "EXAMINE failed").unwrap();
+    s.folder_failed("a", "스팸메일함", at(11), "EXAMINE failed", Trouble::Folder).unwrap();
     s.folder_synced("a", "INBOX", at(12), 2).unwrap();
     let all = s.folder_statuses().unwrap();
     let folders: Vec<(&str, &str, bool)> =
@@ -274,4 +275,28 @@ fn a_folders_status_keeps_the_first_failure_of_a_run_and_a_good_pass_clears_it()
     assert_eq!(folders, [("a", "INBOX", false), ("a", "스팸메일함", true)]);
     let inbox = &all[0].status;
     assert_eq!((inbox.last_ok, inbox.error_since, inbox.failures, inbox.mails_seen), (Some(at(12)), None, 0, 5));
+    assert_eq!(inbox.trouble, None, "a good pass clears the trouble too");
+    // A new plan without the spam folder drops its status: it no longer keeps the account down.
+    s.retain_folder_statuses("a", &["INBOX".to_owned()]).unwrap();
+    assert_eq!(s.status_folders("a").unwrap(), ["INBOX"]);
+}
+
+#[test]
+fn an_outage_and_its_alert_are_recorded_together_and_the_alert_only_once() {
+    use hecto_watch::health::alerts::{notice, Outage};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let since = chrono::DateTime::parse_from_rfc3339("2027-02-10T09:00:00+09:00").unwrap().to_utc();
+    let outage = Outage { since, alerted_at: Some(since), last_error: "boom".into(), trouble: Trouble::Unreachable };
+    let n = notice("shop", &outage, "fix", None, &["ops@example.test".to_owned()], since);
+    assert!(s.record_outage("shop", Some(&outage), Some(&n)).unwrap());
+    assert!(!s.record_outage("shop", Some(&outage), Some(&n)).unwrap(), "the same alert is not queued twice");
+    assert_eq!(s.outage("shop").unwrap(), Some(outage));
+    drop(s);
+    // After a restart the outage is still known.
+    let s = Store::open(dir.path()).unwrap();
+    assert!(s.outage("shop").unwrap().is_some());
+    assert_eq!(s.outbox_entries().unwrap().len(), 1);
+    s.record_outage("shop", None, None).unwrap();
+    assert_eq!(s.outage("shop").unwrap(), None);
 }

@@ -66,6 +66,9 @@ pub enum Command {
     },
     /// List each account's folders with the role detected (inbox, junk, sent)
     Folders,
+    /// Per account and folder: last successful sync, last error and since when, mails seen;
+    /// exit 0 when every account is readable, 1 when one is not
+    Health,
     /// Classify .eml files offline (`-` reads stdin); changes nothing
     Classify {
         #[arg(required = true, value_name = "FILE")]
@@ -249,6 +252,7 @@ impl Ctx {
                     config: Arc::new(self.config.clone()),
                     calendar: Arc::new(self.calendar()?),
                     notifier: None,
+                    in_daemon: false,
                 };
                 engine.reply(&envelope)
             }
@@ -318,6 +322,16 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Run => run_daemon(ctx),
         Command::Classify { files } => classify(&ctx, &files, &mut out),
         Command::Merchant(cmd) => merchant(&ctx, cmd, &mut out),
+        Command::Health => {
+            let reply: crate::control::HealthReply = ctx.request(Request::Health)?;
+            if reply.accounts.is_empty() {
+                return Err(Failure::usage(
+                    "health: the configuration has no [[accounts]] (is --config or HECTO_WATCH_CONFIG right?)",
+                ));
+            }
+            print::health(&mut out, &reply, ctx.json)?;
+            Ok(if reply.all_readable { 0 } else { 1 })
+        }
         Command::Status => {
             let rows: Vec<StatusRow> = ctx.request(Request::Status)?;
             print::status(&mut out, &rows, ctx.json, ctx.now())?;

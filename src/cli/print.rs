@@ -11,8 +11,9 @@ use serde::Serialize;
 use super::table::Table;
 use super::Failure;
 use crate::control::ImportedMail;
+use crate::health::AccountState;
 use crate::mail::Classified;
-use crate::merchant::{Change, Evidence, Merchant};
+use crate::merchant::{Evidence, Merchant};
 use crate::notify::{OutcomeKind, TickReport};
 use crate::ops::{DueItem, MerchantDetail};
 use crate::schedule::StatusRow;
@@ -29,6 +30,12 @@ pub fn json_line<T: Serialize>(out: &mut impl Write, v: &T) -> Result<(), Failur
     let line = serde_json::to_string(v).context("cannot serialise output")?;
     writeln!(out, "{line}").context("cannot write to stdout")?;
     Ok(())
+}
+
+/// Text from a server or a mail with its control characters replaced: it must not be able to
+/// drive the operator's terminal.
+fn clean(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect()
 }
 
 /// `2026-11-04 11:00 KST`
@@ -90,6 +97,60 @@ pub fn status(out: &mut impl Write, rows: &[StatusRow], json: bool, now: DateTim
     w(out, &t.render())?;
     let plural = if rows.len() == 1 { "" } else { "s" };
     w(out, &format!("{} merchant{plural}, {overdue} overdue, as of {}\n", rows.len(), kst(now)))
+}
+
+/// `health`: one block per account — its state, and a row per folder.
+pub fn health(out: &mut impl Write, reply: &crate::control::HealthReply, json: bool) -> Result<(), Failure> {
+    if json {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            #[serde(flatten)]
+            account: &'a crate::health::AccountHealth,
+            daemon_running: bool,
+        }
+        for account in &reply.accounts {
+            json_line(out, &Line { account, daemon_running: reply.daemon_running })?;
+        }
+        return Ok(());
+    }
+    let accounts = &reply.accounts;
+    let time = |t: Option<DateTime<Utc>>| t.map_or("never".to_owned(), kst);
+    let mut text = String::new();
+    if !reply.daemon_running {
+        text.push_str("(the daemon is not running: the state as it last recorded it)\n");
+    }
+    for a in accounts {
+        let state = match a.state {
+            AccountState::Ok => "readable".to_owned(),
+            AccountState::Unchecked => "not checked yet".to_owned(),
+            AccountState::Down => format!("UNREADABLE since {}", time(a.since)),
+        };
+        text.push_str(&format!("account {}: {state}\n", clean(&a.account)));
+        if let Some(e) = &a.last_error {
+            text.push_str(&format!("  last error: {}\n", clean(e)));
+        }
+        if let Some(f) = &a.fix {
+            text.push_str(&format!("  likely fix: {}\n", clean(f)));
+        }
+        let mut t = Table::new(&["  FOLDER", "ROLE", "LAST OK", "ERROR SINCE", "FAILURES", "MAILS SEEN"]);
+        for f in &a.folders {
+            t.row(vec![
+                format!("  {}", clean(&f.folder)),
+                f.role.clone(),
+                time(f.status.last_ok),
+                f.status.error_since.map_or("-".to_owned(), kst),
+                f.status.failures.to_string(),
+                f.status.mails_seen.to_string(),
+            ]);
+        }
+        text.push_str(&t.render());
+    }
+    let bad = accounts.iter().filter(|a| !a.readable).count();
+    text.push_str(&match bad {
+        0 => format!("all {} accounts readable\n", accounts.len()),
+        n => format!("{n} of {} accounts not readable\n", accounts.len()),
+    });
+    w(out, &text)
 }
 
 pub fn due(out: &mut impl Write, items: &[DueItem], json: bool) -> Result<(), Failure> {
@@ -246,16 +307,7 @@ pub fn merchant_detail(
     }
     s.push_str("timeline:\n");
     for e in &d.events {
-        let what = match &e.change {
-            Change::Registered { stage } => format!("registered ({stage})"),
-            Change::Stage { from, to } => format!("{from} → {to}"),
-            Change::MidsRecorded { mids } => format!("MIDs recorded: {}", mids.join(", ")),
-            Change::CardApproval { companies } => {
-                format!("card approval: {}", companies.join(", "))
-            }
-            Change::FoundInSpam => "found in spam folder".to_owned(),
-            Change::MailRecorded { kind, reason } => format!("{} mail ({reason})", kind.as_str()),
-        };
+        let what = e.change.describe();
         let evidence = match &e.evidence {
             Evidence::Operator { note } => {
                 format!("operator{}", note.as_deref().map(|n| format!(": {n}")).unwrap_or_default())

@@ -150,6 +150,19 @@ pub struct Account {
     pub backfill_days: u32,
     #[serde(default)]
     pub move_found_in_spam: bool,
+    /// More addresses this mailbox receives (aliases): a merchant whose contact is one of them,
+    /// or the username, has its guidance reminder say which folders the daemon read (SPEC §5).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+impl Account {
+    /// Whether mail to `address` lands in this mailbox (its username or one of `addresses`).
+    pub fn receives(&self, address: &str) -> bool {
+        let address = address.trim();
+        self.username.trim().eq_ignore_ascii_case(address)
+            || self.addresses.iter().any(|a| a.trim().eq_ignore_ascii_case(address))
+    }
 }
 
 fn default_imap_port() -> u16 {
@@ -284,10 +297,10 @@ fn default_max_reminders() -> u32 {
     3
 }
 fn default_hecto_contact() -> String {
-    "PG 계약 담당 — 계약 안내 메일의 발신 주소로 회신".to_owned()
+    "가맹점 문의 1688-5130, info_F@hecto.co.kr".to_owned()
 }
 fn default_portone_contact() -> String {
-    "고객센터 support@portone.io".to_owned()
+    "cs@portone.io".to_owned()
 }
 
 impl Default for Reminders {
@@ -367,6 +380,35 @@ impl Default for LogConfig {
     }
 }
 
+/// `[alerts]`: when an unreadable account is told to the operators (SPEC §5).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alerts {
+    #[serde(default = "default_account_down_after", deserialize_with = "de_duration")]
+    pub account_down_after: Duration,
+}
+
+fn default_account_down_after() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts { account_down_after: default_account_down_after() }
+    }
+}
+
+/// `[http]`: the read-only status server (SPEC §9); off unless `listen` is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Required when `listen` is not a loopback address: `Authorization: Bearer …` or `?token=`.
+    #[serde(default)]
+    pub token: Option<Secret>,
+}
+
 /// The whole configuration, validated.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
@@ -378,6 +420,8 @@ pub struct Config {
     pub calendar: CalendarConfig,
     pub rules: Rules,
     pub log: LogConfig,
+    pub alerts: Alerts,
+    pub http: Http,
     /// `reminders.schedule`, parsed once at load.
     pub schedule: Option<cron::Schedule>,
     /// The file this came from; `None` for the built-in defaults.
@@ -434,6 +478,8 @@ impl Config {
                 "calendar" => section(&key, value, &mut problems, &mut config.calendar),
                 "rules" => section(&key, value, &mut problems, &mut config.rules),
                 "log" => section(&key, value, &mut problems, &mut config.log),
+                "alerts" => section(&key, value, &mut problems, &mut config.alerts),
+                "http" => section(&key, value, &mut problems, &mut config.http),
                 "accounts" => match value {
                     toml::Value::Array(items) => {
                         for (i, item) in items.into_iter().enumerate() {
@@ -446,7 +492,7 @@ impl Config {
                     _ => problems.push("accounts: must be an array of tables ([[accounts]])".to_owned()),
                 },
                 other => problems.push(format!(
-                    "{other}: unknown section (known: store, accounts, smtp, reminders, windows, calendar, rules, log)"
+                    "{other}: unknown section (known: store, accounts, smtp, reminders, windows, calendar, rules, log, alerts, http)"
                 )),
             }
         }
@@ -481,6 +527,11 @@ impl Config {
             }
             if a.poll_interval < Duration::from_secs(1) {
                 problems.push(format!("{p}.poll_interval: must be at least 1s"));
+            }
+            for (j, addr) in a.addresses.iter().enumerate() {
+                if addr.parse::<lettre::Address>().is_err() {
+                    problems.push(format!("{p}.addresses[{j}]: {addr:?} is not a mail address"));
+                }
             }
             if a.username.is_empty() {
                 problems.push(format!("{p}.username: must not be empty"));
@@ -546,6 +597,16 @@ impl Config {
                 "log.filter: {:?} is not a tracing filter (like \"info\" or \"hecto_watch=debug\"): {e}",
                 self.log.filter
             ));
+        }
+        if self.alerts.account_down_after < Duration::from_secs(1) {
+            problems.push("alerts.account_down_after: must be at least 1s".to_owned());
+        }
+        if let Some(addr) = self.http.listen {
+            if !addr.ip().is_loopback() && self.http.token.is_none() {
+                problems.push(format!(
+                    "http.token: required when http.listen ({addr}) is not a loopback address — the status page shows merchants' names and mail; set token = {{ credential = \"http-token\" }}"
+                ));
+            }
         }
         problems.extend(self.rules.validate());
     }

@@ -73,6 +73,17 @@ pub enum Request {
         keys: Vec<String>,
         all: bool,
     },
+    /// Every account's health (`health`).
+    Health,
+}
+
+/// What `health` answers: the accounts, and whether the daemon answered (live) or the state
+/// was read from the database with no daemon running (as last recorded).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthReply {
+    pub daemon_running: bool,
+    pub accounts: Vec<crate::health::AccountHealth>,
+    pub all_readable: bool,
 }
 
 /// A request with the instant it is evaluated at (`--now`, else the caller's clock).
@@ -116,6 +127,8 @@ pub struct Engine {
     /// The daemon's notifier (one SMTP transport, one drain at a time); `None` in a one-shot
     /// command, which builds its own when it needs to send.
     pub notifier: Option<Arc<Notifier<SmtpDeliver>>>,
+    /// This engine is the running daemon's (its watchers keep the health fresh).
+    pub in_daemon: bool,
 }
 
 impl Engine {
@@ -175,6 +188,14 @@ impl Engine {
             }
             Request::Export => json(store.export()?)?,
             Request::Remind => json(self.remind(now)?)?,
+            Request::Health => {
+                let report = ops::health(store, config)?;
+                json(HealthReply {
+                    daemon_running: self.in_daemon,
+                    all_readable: crate::health::all_readable(&report),
+                    accounts: report,
+                })?
+            }
             Request::Retry { keys, all } => {
                 let back = crate::notify::retry(store, keys, *all)?;
                 // In the daemon the sender sends them now, not at its next minutely look.

@@ -8,7 +8,8 @@
 //! problem and the old one keeps running. A task that fails logs and retries on its own; it never
 //! takes the others down.
 
-pub mod health;
+pub mod alerting;
+pub mod liveness;
 pub mod sd_notify;
 
 use std::path::PathBuf;
@@ -28,7 +29,7 @@ use crate::ingest::Ingest;
 use crate::notify::DrainLock;
 use crate::schedule::Calendar;
 use crate::store::Store;
-use health::Health;
+use liveness::Liveness;
 use sd_notify::Notifier;
 
 /// How long the tasks get to finish the mail in hand after SIGTERM before they are abandoned
@@ -68,6 +69,7 @@ pub async fn run(opts: RunOptions, config: Config, shutdown: CancellationToken) 
 
     let mut config = Arc::new(config);
     let lasting = Lasting {
+        counters: Arc::default(),
         store: store.clone(),
         listener: Arc::new(listener),
         notifier: notifier.clone(),
@@ -140,7 +142,6 @@ fn spawn_signal_handlers(shutdown: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Start every task of one configuration.
 /// What outlives a configuration generation.
 struct Lasting {
     store: Store,
@@ -149,16 +150,18 @@ struct Lasting {
     notifier: Arc<Notifier>,
     /// One for every generation: an old generation's drain may outlive its stop by a send.
     drain_lock: DrainLock,
+    /// What `/metrics` counts since the start, across reloads.
+    counters: Arc<crate::http::metrics::Counters>,
     shutdown: CancellationToken,
 }
 
 fn start(opts: &RunOptions, config: &Arc<Config>, lasting: &Lasting, reloaded: bool) -> anyhow::Result<Generation> {
-    let Lasting { store, listener, notifier, drain_lock, shutdown } = lasting;
+    let Lasting { store, listener, notifier, drain_lock, counters, shutdown } = lasting;
     let cancel = shutdown.child_token();
     let tracker = TaskTracker::new();
     let calendar = Arc::new(Calendar::from_config(&config.calendar)?);
     let ingest = Ingest::new(store.clone(), config, opts.clock);
-    let health = Arc::new(Health::new(config.accounts.iter().map(|a| a.name.as_str())));
+    let liveness = Arc::new(Liveness::new(config.accounts.iter().map(|a| a.name.as_str())));
     let sender = match &config.smtp {
         Some(_) => {
             Some(Arc::new(crate::notify::smtp_notifier(store.clone(), config)?.with_drain_lock(drain_lock.clone())))
@@ -171,76 +174,148 @@ fn start(opts: &RunOptions, config: &Arc<Config>, lasting: &Lasting, reloaded: b
         calendar: calendar.clone(),
         ingest: ingest.clone(),
         notifier: sender.clone(),
+        in_daemon: true,
     };
+    // Bound before anything starts: a taken port fails the start (or the reload) with its reason.
+    let http = crate::http::bind(&engine)?;
 
     tracker.spawn(server::serve(listener.clone(), engine.clone(), cancel.clone(), tracker.clone()));
-    tracker.spawn(supervise_health(engine, health.clone(), notifier.clone(), reloaded, cancel.clone()));
-    workers::spawn(config, &ingest, &calendar, sender, &health, &cancel, &tracker);
-    Ok(Generation { cancel, tracker })
+    if let Some((http_listener, token)) = http {
+        tracker.spawn(crate::http::serve(http_listener, token, engine.clone(), counters.clone(), cancel.clone()));
+    }
+    tracker.spawn(supervise(engine.clone(), liveness.clone(), notifier.clone(), reloaded, cancel.clone()));
+    spawn_looping(&liveness, &tracker, "alerts", TASK_BOUND, {
+        let cancel = cancel.clone();
+        move |beat| alerting::run(engine, beat, cancel)
+    });
+    let generation = Generation { cancel, tracker };
+    workers::spawn(config, &ingest, &calendar, sender, &liveness, counters, &generation);
+    Ok(generation)
 }
 
-/// READY once every account has synced; WATCHDOG only while every folder stays fresh; STATUS.
-/// After a SIGHUP (`reloaded`) the daemon is ready already: the watchdog keeps being fed while
-/// the new watchers sync, each folder within its bound from now.
-async fn supervise_health(
+/// How long the daemon's own loops (alerts, reminder schedule, outbox sender) may go without a
+/// beat: each wakes at least every minute; a send is bounded by `[smtp] timeout`.
+const TASK_BOUND: Duration = Duration::from_secs(5 * 60);
+
+/// A test hook: `HECTO_WATCH_TEST_WEDGE=TASK` (alerts, schedule, sender) makes that task beat
+/// once, promise its next beat within a second, and then never beat again — a task wedged on
+/// purpose, so a test can see the watchdog stop. Never set in production.
+const WEDGE_HOOK: &str = "HECTO_WATCH_TEST_WEDGE";
+
+/// Spawn one of the daemon's own loops with its heartbeat — or, under [`WEDGE_HOOK`], wedged.
+fn spawn_looping<F, Fut>(liveness: &Arc<Liveness>, tracker: &TaskTracker, task: &str, bound: Duration, f: F)
+where
+    F: FnOnce(crate::clock::Heartbeat) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    if std::env::var(WEDGE_HOOK).is_ok_and(|t| t == task) {
+        tracing::warn!(task, "{WEDGE_HOOK}: this task is wedged on purpose");
+        liveness.beat(task, Duration::from_secs(1));
+        return;
+    }
+    tracker.spawn(f(liveness.heartbeat(task, bound)));
+}
+
+/// READY once every account has had its first attempt (at most [`liveness::READY_WITHIN`] after
+/// the start); WATCHDOG while no task is wedged; STATUS with the merchants and the accounts'
+/// health. After a SIGHUP (`reloaded`) the daemon is ready already.
+async fn supervise(
     engine: Engine,
-    health: Arc<Health>,
+    liveness: Arc<Liveness>,
     notifier: Arc<Notifier>,
     reloaded: bool,
     cancel: CancellationToken,
 ) {
     let watchdog = sd_notify::watchdog_interval();
-    let mut ready_at: Option<Instant> = reloaded.then(Instant::now);
+    let started = Instant::now();
+    if reloaded {
+        liveness.set_ready();
+    }
     let mut last_watchdog = Instant::now();
-    let mut last_status: Option<Instant> = None;
+    let mut last_status: Option<(Instant, String)> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             _ = tick.tick() => {}
+            () = liveness.wait_attempted(), if !liveness.is_ready() => {}
         }
-        if ready_at.is_none() && health.all_ready() {
-            ready_at = Some(Instant::now());
-            notifier.notify(&format!("READY=1\nSTATUS={}", status_line(&engine, &health).await));
-            tracing::info!("Ready: every account has synced once");
-            last_status = Some(Instant::now());
+        if !liveness.is_ready() {
+            let attempted = liveness.all_attempted();
+            if !attempted && started.elapsed() < liveness::READY_WITHIN {
+                continue;
+            }
+            liveness.set_ready();
+            let status = status_line(&engine).await;
+            notifier.notify(&format!("READY=1\nSTATUS={status}"));
+            if attempted {
+                tracing::info!(
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "Ready: every account has had its first sync attempt"
+                );
+            } else {
+                tracing::warn!(
+                    accounts = %liveness.unattempted().join(", "),
+                    bound_s = liveness::READY_WITHIN.as_secs(),
+                    "Ready without the first attempt of some accounts: their servers are slow to answer; they go on being tried"
+                );
+            }
+            last_status = Some((Instant::now(), status));
         }
-        let Some(ready) = ready_at else { continue };
         if let Some(every) = watchdog {
             if last_watchdog.elapsed() >= every {
                 last_watchdog = Instant::now();
-                if health.fresh(ready) {
-                    notifier.notify("WATCHDOG=1");
-                } else if let Some((account, folder, at)) = health.stalest() {
+                match liveness.wedged() {
+                    None => notifier.notify("WATCHDOG=1"),
                     // No ping: if this lasts, systemd restarts us (WatchdogSec=), which is the point.
-                    tracing::warn!(%account, %folder, last_sync = ?at, "A folder has not synced in time; withholding the watchdog ping");
+                    Some((task, since)) => {
+                        tracing::error!(%task, last_beat_s = since.as_secs(), "A task has stopped making progress; withholding the watchdog ping")
+                    }
                 }
             }
         }
-        if last_status.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
-            last_status = Some(Instant::now());
-            notifier.notify(&format!("STATUS={}", status_line(&engine, &health).await));
+        // STATUS= when it changes (looked at every few seconds) and every 30 s regardless.
+        let due = last_status.as_ref().is_none_or(|(t, _)| t.elapsed() >= Duration::from_secs(3));
+        if due {
+            let status = status_line(&engine).await;
+            let changed =
+                last_status.as_ref().is_none_or(|(t, s)| *s != status || t.elapsed() >= Duration::from_secs(30));
+            if changed {
+                notifier.notify(&format!("STATUS={status}"));
+            }
+            last_status = Some((Instant::now(), status));
         }
     }
 }
 
-/// `3 merchants, 1 overdue, last sync 09:00:12 KST`
-async fn status_line(engine: &Engine, health: &Health) -> String {
+/// `3 merchants, 1 overdue, last sync 09:00:12 KST; account "shop" unreadable since 02-10 09:12 KST: login refused`
+async fn status_line(engine: &Engine) -> String {
     let e = engine.clone();
     let now = engine.ingest.clock().now();
-    let counts = tokio::task::spawn_blocking(move || {
-        crate::ops::status(&e.store, &e.config, &e.calendar, now)
-            .map(|rows| (rows.len(), rows.iter().filter(|r| r.overdue).count()))
+    let line = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        let rows = crate::ops::status(&e.store, &e.config, &e.calendar, now)?;
+        let health = crate::ops::health(&e.store, &e.config)?;
+        let overdue = rows.iter().filter(|r| r.overdue).count();
+        let last = health
+            .iter()
+            .flat_map(|a| a.folders.iter().filter_map(|f| f.status.last_ok))
+            .max()
+            .map(|t| t.with_timezone(&chrono_tz::Asia::Seoul).format("%H:%M:%S KST").to_string())
+            .unwrap_or_else(|| "never".into());
+        let mut line = format!("{} merchants, {overdue} overdue, last sync {last}", rows.len());
+        let trouble = crate::health::trouble_line(&health);
+        if !trouble.is_empty() {
+            line.push_str("; ");
+            line.push_str(&trouble);
+        }
+        Ok(line)
     })
     .await;
-    let last = health
-        .last_sync()
-        .map(|t| t.with_timezone(&chrono_tz::Asia::Seoul).format("%H:%M:%S KST").to_string())
-        .unwrap_or_else(|| "never".into());
-    match counts {
-        Ok(Ok((n, overdue))) => format!("{n} merchants, {overdue} overdue, last sync {last}"),
-        _ => format!("last sync {last}"),
+    match line {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => format!("cannot read the database: {e:#}"),
+        Err(_) => "status unavailable".into(),
     }
 }
 
@@ -250,12 +325,25 @@ mod workers {
     use crate::imap::{self, Hooks, ImapEvent};
     use crate::notify;
 
-    /// How stale a folder may get before the watchdog ping is withheld: an IDLE folder syncs at
-    /// least every [`imap::watch::IDLE_REFRESH`], a polled one every `poll_interval`; the margin
-    /// covers a slow sync and one reconnect with backoff.
-    fn freshness_bound(idle: bool, poll: Duration) -> Duration {
+    /// How long a folder's watcher may go without an event (a sync, a connection, a failed
+    /// attempt): an IDLE folder syncs at least every [`imap::watch::IDLE_REFRESH`], a polled one
+    /// every `poll_interval`, a failing one retries within the 80 s backoff cap; the margin
+    /// covers a slow sync and connection timeouts.
+    fn folder_bound(idle: bool, poll: Duration) -> Duration {
         let cycle = if idle { imap::watch::IDLE_REFRESH } else { poll };
-        cycle * 2 + Duration::from_secs(120)
+        cycle * 2 + Duration::from_secs(180)
+    }
+
+    /// An account's listing retries within the backoff cap; a connection attempt is bounded by
+    /// the connect and I/O timeouts.
+    const LISTING_BOUND: Duration = Duration::from_secs(5 * 60);
+
+    fn folder_task(account: &str, folder: &str) -> String {
+        format!("imap {account}/{folder}")
+    }
+
+    fn account_task(account: &str) -> String {
+        format!("imap {account}")
     }
 
     pub fn spawn(
@@ -263,12 +351,17 @@ mod workers {
         ingest: &Ingest,
         calendar: &Arc<Calendar>,
         notifier: Option<Arc<notify::Notifier<notify::SmtpDeliver>>>,
-        health: &Arc<Health>,
-        cancel: &CancellationToken,
-        tracker: &TaskTracker,
+        liveness: &Arc<Liveness>,
+        counters: &Arc<crate::http::metrics::Counters>,
+        generation: &Generation,
     ) {
+        let Generation { cancel, tracker } = generation;
         let (hooks, events) = Hooks::with_events(4096);
-        tracker.spawn(track_health(events.subscribe(), config.clone(), health.clone(), cancel.clone()));
+        tracker.spawn(count_mails(events.subscribe(), counters.clone(), cancel.clone()));
+        for a in &config.accounts {
+            liveness.beat(&account_task(&a.name), LISTING_BOUND);
+        }
+        tracker.spawn(track_progress(events.subscribe(), config.clone(), liveness.clone(), cancel.clone()));
         {
             let (config, ingest, cancel) = (config.clone(), ingest.clone(), cancel.clone());
             tracker.spawn(async move { imap::watch(&config, ingest, cancel, hooks).await });
@@ -277,30 +370,77 @@ mod workers {
             tracing::warn!("No [smtp] section: reminders and notices are queued in the outbox but not sent");
             return;
         };
-        tracker.spawn(notify::run_sender(notifier.clone(), ingest.clock(), ingest.outbox_ready(), cancel.clone()));
-        let (config, calendar, health, cancel, clock) =
-            (config.clone(), calendar.clone(), health.clone(), cancel.clone(), ingest.clock());
-        tracker.spawn(async move {
-            // The first tick makes up for ticks missed while we were down, so it must see the
-            // mail that arrived meanwhile: wait for the first sync of every account.
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = health.wait_ready() => {}
+        // The outbox and the schedule run from READY on (SPEC §9): the first tick makes up for
+        // ticks missed while we were down, so it must see the mail that arrived meanwhile in
+        // every account that can be read — and not wait for one that cannot.
+        spawn_looping(liveness, tracker, "sender", TASK_BOUND, {
+            let (notifier, clock, ready, liveness, cancel) =
+                (notifier.clone(), ingest.clock(), ingest.outbox_ready(), liveness.clone(), cancel.clone());
+            move |beat| async move {
+                if wait_ready(&liveness, &beat, &cancel).await {
+                    notify::run_sender(notifier, clock, ready, beat, cancel).await;
+                }
             }
-            notify::run_schedule(notifier, config, calendar, clock, cancel).await;
+        });
+        spawn_looping(liveness, tracker, "schedule", TASK_BOUND, {
+            let (config, calendar, clock, liveness, cancel) =
+                (config.clone(), calendar.clone(), ingest.clock(), liveness.clone(), cancel.clone());
+            move |beat| async move {
+                if wait_ready(&liveness, &beat, &cancel).await {
+                    notify::run_schedule(notifier, config, calendar, clock, beat, cancel).await;
+                }
+            }
         });
     }
 
-    /// Turn the watchers' events into folder freshness and account readiness.
-    async fn track_health(
+    /// Wait for READY, beating meanwhile; `false` when cancelled first.
+    async fn wait_ready(liveness: &Liveness, beat: &crate::clock::Heartbeat, cancel: &CancellationToken) -> bool {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return false,
+                () = liveness.wait_ready() => return true,
+                () = tokio::time::sleep(Duration::from_secs(5)) => beat.beat(),
+            }
+        }
+    }
+
+    /// Count the mails the watchers read, for `/metrics`.
+    async fn count_mails(
+        mut events: tokio::sync::broadcast::Receiver<ImapEvent>,
+        counters: Arc<crate::http::metrics::Counters>,
+        cancel: CancellationToken,
+    ) {
+        loop {
+            let event = tokio::select! {
+                () = cancel.cancelled() => return,
+                e = events.recv() => e,
+            };
+            match event {
+                Ok(ImapEvent::Mail(report)) => counters.mail(&report),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Turn the watchers' events into beats and first attempts.
+    async fn track_progress(
         mut events: tokio::sync::broadcast::Receiver<ImapEvent>,
         config: Arc<Config>,
-        health: Arc<Health>,
+        liveness: Arc<Liveness>,
         cancel: CancellationToken,
     ) {
         if config.accounts.is_empty() {
             return;
         }
+        let bound = |account: &str, folder: &str, idle: Option<bool>| {
+            let a = config.accounts.iter().find(|a| a.name == account);
+            let poll = a.map_or(Duration::from_secs(60), |a| a.poll_interval);
+            let idle = idle.unwrap_or_else(|| folder.eq_ignore_ascii_case("INBOX") && a.is_some_and(|a| a.idle));
+            folder_bound(idle, poll)
+        };
+        // The bound announced by the latest connection (which knows whether the server has IDLE).
+        let mut announced: std::collections::HashMap<String, Duration> = std::collections::HashMap::new();
         loop {
             let event = tokio::select! {
                 () = cancel.cancelled() => return,
@@ -309,34 +449,43 @@ mod workers {
             let event = match event {
                 Ok(e) => e,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::debug!(missed = n, "Health tracker lagged behind IMAP events");
+                    tracing::debug!(missed = n, "Progress tracker lagged behind IMAP events");
                     continue;
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             };
             match event {
                 ImapEvent::Planned { account, folders } => {
-                    let a = config.accounts.iter().find(|a| a.name == account);
-                    let poll = a.map_or(Duration::from_secs(60), |a| a.poll_interval);
-                    // Every planned folder is registered before any sync counts, so the account is
-                    // ready only once all of them have synced — not after the fastest one.
                     for folder in &folders {
-                        let idle = folder.eq_ignore_ascii_case("INBOX") && a.is_some_and(|a| a.idle);
-                        health.watch(&account, folder, freshness_bound(idle, poll));
+                        liveness.beat(&folder_task(&account, folder), bound(&account, folder, None));
                     }
+                    // From here on the folders' watchers beat for the account.
+                    liveness.forget(&account_task(&account));
+                    liveness.planned(&account, &folders);
                 }
                 ImapEvent::Connected { account, folder, idle } => {
-                    let poll = config.accounts.iter().find(|a| a.name == account).map(|a| a.poll_interval);
-                    health.watch(&account, &folder, freshness_bound(idle, poll.unwrap_or(Duration::from_secs(60))));
+                    let task = folder_task(&account, &folder);
+                    let b = bound(&account, &folder, Some(idle));
+                    announced.insert(task.clone(), b);
+                    liveness.beat(&task, b);
                 }
                 ImapEvent::Synced { account, folder, .. } => {
-                    health.synced(&account, &folder);
-                    if !health.all_ready() && health.account_synced(&account) {
-                        tracing::info!(%account, "First sync of the account complete");
-                        health.account_ready(&account);
-                    }
+                    let task = folder_task(&account, &folder);
+                    let b = announced.get(&task).copied().unwrap_or_else(|| bound(&account, &folder, None));
+                    liveness.beat(&task, b);
+                    liveness.folder_tried(&account, &folder);
                 }
-                ImapEvent::Mail(_) | ImapEvent::Disconnected { .. } => {}
+                ImapEvent::Disconnected { account, folder: Some(folder), .. } => {
+                    let task = folder_task(&account, &folder);
+                    let b = announced.get(&task).copied().unwrap_or_else(|| bound(&account, &folder, None));
+                    liveness.beat(&task, b);
+                    liveness.folder_tried(&account, &folder);
+                }
+                ImapEvent::Disconnected { account, folder: None, .. } => {
+                    liveness.beat(&account_task(&account), LISTING_BOUND);
+                    liveness.listing_failed(&account);
+                }
+                ImapEvent::Mail(_) => {}
             }
         }
     }

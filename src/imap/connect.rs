@@ -19,6 +19,7 @@ use tracing::{debug, info_span, Instrument};
 
 use super::transport::{Timed, Transport};
 use crate::config::{is_loopback, Account, TlsMode};
+use crate::health::Trouble;
 
 /// The stream type of every session.
 pub type ImapStream = Timed<Transport>;
@@ -166,6 +167,32 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
+    /// The kind of trouble, for `health` and the operator alert's likely fix.
+    pub fn trouble(&self) -> Trouble {
+        match self {
+            ConnectError::Insecure { .. }
+            | ConnectError::Password { .. }
+            | ConnectError::CaFile { .. }
+            | ConnectError::StartTls { .. } => Trouble::Configuration,
+            ConnectError::Auth { .. } => Trouble::LoginRefused,
+            ConnectError::Tls { reason, .. } => {
+                // rustls: `invalid peer certificate: NotValidForName` (0.23.0–0.23.17) or
+                // `… certificate not valid for name "x"; certificate is only valid for …`.
+                let r = reason.to_ascii_lowercase();
+                if r.contains("notvalidforname") || r.contains("not valid for name") {
+                    Trouble::TlsName
+                } else if r.contains("certificate") {
+                    Trouble::TlsTrust
+                } else {
+                    Trouble::Unreachable
+                }
+            }
+            ConnectError::Connect { .. } | ConnectError::Greeting { .. } | ConnectError::Protocol { .. } => {
+                Trouble::Unreachable
+            }
+        }
+    }
+
     /// A mistake in the configuration rather than a network problem: retrying soon won't help.
     pub fn is_configuration(&self) -> bool {
         matches!(
@@ -472,5 +499,23 @@ async fn login(mut client: Client, account: &Account, password: &str, endpoint: 
             Err(ConnectError::Protocol { endpoint: endpoint.to_owned(), what: "login", reason: e.to_string() })
         }
         Err(_) => Err(auth_err(format!("no answer within {} s", AUTH_TIMEOUT.as_secs()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rustls_certificate_errors_are_told_apart() {
+        let tls = |e: rustls::Error| {
+            let reason = io::Error::new(io::ErrorKind::InvalidData, e).to_string();
+            ConnectError::Tls { endpoint: "imap.example.com:993".into(), reason, hint: String::new() }.trouble()
+        };
+        assert_eq!(tls(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)), Trouble::TlsName);
+        assert_eq!(tls(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)), Trouble::TlsTrust);
+        assert_eq!(tls(rustls::Error::InvalidCertificate(rustls::CertificateError::Expired)), Trouble::TlsTrust);
+        let auth = ConnectError::Auth { endpoint: "e".into(), user: "u".into(), reason: "NO".into() };
+        assert_eq!(auth.trouble(), Trouble::LoginRefused);
     }
 }

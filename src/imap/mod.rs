@@ -47,6 +47,7 @@ pub use sync::{SyncError, SyncStats};
 pub use watch::{watch, watch_account, Backoff};
 
 use crate::config::{Account, Config};
+use crate::health::Trouble;
 pub use crate::ingest::FolderRole;
 use crate::ingest::Ingest;
 use crate::mail::MailKind;
@@ -209,7 +210,7 @@ pub async fn scan_once_with(
         async move {
             scan.catch_unwind().await.unwrap_or_else(|p| {
                 let error = format!("account {:?}: the scan failed ({})", account.name, watch::panic_text(p.as_ref()));
-                record_account_failure(ingest, &account.name, &error);
+                record_account_failure(ingest, &account.name, &error, Trouble::Internal);
                 ScanSummary { accounts: 1, errors: vec![error], ..ScanSummary::default() }
             })
         }
@@ -247,7 +248,7 @@ async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationT
                 SyncError::Cancelled => summary.cancelled = true,
                 e => {
                     warn!(error = %e, "Cannot connect");
-                    record_account_failure(ingest, name, &e.to_string());
+                    record_account_failure(ingest, name, &e.to_string(), e.trouble());
                     summary.errors.push(format!("account {name:?}: {e}"));
                 }
             }
@@ -262,7 +263,7 @@ async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationT
     if plan.is_empty() {
         // Nothing to read is not "nothing there".
         let e = nothing_to_watch(&problems);
-        record_account_failure(ingest, name, &e);
+        record_account_failure(ingest, name, &e, Trouble::Folder);
         summary.errors.push(format!("account {name:?}: {e}"));
         conn.logout().await;
         if let Ok(c) = lane_conn {
@@ -366,7 +367,7 @@ async fn scan_lane<'a>(
                     Ok(c) => conn.insert(c),
                     Err(e) => {
                         if !matches!(e, SyncError::Cancelled) {
-                            sync::record_failure(ingest, &account.name, &folder.name, &e.to_string());
+                            sync::record_failure(ingest, &account.name, &folder.name, &e.to_string(), e.trouble());
                         }
                         return Err(e);
                     }
@@ -418,18 +419,15 @@ fn nothing_to_watch(problems: &[String]) -> String {
 }
 
 /// An account could not even be listed (no connection, refused login): that is every watched
-/// folder's error — those it has synced before (by their cursors), else INBOX, which every
-/// account watches.
-fn record_account_failure(ingest: &Ingest, account: &str, error: &str) {
-    let mut folders: Vec<String> = match ingest.store().cursors() {
-        Ok(all) => all.into_iter().filter(|c| c.account == account).map(|c| c.folder).collect(),
-        Err(_) => Vec::new(),
-    };
+/// folder's error — those it watched last (by their statuses), else INBOX, which every account
+/// watches.
+fn record_account_failure(ingest: &Ingest, account: &str, error: &str, trouble: Trouble) {
+    let mut folders = ingest.store().status_folders(account).unwrap_or_default();
     if folders.is_empty() {
         folders.push("INBOX".to_owned());
     }
     for folder in folders {
-        sync::record_failure(ingest, account, &folder, error);
+        sync::record_failure(ingest, account, &folder, error, trouble);
     }
 }
 
@@ -444,6 +442,10 @@ fn adopt(
     for p in &roles.problems {
         warn!(problem = %p, "Folder configuration");
     }
-    let recorded = ingest.store().set_folder_roles(&account.name, &folders::listing(list, &roles));
+    let names: Vec<String> = plan.iter().map(|f| f.name.clone()).collect();
+    let recorded = ingest
+        .store()
+        .set_folder_roles(&account.name, &folders::listing(list, &roles))
+        .and_then(|()| ingest.store().retain_folder_statuses(&account.name, &names));
     (plan, roles.problems, recorded)
 }

@@ -51,11 +51,12 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn};
 
-use super::connect::{connect, Connection, IO_TIMEOUT};
+use super::connect::{connect, ConnectError, Connection, IO_TIMEOUT};
 use super::fast_fetch;
 use super::folders::WatchedFolder;
 use super::{Hooks, ImapEvent, MailReport};
 use crate::config::Account;
+use crate::health::Trouble;
 use crate::ingest::{FolderRole, Ingest, MailSource};
 
 /// Header fetches per command. Responses are consumed as they stream in (memory does not grow
@@ -89,6 +90,22 @@ pub enum SyncError {
     /// The database failed: retrying may help (disk full is transient), but say it loudly.
     #[error("{0:#}")]
     Store(anyhow::Error),
+}
+
+impl SyncError {
+    /// The kind of trouble, for `health` and alerts: a connection's own, else the folder's.
+    pub fn trouble(&self) -> Trouble {
+        match self {
+            SyncError::Store(_) => Trouble::Storage,
+            SyncError::Imap(e) => trouble_of(e),
+            SyncError::Cancelled => Trouble::Folder,
+        }
+    }
+}
+
+/// The trouble of an error that may wrap a [`ConnectError`] (a listing, a reconnect).
+pub(super) fn trouble_of(e: &anyhow::Error) -> Trouble {
+    e.chain().find_map(|c| c.downcast_ref::<ConnectError>()).map_or(Trouble::Folder, ConnectError::trouble)
 }
 
 /// What one pass did.
@@ -248,15 +265,15 @@ pub(super) fn record_outcome(ctx: &FolderCtx<'_>, result: &Result<SyncStats, Syn
             warn_unrecorded(account, folder, recorded);
         }
         Err(SyncError::Cancelled) => {}
-        Err(e) => record_failure(ctx.ingest, account, folder, &e.to_string()),
+        Err(e) => record_failure(ctx.ingest, account, folder, &e.to_string(), e.trouble()),
     }
 }
 
 /// Keep `error` as the folder's last error — also for what fails before a pass can start (no
 /// connection, no login, no folder list). Best effort: a database that cannot take it fails the
 /// next mail's transaction loudly enough.
-pub(super) fn record_failure(ingest: &Ingest, account: &str, folder: &str, error: &str) {
-    let recorded = ingest.store().folder_failed(account, folder, ingest.clock().now(), error);
+pub(super) fn record_failure(ingest: &Ingest, account: &str, folder: &str, error: &str, trouble: Trouble) {
+    let recorded = ingest.store().folder_failed(account, folder, ingest.clock().now(), error, trouble);
     warn_unrecorded(account, folder, recorded);
 }
 

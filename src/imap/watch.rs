@@ -24,11 +24,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
-use super::connect::{connect, Connection, IO_TIMEOUT, LOGOUT_TIMEOUT};
+use super::connect::{connect, ConnectError, Connection, IO_TIMEOUT, LOGOUT_TIMEOUT};
 use super::folders::WatchedFolder;
 use super::sync::{sync_folder, FolderCtx, SyncError};
 use super::{Hooks, ImapEvent};
 use crate::config::{Account, Config};
+use crate::health::Trouble;
 use crate::ingest::{FolderRole, Ingest};
 
 /// IDLE is ended and re-issued this often. Well under RFC 2177's 29 minutes, and short enough
@@ -78,7 +79,24 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.attempt = 0;
     }
+
+    /// The next delay after a failure that is the configuration's (a refused login): one quick
+    /// retry rules out a passing refusal (a server restarting its auth backend), and is the
+    /// second try that alerts the operators; after that a wrong password will not fix itself
+    /// in seconds, and hammering the server gets accounts locked.
+    pub fn next_delay_for_configuration(&mut self) -> Duration {
+        let retried = self.attempt > 0;
+        let d = self.next_delay();
+        if retried {
+            d.max(CONFIGURATION_RETRY_MIN)
+        } else {
+            d
+        }
+    }
 }
+
+/// The shortest wait between refused logins after the first retry.
+pub const CONFIGURATION_RETRY_MIN: Duration = Duration::from_secs(60);
 
 /// Sleep unless cancelled first; `false` when cancelled.
 async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
@@ -134,9 +152,11 @@ pub async fn watch_account(account: Arc<Account>, ingest: Ingest, cancel: Cancel
         match planned {
             Ok(plan) => break plan,
             Err(e) => {
-                let delay = backoff.next_delay();
+                let configuration =
+                    e.chain().any(|c| c.downcast_ref::<ConnectError>().is_some_and(ConnectError::is_configuration));
+                let delay = if configuration { backoff.next_delay_for_configuration() } else { backoff.next_delay() };
                 warn!(error = %format!("{e:#}"), retry_in_s = delay.as_secs(), "Cannot list folders");
-                super::record_account_failure(&ingest, &account.name, &format!("{e:#}"));
+                super::record_account_failure(&ingest, &account.name, &format!("{e:#}"), super::sync::trouble_of(&e));
                 hooks.emit(ImapEvent::Disconnected {
                     account: account.name.clone(),
                     folder: None,
@@ -210,7 +230,7 @@ pub async fn watch_account(account: Arc<Account>, ingest: Ingest, cancel: Cancel
         let delay = backoff.next_delay();
         let error = format!("the watcher of {:?} failed ({panic}); restarting it", folder.name);
         error!(folder = %folder.name, error = %error, retry_in_s = delay.as_secs(), "Folder watcher failed");
-        super::sync::record_failure(&ingest, &account.name, &folder.name, &error);
+        super::sync::record_failure(&ingest, &account.name, &folder.name, &error, Trouble::Internal);
         hooks.emit(ImapEvent::Disconnected { account: account.name.clone(), folder: Some(folder.name.clone()), error });
         let id = spawn(&mut tasks, folder.clone(), delay);
         watched.insert(id, (folder, backoff));
@@ -277,18 +297,13 @@ pub async fn watch_folder(
             Ok(c) => c,
             Err(e) => {
                 let configuration = e.is_configuration();
-                let delay = if configuration {
-                    // A wrong password will not fix itself in 2 s; don't hammer the server.
-                    backoff.next_delay().max(Duration::from_secs(60))
-                } else {
-                    backoff.next_delay()
-                };
+                let delay = if configuration { backoff.next_delay_for_configuration() } else { backoff.next_delay() };
                 if configuration {
                     error!(error = %e, retry_in_s = delay.as_secs(), "Cannot connect");
                 } else {
                     warn!(error = %e, retry_in_s = delay.as_secs(), "Cannot connect");
                 }
-                super::sync::record_failure(&ingest, &account.name, &folder.name, &e.to_string());
+                super::sync::record_failure(&ingest, &account.name, &folder.name, &e.to_string(), e.trouble());
                 hooks.emit(ImapEvent::Disconnected {
                     account: account.name.clone(),
                     folder: Some(folder.name.clone()),

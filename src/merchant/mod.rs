@@ -85,6 +85,20 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// One line for a timeline (`merchant show`, the status page).
+    pub fn describe(&self) -> String {
+        match self {
+            Change::Registered { stage } => format!("registered ({stage})"),
+            Change::Stage { from, to } => format!("{from} → {to}"),
+            Change::MidsRecorded { mids } => format!("MIDs recorded: {}", mids.join(", ")),
+            Change::CardApproval { companies } => format!("card approval: {}", companies.join(", ")),
+            Change::FoundInSpam => "found in spam folder".to_owned(),
+            Change::MailRecorded { kind, reason } => format!("{} mail ({reason})", kind.as_str()),
+        }
+    }
+}
+
 /// One entry of a merchant's timeline, kept forever.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {

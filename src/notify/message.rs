@@ -72,6 +72,7 @@ mod tests {
                 business_days_waited: 4,
                 days_waited: 10,
                 spam_folders: vec![],
+                checked: None,
             },
             Utc::now(),
         )

@@ -28,6 +28,24 @@ const REMINDER_VARS: &[&str] = &[
     "hecto_contact",
     "portone_contact",
 ];
+/// The guidance reminder to a contact whose mailbox the daemon reads itself.
+const WATCHED_VARS: &[&str] = &[
+    "merchant_name",
+    "merchant_id",
+    "n",
+    "max_reminders",
+    "since",
+    "due",
+    "business_days_waited",
+    "days_waited",
+    "contact_address",
+    "checked_folders",
+    "checked_spam_folders",
+    "checked_at",
+    "hecto_contact",
+    "portone_contact",
+];
+const ALERT_VARS: &[&str] = &["account", "since", "recovered_at", "last_error", "trouble", "fix", "down_for"];
 const SPAM_VARS: &[&str] = &[
     "merchant_name",
     "merchant_id",
@@ -56,6 +74,42 @@ const BUILTIN: &[(&str, &str, &str, &str)] = &[
         "en",
         include_str!("../../config/templates/guidance_reminder.en.txt"),
         include_str!("../../config/templates/guidance_reminder.en.html"),
+    ),
+    (
+        "guidance_reminder_watched",
+        "ko",
+        include_str!("../../config/templates/guidance_reminder_watched.ko.txt"),
+        include_str!("../../config/templates/guidance_reminder_watched.ko.html"),
+    ),
+    (
+        "guidance_reminder_watched",
+        "en",
+        include_str!("../../config/templates/guidance_reminder_watched.en.txt"),
+        include_str!("../../config/templates/guidance_reminder_watched.en.html"),
+    ),
+    (
+        "account_down",
+        "ko",
+        include_str!("../../config/templates/account_down.ko.txt"),
+        include_str!("../../config/templates/account_down.ko.html"),
+    ),
+    (
+        "account_down",
+        "en",
+        include_str!("../../config/templates/account_down.en.txt"),
+        include_str!("../../config/templates/account_down.en.html"),
+    ),
+    (
+        "account_up",
+        "ko",
+        include_str!("../../config/templates/account_up.ko.txt"),
+        include_str!("../../config/templates/account_up.ko.html"),
+    ),
+    (
+        "account_up",
+        "en",
+        include_str!("../../config/templates/account_up.en.txt"),
+        include_str!("../../config/templates/account_up.en.html"),
     ),
     (
         "card_review_reminder",
@@ -146,6 +200,8 @@ impl Renderer {
             let vars = match *name {
                 "spam_notice" => SPAM_VARS,
                 "operator_notice" => OPERATOR_VARS,
+                "guidance_reminder_watched" => WATCHED_VARS,
+                "account_down" | "account_up" => ALERT_VARS,
                 _ => REMINDER_VARS,
             };
             let load = |ext: &str, builtin: &'static str| -> Result<(String, String), String> {
@@ -200,6 +256,7 @@ impl Renderer {
                 business_days_waited,
                 days_waited,
                 spam_folders,
+                checked,
             } => {
                 v.insert("merchant_name", merchant_name.clone());
                 v.insert("merchant_id", merchant_id);
@@ -212,10 +269,17 @@ impl Renderer {
                 v.insert("spam_folders", spam_folder_words(spam_folders, ko));
                 v.insert("hecto_contact", self.hecto_contact.clone());
                 v.insert("portone_contact", self.portone_contact.clone());
-                match window.as_str() {
-                    "guidance" => "guidance_reminder",
-                    "card_review" => "card_review_reminder",
-                    other => bail!("outbox entry {}: unknown window {other:?}", entry.key),
+                match (window.as_str(), checked) {
+                    ("guidance", Some(c)) => {
+                        v.insert("contact_address", c.address.clone());
+                        v.insert("checked_folders", c.folders.join(", "));
+                        v.insert("checked_spam_folders", c.spam_folders.join(", "));
+                        v.insert("checked_at", self.time(c.checked_at));
+                        "guidance_reminder_watched"
+                    }
+                    ("guidance", None) => "guidance_reminder",
+                    ("card_review", _) => "card_review_reminder",
+                    (other, _) => bail!("outbox entry {}: unknown window {other:?}", entry.key),
                 }
             }
             NoticeFacts::SpamNotice {
@@ -274,6 +338,21 @@ impl Renderer {
                 v.insert("candidates", if candidates.is_empty() { "-".to_owned() } else { candidates.join(", ") });
                 "operator_notice"
             }
+            NoticeFacts::AccountAlert { account, since, recovered_at, last_error, trouble, fix } => {
+                v.insert("account", account.clone());
+                v.insert("since", self.time(*since));
+                v.insert("recovered_at", recovered_at.map(|t| self.time(t)).unwrap_or_else(|| "-".into()));
+                v.insert("last_error", last_error.clone());
+                v.insert("trouble", trouble.replace('_', " "));
+                v.insert("fix", fix.clone());
+                let until = recovered_at.unwrap_or(entry.created_at);
+                v.insert("down_for", duration_words((until - *since).num_seconds().max(0), ko));
+                if recovered_at.is_some() {
+                    "account_up"
+                } else {
+                    "account_down"
+                }
+            }
         };
         let Some(t) = self.templates.get(name) else {
             bail!("no template {name} loaded");
@@ -308,6 +387,27 @@ impl Renderer {
     fn time(&self, t: DateTime<Utc>) -> String {
         let local = t.with_timezone(&Seoul);
         format!("{} {} KST", self.date(t), local.format("%H:%M"))
+    }
+}
+
+/// `2시간 5분` / `2 h 5 min` (seconds below a minute shown as such).
+fn duration_words(secs: i64, ko: bool) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let units: [(i64, &str, &str); 4] = [(d, "일", " d"), (h, "시간", " h"), (m, "분", " min"), (s, "초", " s")];
+    let parts: Vec<String> = units
+        .iter()
+        .filter(|(n, _, _)| *n > 0)
+        .take(2)
+        .map(|(n, k, e)| if ko { format!("{n}{k}") } else { format!("{n}{e}") })
+        .collect();
+    if parts.is_empty() {
+        if ko {
+            "0초".into()
+        } else {
+            "0 s".into()
+        }
+    } else {
+        parts.join(" ")
     }
 }
 
@@ -387,6 +487,7 @@ mod tests {
                 business_days_waited: 4,
                 days_waited: 10,
                 spam_folders: spam.iter().map(|s| (*s).to_owned()).collect(),
+                checked: None,
             },
             t("2027-02-15T09:00:00+09:00"),
         )
@@ -404,12 +505,88 @@ mod tests {
             business_days_waited: 11,
             days_waited: 15,
             spam_folders: vec![],
+            checked: None,
         };
         e
     }
 
     fn renderer(lang: Language) -> Renderer {
         Renderer::new(&Reminders { language: lang, ..Reminders::default() }).unwrap()
+    }
+
+    fn watched_guidance() -> OutboxEntry {
+        let mut e = guidance(&["contracts: Junk"]);
+        if let NoticeFacts::Reminder { checked, .. } = &mut e.facts {
+            *checked = Some(crate::store::CheckedMailbox {
+                account: "contracts".into(),
+                address: "pay@acme.test".into(),
+                folders: vec!["INBOX".into(), "스팸메일함".into(), "Sent Messages".into()],
+                spam_folders: vec!["스팸메일함".into()],
+                checked_at: t("2027-02-15T08:59:00+09:00"),
+            });
+        }
+        e
+    }
+
+    #[test]
+    fn a_watched_mailbox_gets_what_was_checked_not_a_request_to_search_the_spam_folder() {
+        for lang in [Language::Ko, Language::En] {
+            let r = renderer(lang).render(&watched_guidance(), "example.test").unwrap();
+            let ko = lang == Language::Ko;
+            assert!(r.text.contains("INBOX, 스팸메일함, Sent Messages"), "{}", r.text);
+            assert!(r.text.contains("스팸메일함"), "{}", r.text);
+            assert!(r.text.contains("pay@acme.test"), "{}", r.text);
+            assert!(r.text.contains("08:59 KST"), "when it was checked: {}", r.text);
+            // It says nothing from Hecto is there and that nobody needs to search the spam folder.
+            if ko {
+                assert!(r.text.contains("헥토파이낸셜의 메일은 아직 없습니다"), "{}", r.text);
+                assert!(r.text.contains("스팸메일함을 따로 찾아보실 필요는 없습니다"), "{}", r.text);
+                assert!(!r.subject.contains("찾아 주세요"), "{}", r.subject);
+            } else {
+                assert!(r.text.contains("nothing from Hecto\nFinancial is there yet"), "{}", r.text);
+                assert!(!r.subject.contains("look for"), "{}", r.subject);
+            }
+            // The contact facts of SPEC §5 by default.
+            assert!(r.text.contains("1688-5130") && r.text.contains("info_F@hecto.co.kr"), "{}", r.text);
+            assert!(r.text.contains("cs@portone.io"), "{}", r.text);
+            assert!(r.html.contains("스팸메일함"), "{}", r.html);
+        }
+        // Not watched: the spam-folder request, with the same contacts.
+        let r = renderer(Language::Ko).render(&guidance(&["contracts: Junk"]), "example.test").unwrap();
+        assert!(r.text.contains("다음 스팸 폴더를 확인해 주세요"), "{}", r.text);
+        assert!(r.text.contains("1688-5130"), "{}", r.text);
+    }
+
+    #[test]
+    fn an_account_alert_names_the_account_since_the_error_and_the_fix() {
+        let since = t("2027-02-10T09:00:00+09:00");
+        let mut e = OutboxEntry::pending(
+            "alert/shop/20270210T000000Z/down".into(),
+            NoticeKind::OperatorNotice,
+            None,
+            "account_down".into(),
+            1,
+            NoticeFacts::AccountAlert {
+                account: "shop".into(),
+                since,
+                recovered_at: None,
+                last_error: "login as \"u\" failed: NO [AUTHENTICATIONFAILED]".into(),
+                trouble: "login_refused".into(),
+                fix: "wrong username or password".into(),
+            },
+            t("2027-02-10T11:05:00+09:00"),
+        );
+        let r = renderer(Language::Ko).render(&e, "example.test").unwrap();
+        assert!(r.subject.contains("shop") && r.subject.contains("login refused"), "{}", r.subject);
+        assert!(r.text.contains("2027-02-10 (수) 09:00 KST"), "{}", r.text);
+        assert!(r.text.contains("2시간 5분째"), "{}", r.text);
+        assert!(r.text.contains("AUTHENTICATIONFAILED") && r.text.contains("wrong username or password"), "{}", r.text);
+        if let NoticeFacts::AccountAlert { recovered_at, .. } = &mut e.facts {
+            *recovered_at = Some(t("2027-02-10T11:30:00+09:00"));
+        }
+        let r = renderer(Language::En).render(&e, "example.test").unwrap();
+        assert!(r.subject.contains("can be read again"), "{}", r.subject);
+        assert!(r.text.contains("2 h 30 min"), "{}", r.text);
     }
 
     #[test]
@@ -423,8 +600,8 @@ mod tests {
         assert!(r.text.contains("영업일 기준 4일"), "{}", r.text);
         assert!(r.text.contains("Junk, 스팸메일함"), "{}", r.text);
         assert!(r.text.contains("2027-02-05 (금)"), "{}", r.text);
-        assert!(r.text.contains("계약 안내 메일의 발신 주소로 회신"), "{}", r.text);
-        assert!(r.text.contains("support@portone.io"), "{}", r.text);
+        assert!(r.text.contains("1688-5130, info_F@hecto.co.kr"), "{}", r.text);
+        assert!(r.text.contains("PortOne: cs@portone.io"), "{}", r.text);
         assert!(r.html.contains("영업일 기준 4일"));
         assert!(r.html.contains("Junk, 스팸메일함"));
     }

@@ -16,7 +16,7 @@ use tracing::{error, info, info_span, Instrument};
 
 use super::outbox::{Notifier, Outcome};
 use super::smtp::Deliver;
-use crate::clock::Clock;
+use crate::clock::{Clock, Heartbeat};
 use crate::config::Config;
 use crate::ops;
 use crate::schedule::Calendar;
@@ -75,6 +75,7 @@ pub async fn run_schedule<D: Deliver>(
     config: Arc<Config>,
     calendar: Arc<Calendar>,
     clock: Clock,
+    beat: Heartbeat,
     cancel: CancellationToken,
 ) {
     let Some(schedule) = config.schedule.clone() else {
@@ -84,6 +85,7 @@ pub async fn run_schedule<D: Deliver>(
     };
     let mut at = clock.now();
     loop {
+        beat.beat();
         let span = info_span!("tick", at = %at.with_timezone(&Seoul).to_rfc3339());
         match tick(&notifier, &config, &calendar, at, &cancel).instrument(span).await {
             Ok(r) => info!(enqueued = r.enqueued.len(), tried = r.outcomes.len(), "Reminder tick done"),
@@ -98,6 +100,7 @@ pub async fn run_schedule<D: Deliver>(
         };
         info!(next = %next.with_timezone(&Seoul).to_rfc3339(), "Next reminder tick");
         loop {
+            beat.beat();
             let now = clock.now();
             if now >= next {
                 at = now;
@@ -205,6 +208,7 @@ mod tests {
             Arc::new(Config::builtin()),
             Arc::new(Calendar::builtin()),
             Clock::System,
+            Heartbeat::none(),
             cancel.clone(),
         ));
         cancel.cancel();

@@ -12,7 +12,7 @@ use tracing::{error, info};
 
 use super::outbox::Notifier;
 use super::smtp::Deliver;
-use crate::clock::Clock;
+use crate::clock::{Clock, Heartbeat};
 
 /// Wake at least this often even with nothing pending (entries added by another path).
 const IDLE_WAKE: Duration = Duration::from_secs(60);
@@ -25,10 +25,12 @@ pub async fn run_sender<D: Deliver>(
     notifier: Arc<Notifier<D>>,
     clock: Clock,
     ready: Arc<Notify>,
+    beat: Heartbeat,
     cancel: CancellationToken,
 ) {
     info!("Outbox sender started");
     loop {
+        beat.beat();
         if cancel.is_cancelled() {
             break;
         }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::calendar::{end_of_day, kst_date, Calendar};
 use crate::config::{Reminders, Windows};
 use crate::merchant::{Merchant, Stage};
-use crate::store::{NoticeFacts, NoticeKind, OutboxEntry};
+use crate::store::{CheckedMailbox, NoticeFacts, NoticeKind, OutboxEntry};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -96,13 +96,22 @@ pub fn reminder_key(merchant: &str, instance: &str, n: u32) -> String {
     format!("reminder/{merchant}/{instance}/{n:03}")
 }
 
+/// What the daemon knows of the mailboxes a reminder may point people to.
+#[derive(Debug, Clone, Default)]
+pub struct Mailboxes {
+    /// Every watched spam folder ("contracts: Junk"), for contacts whose mailbox is not watched.
+    pub spam_folders: Vec<String>,
+    /// The contact addresses (lowercase) whose mailbox the daemon reads, and what it read there.
+    pub checked: BTreeMap<String, CheckedMailbox>,
+}
+
 /// The reminders due at `now`, addressed and ready to enqueue.
 pub fn due_reminders(
     merchants: &[Merchant],
     log: &ReminderLog,
     windows: &Windows,
     reminders: &Reminders,
-    spam_folders: &[String],
+    mailboxes: &Mailboxes,
     cal: &Calendar,
     now: DateTime<Utc>,
 ) -> Vec<OutboxEntry> {
@@ -135,7 +144,12 @@ pub fn due_reminders(
             due: d.due,
             business_days_waited: cal.business_days_between(opened, today),
             days_waited: u32::try_from((today - opened).num_days().max(0)).unwrap_or(u32::MAX),
-            spam_folders: spam_folders.to_vec(),
+            spam_folders: mailboxes.spam_folders.clone(),
+            // Only the guidance mail is looked for in the contact's mailbox; the card review's
+            // outcome comes from Hecto or the card companies by other ways too.
+            checked: (d.window == Window::Guidance)
+                .then(|| mailboxes.checked.get(&m.contact.to_lowercase()).cloned())
+                .flatten(),
         };
         let key = reminder_key(&m.id, &instance, n + 1);
         out.push(
@@ -190,7 +204,15 @@ mod tests {
 
     fn due_now(m: &Merchant, log: &ReminderLog, now: &str) -> Vec<OutboxEntry> {
         let r = Reminders { operators: vec!["ops@example.test".into()], ..Reminders::default() };
-        due_reminders(std::slice::from_ref(m), log, &Windows::default(), &r, &[], &Calendar::builtin(), t(now))
+        due_reminders(
+            std::slice::from_ref(m),
+            log,
+            &Windows::default(),
+            &r,
+            &Mailboxes::default(),
+            &Calendar::builtin(),
+            t(now),
+        )
     }
 
     #[test]

@@ -9,34 +9,14 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
-use super::{cursor_key, dec, enc, split_cursor_key, Store};
+use sled::Transactional;
+
+use super::{cursor_key, dec, enc, flatten_tx_error, split_cursor_key, OutboxEntry, Store};
+use crate::health::alerts::Outage;
+use crate::health::Trouble;
+pub use crate::health::{FolderStatus, FolderStatusRecord};
 use crate::merchant::FolderRole;
-
-/// One watched folder's sync status.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FolderStatus {
-    /// The end of the last pass that read the folder to its newest mail.
-    pub last_ok: Option<DateTime<Utc>>,
-    /// Why the last pass failed (the server's words, or ours), while it keeps failing.
-    pub last_error: Option<String>,
-    /// The first failure of the current run of failures.
-    pub error_since: Option<DateTime<Utc>>,
-    /// Passes failed in a row.
-    pub failures: u32,
-    /// Mails looked at over all passes.
-    pub mails_seen: u64,
-}
-
-/// A [`FolderStatus`] with the folder it is about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FolderStatusRecord {
-    pub account: String,
-    pub folder: String,
-    #[serde(flatten)]
-    pub status: FolderStatus,
-}
 
 impl Store {
     /// Record the folders an account's sync found and their roles (for `folders` output and for
@@ -66,6 +46,7 @@ impl Store {
         self.update_folder_status(account, folder, |s| {
             s.last_ok = Some(at);
             s.last_error = None;
+            s.trouble = None;
             s.error_since = None;
             s.failures = 0;
             s.mails_seen = s.mails_seen.saturating_add(mails_seen);
@@ -73,9 +54,17 @@ impl Store {
     }
 
     /// A pass over `folder` (or the connection for it) failed with `error`.
-    pub fn folder_failed(&self, account: &str, folder: &str, at: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
+    pub fn folder_failed(
+        &self,
+        account: &str,
+        folder: &str,
+        at: DateTime<Utc>,
+        error: &str,
+        trouble: Trouble,
+    ) -> anyhow::Result<()> {
         self.update_folder_status(account, folder, |s| {
             s.last_error = Some(error.to_owned());
+            s.trouble = Some(trouble);
             s.error_since = s.error_since.or(Some(at));
             s.failures = s.failures.saturating_add(1);
         })
@@ -111,5 +100,73 @@ impl Store {
                 Ok(FolderStatusRecord { account, folder, status: dec("folder status", &v)? })
             })
             .collect()
+    }
+
+    /// The statuses of `account`'s folders other than `watched` are dropped: a folder no longer
+    /// watched (a changed configuration, a folder gone from the listing) must not keep the
+    /// account unreadable, nor count as read.
+    pub fn retain_folder_statuses(&self, account: &str, watched: &[String]) -> anyhow::Result<()> {
+        let prefix = cursor_key(account, "");
+        for kv in self.folder_status.scan_prefix(&prefix) {
+            let (k, _) = kv?;
+            let (_, folder) = split_cursor_key(&k);
+            if !watched.contains(&folder) {
+                self.folder_status.remove(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The folders of `account` that have a status (the ones watched last).
+    pub fn status_folders(&self, account: &str) -> anyhow::Result<Vec<String>> {
+        let prefix = cursor_key(account, "");
+        self.folder_status.scan_prefix(&prefix).keys().map(|k| Ok(split_cursor_key(&k?).1)).collect()
+    }
+
+    // ---- outages (health::alerts) ---------------------------------------------------------------
+
+    pub fn outage(&self, account: &str) -> anyhow::Result<Option<Outage>> {
+        self.outages.get(account.as_bytes())?.map(|v| dec("outage", &v)).transpose()
+    }
+
+    pub fn outages(&self) -> anyhow::Result<BTreeMap<String, Outage>> {
+        self.outages
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), dec("outage", &v)?))
+            })
+            .collect()
+    }
+
+    /// Store (`Some`) or forget (`None`) `account`'s outage and enqueue `notice` with it, in one
+    /// transaction: an alert is sent exactly when its outage is recorded as alerted. Returns
+    /// whether the notice was new.
+    pub fn record_outage(
+        &self,
+        account: &str,
+        outage: Option<&Outage>,
+        notice: Option<&OutboxEntry>,
+    ) -> anyhow::Result<bool> {
+        (&self.outages, &self.outbox)
+            .transaction(|(outages, outbox)| {
+                match outage {
+                    Some(o) => {
+                        outages.insert(account.as_bytes(), enc(o))?;
+                    }
+                    None => {
+                        outages.remove(account.as_bytes())?;
+                    }
+                }
+                let mut added = false;
+                if let Some(n) = notice {
+                    if outbox.get(n.key.as_bytes())?.is_none() {
+                        outbox.insert(n.key.as_bytes(), enc(n))?;
+                        added = true;
+                    }
+                }
+                Ok(added)
+            })
+            .map_err(flatten_tx_error)
     }
 }

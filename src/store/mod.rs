@@ -12,7 +12,9 @@
 //! - `cursors`: `account` 0x00 `folder` → [`Cursor`];
 //! - `outbox`: idempotency key → [`OutboxEntry`];
 //! - `folders`: account → its folders and their roles; `folder_status`: `account` 0x00 `folder` →
-//!   [`FolderStatus`] (last successful sync, last error and since when: see [`folders`]).
+//!   [`FolderStatus`] (last successful sync, last error and since when: see [`folders`]);
+//! - `outages`: account → its current [`crate::health::alerts::Outage`] (so an alert is not
+//!   repeated after a restart).
 //!
 //! Applying one mail is one multi-tree transaction whose closure does no I/O and no logging (sled
 //! may run it more than once); callers flush before acknowledging work that must survive a crash.
@@ -33,7 +35,7 @@ use sled::Transactional;
 use crate::mail::{Classified, MailKind, Rules};
 use crate::merchant::{self, Change, Event, FolderRole, MailSource, MatchOutcome, Merchant};
 pub use folders::FolderStatus;
-pub use outbox::{Delivery, NoticeFacts, NoticeKind, OutboxEntry, Rendered};
+pub use outbox::{CheckedMailbox, Delivery, NoticeFacts, NoticeKind, OutboxEntry, Rendered};
 
 /// Bumped when the layout of a tree changes; `export`/`import` carry data across.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -172,6 +174,7 @@ pub struct Store {
     outbox: sled::Tree,
     folders: sled::Tree,
     folder_status: sled::Tree,
+    outages: sled::Tree,
     /// The merchants as matching sees them, for the `merchants_gen` they were read at: decoding
     /// every merchant for every Hecto mail cost 0.25 s per mail at 100,000 merchants.
     for_matching: Arc<Mutex<Option<MatchingList>>>,
@@ -306,6 +309,7 @@ impl Store {
             outbox: open("outbox")?,
             folders: open("folders")?,
             folder_status: open("folder_status")?,
+            outages: open("outages")?,
             path: dir.to_owned(),
             db,
             for_matching: Arc::default(),

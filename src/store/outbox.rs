@@ -39,6 +39,10 @@ pub enum NoticeFacts {
         days_waited: u32,
         /// Spam folders watched for this merchant's mail ("contracts: Junk").
         spam_folders: Vec<String>,
+        /// When the daemon itself reads the contact's mailbox (SPEC §5): which folders it read,
+        /// so the reminder says so instead of sending people to a spam folder already searched.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checked: Option<CheckedMailbox>,
     },
     SpamNotice {
         merchant_name: String,
@@ -62,6 +66,30 @@ pub enum NoticeFacts {
         kind: String,
         candidates: Vec<String>,
     },
+    /// An account that cannot be read (`recovered_at` absent), or can be again (SPEC §5).
+    AccountAlert {
+        account: String,
+        since: DateTime<Utc>,
+        recovered_at: Option<DateTime<Utc>>,
+        last_error: String,
+        /// [`crate::health::Trouble`] as a word.
+        trouble: String,
+        fix: String,
+    },
+}
+
+/// A contact's mailbox the daemon watches, as a guidance reminder reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckedMailbox {
+    /// The watched account, and the contact address it receives.
+    pub account: String,
+    pub address: String,
+    /// Every folder read, by its real name (INBOX, the spam folders, Sent).
+    pub folders: Vec<String>,
+    /// The spam folders among them.
+    pub spam_folders: Vec<String>,
+    /// Every one of them was read to its end at least this recently.
+    pub checked_at: DateTime<Utc>,
 }
 
 /// Rendered once, stored, then sent: a retry sends exactly the same bytes' content.
@@ -85,7 +113,7 @@ pub enum Delivery {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     /// The idempotency key: `reminder/<merchant>/<window>@<opened>/<n>`, `spam/<merchant>/<mail>`,
-    /// `operator/<reason>/<mail>`.
+    /// `operator/<reason>/<mail>`, `alert/<account>/<since>/{down,up}`.
     pub key: String,
     pub kind: NoticeKind,
     pub merchant: Option<String>,

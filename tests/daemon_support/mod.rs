@@ -24,10 +24,17 @@ impl Daemon {
     pub fn start(dir: &Path, config: &str, envs: &[(&str, String)]) -> Daemon {
         let cfg = dir.join("config.toml");
         std::fs::write(&cfg, config).unwrap();
-        Daemon::start_with(dir, &cfg, envs)
+        Daemon::start_with(dir, &cfg, envs, None)
     }
 
-    fn start_with(dir: &Path, cfg: &Path, envs: &[(&str, String)]) -> Daemon {
+    /// [`Daemon::start`] with its clock starting at `now` (RFC 3339, `run --now`).
+    pub fn start_at(dir: &Path, config: &str, envs: &[(&str, String)], now: &str) -> Daemon {
+        let cfg = dir.join("config.toml");
+        std::fs::write(&cfg, config).unwrap();
+        Daemon::start_with(dir, &cfg, envs, Some(now))
+    }
+
+    fn start_with(dir: &Path, cfg: &Path, envs: &[(&str, String)], now: Option<&str>) -> Daemon {
         let state = dir.join("state");
         static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -37,7 +44,11 @@ impl Daemon {
         let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
         let log = dir.join(format!("daemon-{n}.log"));
         let mut cmd = Command::new(bin());
-        cmd.args(["--config", cfg.to_str().unwrap(), "--state-dir", state.to_str().unwrap(), "run"])
+        cmd.args(["--config", cfg.to_str().unwrap(), "--state-dir", state.to_str().unwrap()]);
+        if let Some(now) = now {
+            cmd.args(["--now", now]);
+        }
+        cmd.arg("run")
             .env("NOTIFY_SOCKET", &sock_path)
             .env_remove("HECTO_WATCH_CONFIG")
             .stdin(Stdio::null())
@@ -63,6 +74,23 @@ impl Daemon {
                 if msg.contains(what) {
                     return msg;
                 }
+            }
+        }
+    }
+
+    /// Every notification that arrives within `within`, with when it arrived.
+    pub fn notifications_for(&self, within: Duration) -> Vec<(Instant, String)> {
+        let deadline = Instant::now() + within;
+        let mut buf = vec![0u8; 4096];
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return out;
+            }
+            self.notify.set_read_timeout(Some(left)).unwrap();
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                out.push((Instant::now(), String::from_utf8_lossy(&buf[..n]).into_owned()));
             }
         }
     }

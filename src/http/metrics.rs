@@ -1,0 +1,282 @@
+//! `/metrics`: the Prometheus text exposition format, version 0.0.4
+//! (<https://prometheus.io/docs/instrumenting/exposition_formats/>): one `# HELP` and one
+//! `# TYPE` line per family, then its samples; label values escaped (`\\`, `\"`, `\n`); counters
+//! end in `_total`. Pure: [`render`] turns a [`Snapshot`] into text; the snapshot is read from the
+//! store (what survives restarts: mails seen per folder, notices by state, merchants by stage)
+//! and from the daemon's [`Counters`] (what it counted since it started).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use crate::health::AccountHealth;
+use crate::imap::MailReport;
+use crate::mail::MailKind;
+use crate::merchant::Stage;
+use crate::schedule::StatusRow;
+use crate::store::{Delivery, OutboxEntry};
+
+/// What the daemon counted since it started, from the mails its watchers read.
+#[derive(Debug, Default)]
+pub struct Counters {
+    inner: Mutex<CountersInner>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct CountersInner {
+    hecto_mails: BTreeMap<&'static str, u64>,
+    stage_changes: u64,
+    found_in_spam: u64,
+}
+
+impl Counters {
+    /// One mail went through the ingest.
+    pub fn mail(&self, r: &MailReport) {
+        if r.duplicate || matches!(r.kind, MailKind::NotHecto) {
+            return;
+        }
+        if let Ok(mut c) = self.inner.lock() {
+            *c.hecto_mails.entry(r.kind.as_str()).or_default() += 1;
+            c.stage_changes += u64::from(r.stage_changed);
+            c.found_in_spam += u64::from(r.found_in_spam);
+        }
+    }
+}
+
+/// Everything `/metrics` shows, read at one scrape.
+pub struct Snapshot<'a> {
+    pub health: &'a [AccountHealth],
+    pub status: &'a [StatusRow],
+    pub outbox: &'a [OutboxEntry],
+    pub counters: &'a Counters,
+}
+
+/// The kinds of Hecto mail, each shown even at zero (a series that appears only with its first
+/// sample breaks `rate()` and alert rules).
+const HECTO_KINDS: [MailKind; 8] = [
+    MailKind::Guidance,
+    MailKind::DocumentsRequest,
+    MailKind::ContractCompleted,
+    MailKind::CardReviewRequested,
+    MailKind::CardReviewProgress,
+    MailKind::CardReviewCompleted,
+    MailKind::OtherHecto,
+    MailKind::Suspicious,
+];
+
+/// A label value, escaped as the format says.
+fn esc(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"{}\"", esc(v));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+pub fn render(s: &Snapshot<'_>) -> String {
+    let mut o = Out(String::new());
+
+    o.family(
+        "hecto_watch_account_readable",
+        "gauge",
+        "1 when every watched folder of the account was read to its end on its last pass, else 0.",
+    );
+    for a in s.health {
+        o.sample("hecto_watch_account_readable", &[("account", &a.account)], u8::from(a.readable));
+    }
+    o.family(
+        "hecto_watch_account_down_since_timestamp_seconds",
+        "gauge",
+        "When an unreadable account's trouble began (Unix time); absent while readable.",
+    );
+    for a in s.health {
+        if let Some(t) = a.since {
+            o.sample("hecto_watch_account_down_since_timestamp_seconds", &[("account", &a.account)], t.timestamp());
+        }
+    }
+    o.family(
+        "hecto_watch_folder_last_success_timestamp_seconds",
+        "gauge",
+        "The end of the last pass that read the folder to its newest mail (Unix time).",
+    );
+    for a in s.health {
+        for f in &a.folders {
+            if let Some(t) = f.status.last_ok {
+                o.sample(
+                    "hecto_watch_folder_last_success_timestamp_seconds",
+                    &[("account", &a.account), ("folder", &f.folder), ("role", &f.role)],
+                    t.timestamp(),
+                );
+            }
+        }
+    }
+    o.family(
+        "hecto_watch_folder_failures",
+        "gauge",
+        "Passes over the folder failed in a row (0 when its last pass succeeded).",
+    );
+    for a in s.health {
+        for f in &a.folders {
+            o.sample(
+                "hecto_watch_folder_failures",
+                &[("account", &a.account), ("folder", &f.folder), ("role", &f.role)],
+                f.status.failures,
+            );
+        }
+    }
+    o.family(
+        "hecto_watch_mails_seen_total",
+        "counter",
+        "Mails whose headers were looked at, per watched folder (kept across restarts).",
+    );
+    for a in s.health {
+        for f in &a.folders {
+            o.sample(
+                "hecto_watch_mails_seen_total",
+                &[("account", &a.account), ("folder", &f.folder), ("role", &f.role)],
+                f.status.mails_seen,
+            );
+        }
+    }
+
+    let counters = s.counters.inner.lock().map(|c| c.clone()).unwrap_or_default();
+    o.family(
+        "hecto_watch_hecto_mails_total",
+        "counter",
+        "Hecto mails read since the daemon started, by kind (duplicates not counted).",
+    );
+    for kind in HECTO_KINDS {
+        let n = counters.hecto_mails.get(kind.as_str()).copied().unwrap_or(0);
+        o.sample("hecto_watch_hecto_mails_total", &[("kind", kind.as_str())], n);
+    }
+    o.family(
+        "hecto_watch_stage_changes_total",
+        "counter",
+        "Merchant stage changes made by mail since the daemon started.",
+    );
+    o.sample("hecto_watch_stage_changes_total", &[], counters.stage_changes);
+    o.family(
+        "hecto_watch_found_in_spam_total",
+        "counter",
+        "Hecto mails for a merchant found in a spam folder since the daemon started.",
+    );
+    o.sample("hecto_watch_found_in_spam_total", &[], counters.found_in_spam);
+
+    // Notices from the outbox, which keeps every one: sent is a count that only grows.
+    let mut by: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for kind in ["reminder", "spam_notice", "operator_notice"] {
+        for state in ["sent", "pending", "failed"] {
+            by.insert((kind, state), 0);
+        }
+    }
+    for e in s.outbox {
+        let state = match e.status {
+            Delivery::Sent => "sent",
+            Delivery::Pending => "pending",
+            Delivery::Failed => "failed",
+        };
+        *by.entry((e.kind.as_str(), state)).or_default() += 1;
+    }
+    o.family(
+        "hecto_watch_notices_sent_total",
+        "counter",
+        "Reminders and notices sent, by kind (from the outbox, kept across restarts).",
+    );
+    for ((kind, state), n) in &by {
+        if *state == "sent" {
+            o.sample("hecto_watch_notices_sent_total", &[("kind", kind)], n);
+        }
+    }
+    o.family(
+        "hecto_watch_notices_pending",
+        "gauge",
+        "Reminders and notices waiting to be sent (new, or retrying after an SMTP failure), by kind.",
+    );
+    for ((kind, state), n) in &by {
+        if *state == "pending" {
+            o.sample("hecto_watch_notices_pending", &[("kind", kind)], n);
+        }
+    }
+    o.family(
+        "hecto_watch_notices_failed",
+        "gauge",
+        "Reminders and notices that gave up after permanent SMTP rejections, by kind (`retry` puts them back).",
+    );
+    for ((kind, state), n) in &by {
+        if *state == "failed" {
+            o.sample("hecto_watch_notices_failed", &[("kind", kind)], n);
+        }
+    }
+
+    o.family("hecto_watch_merchants", "gauge", "Merchants by onboarding stage.");
+    for stage in Stage::ALL {
+        let n = s.status.iter().filter(|r| r.stage == stage).count();
+        o.sample("hecto_watch_merchants", &[("stage", stage.id())], n);
+    }
+    o.family("hecto_watch_overdue_windows", "gauge", "Merchants whose window (guidance, card_review) has lapsed.");
+    for window in ["guidance", "card_review"] {
+        let n =
+            s.status.iter().filter(|r| r.overdue && r.deadline.is_some_and(|d| d.window.as_str() == window)).count();
+        o.sample("hecto_watch_overdue_windows", &[("window", window)], n);
+    }
+    o.family(
+        "hecto_watch_merchants_found_in_spam",
+        "gauge",
+        "Merchants whose Hecto mail was once found in a spam folder.",
+    );
+    o.sample("hecto_watch_merchants_found_in_spam", &[], s.status.iter().filter(|r| r.found_in_spam).count());
+    o.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped_and_every_family_has_help_and_type() {
+        assert_eq!(esc("a\"b\\c\nd 스팸"), "a\\\"b\\\\c\\nd 스팸");
+        let counters = Counters::default();
+        let text = render(&Snapshot { health: &[], status: &[], outbox: &[], counters: &counters });
+        let mut families = 0;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                families += 1;
+                let name = rest.split(' ').next().unwrap();
+                assert!(text.contains(&format!("# HELP {name} ")), "{name} has HELP");
+            }
+        }
+        assert!(families >= 14, "{text}");
+        assert!(text.contains("hecto_watch_hecto_mails_total{kind=\"guidance\"} 0"), "{text}");
+        assert!(text.contains("hecto_watch_merchants{stage=\"applied\"} 0"), "{text}");
+        assert!(text.ends_with('\n'));
+    }
+}
