@@ -165,15 +165,26 @@ pub fn health(store: &Store, config: &Config) -> anyhow::Result<Vec<AccountHealt
     Ok(crate::health::report(config, &store.folder_statuses()?, &store.folder_roles()?))
 }
 
+/// How recent the last read of every folder of a contact's mailbox must be for a reminder to say
+/// it was checked: a daemon that runs reads each folder every minute or so (INBOX at least every
+/// IDLE refresh); an older record is no proof that nothing came since.
+pub const CHECKED_FRESH_WITHIN: chrono::Duration = chrono::Duration::hours(1);
+
 /// What reminders may say about the contacts' mailboxes: the watched spam folders, and the
 /// contact addresses whose mailbox the daemon reads — only while it can read all of it, spam
-/// folder included, since "nothing from Hecto is there yet" must be true.
-pub fn mailboxes(store: &Store, config: &Config) -> anyhow::Result<due::Mailboxes> {
+/// folder included, read it within [`CHECKED_FRESH_WITHIN`], and holds no Hecto mail there that
+/// no merchant was matched to (the guidance could be that very mail), since "nothing from Hecto
+/// is there yet" must be true.
+pub fn mailboxes(store: &Store, config: &Config, now: DateTime<Utc>) -> anyhow::Result<due::Mailboxes> {
     let spam_folders = spam_folders(store, config)?;
     let health = health(store, config)?;
+    let unassigned: Vec<String> = store.unassigned()?.into_iter().map(|u| u.source.account).collect();
     let mut checked = BTreeMap::new();
     for (account, h) in config.accounts.iter().zip(&health) {
         let (true, Some(checked_at)) = (h.readable, h.last_ok) else { continue };
+        if now - checked_at > CHECKED_FRESH_WITHIN || unassigned.contains(&account.name) {
+            continue;
+        }
         let spam: Vec<String> = h.folders.iter().filter(|f| f.role == "junk").map(|f| f.folder.clone()).collect();
         if spam.is_empty() {
             continue;
@@ -206,7 +217,7 @@ pub fn reminders_due(
     // One read of the outbox serves both the reminder log and the list of what waits in it.
     let outbox = store.outbox_entries()?;
     let log = due::reminder_log(outbox.iter());
-    let mailboxes = mailboxes(store, config)?;
+    let mailboxes = mailboxes(store, config, now)?;
     let new = due::due_reminders(&merchants, &log, &config.windows, &config.reminders, &mailboxes, cal, now);
     let mut items: Vec<DueItem> = new.iter().map(|e| DueItem::from_entry(e, "due")).collect();
     for e in &outbox {
@@ -272,7 +283,7 @@ mod tests {
         s.folder_synced("c", "스팸메일함", now(), 1).unwrap();
         // An account that watches no spam folder cannot say the spam folder was checked.
         s.folder_synced("nojunk", "INBOX", now(), 1).unwrap();
-        let m = mailboxes(&s, &config).unwrap();
+        let m = mailboxes(&s, &config, now()).unwrap();
         let keys: Vec<&str> = m.checked.keys().map(String::as_str).collect();
         assert_eq!(keys, ["contracts@shop.test", "pay@acme.test"], "username and aliases, lowercase");
         let c = &m.checked["pay@acme.test"];
@@ -280,9 +291,12 @@ mod tests {
             (c.folders.clone(), c.spam_folders.clone()),
             (vec!["INBOX".to_owned(), "스팸메일함".to_owned()], vec!["스팸메일함".to_owned()])
         );
+        // Read more than an hour ago: no proof that nothing came since.
+        let later = now() + CHECKED_FRESH_WITHIN + chrono::Duration::seconds(1);
+        assert!(mailboxes(&s, &config, later).unwrap().checked.is_empty());
         // Unreadable now: the reminder must not claim the folders were checked.
         s.folder_failed("c", "스팸메일함", now(), "EXAMINE failed", crate::health::Trouble::Folder).unwrap();
-        assert!(mailboxes(&s, &config).unwrap().checked.is_empty());
+        assert!(mailboxes(&s, &config, now()).unwrap().checked.is_empty());
     }
 
     #[test]

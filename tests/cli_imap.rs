@@ -80,3 +80,25 @@ async fn folders_shows_every_folder_with_its_role_why_and_whether_it_is_watched(
     let row = out.lines().find(|l| l.contains("스팸메일함")).unwrap_or_else(|| panic!("{out}"));
     assert!(row.contains("junk") && row.contains("name") && row.contains("yes"), "{row}");
 }
+
+/// A configured folder the server does not have cannot be read: `health` says so (exit 1, the
+/// folder's error), instead of the account looking fine with the folder silently left out.
+#[tokio::test]
+async fn a_configured_folder_the_server_lacks_makes_the_account_unreadable() {
+    let server = QuirkServer::start(INBOX_ONLY).await;
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = server.account_toml("shop", "junk = \"스팸메일함\"\n");
+    let o = hw(dir.path(), &accounts, &["scan", "--once"]).await;
+    let (out, err) = text(&o);
+    assert!(err.contains("no such folder"), "stdout: {out}\nstderr: {err}");
+    let o = hw(dir.path(), &accounts, &["--json", "health"]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "stdout: {out}\nstderr: {err}");
+    let h: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(h["state"], "down", "{h}");
+    let junk = h["folders"].as_array().unwrap().iter().find(|f| f["folder"] == "스팸메일함").cloned();
+    let junk = junk.unwrap_or_else(|| panic!("the missing folder has a status: {h}"));
+    assert!(junk["last_error"].as_str().unwrap().contains("no such folder"), "{junk}");
+    assert_eq!(h["trouble"], "folder");
+    assert!(err.contains("the daemon is not running"), "{err}");
+}

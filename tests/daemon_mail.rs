@@ -13,18 +13,10 @@ use support::{account_toml, fresh_user, guidance_mail, message_id, smtp_deliver,
 /// A config watching `user`'s mailbox (Junk polled every second) and sending through the
 /// stack's submission port with AUTH.
 fn config_for(user: &str, operators: &[&str]) -> String {
-    let s = stack();
-    let ops: Vec<String> = operators.iter().map(|o| format!("\"{o}\"")).collect();
     format!(
-        "{account}\n[smtp]\nhost = \"{host}\"\nport = {port}\ntls = \"starttls\"\nca_file = \"{ca}\"\n\
-         username = \"{user}\"\npassword = {{ value = \"{pw}\" }}\nfrom = \"Hecto Watch <{user}>\"\n\
-         [reminders]\noperators = [{ops}]\n",
-        account = account_toml("contracts", user, Tls::Starttls, "poll_interval = \"1s\""),
-        host = s.host,
-        port = s.submission_port,
-        ca = s.ca_file.display(),
-        pw = s.password,
-        ops = ops.join(", "),
+        "{}\n{}",
+        account_toml("contracts", user, Tls::Starttls, "poll_interval = \"1s\""),
+        support::smtp_toml(user, operators, "")
     )
 }
 

@@ -213,6 +213,10 @@ fn a_token_guards_every_path() {
     let (code, _, body) = get(port, "/?token=s3cret-token", &[]);
     assert_eq!(code, 200);
     assert!(body.contains("href=\"/?token=s3cret-token\""), "links keep the token: {body}");
+    assert_eq!(get(port, "/healthz", &["Authorization: bearer s3cret-token"]).0, 200, "the scheme is case-insensitive");
+    let (_, head, _) = get(port, "/?token=s3cret-token", &[]);
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("cache-control: no-store") && head.contains("referrer-policy: no-referrer"), "{head}");
     d.terminate();
 }
 

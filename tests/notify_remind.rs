@@ -57,7 +57,8 @@ async fn a_contact_whose_mailbox_is_watched_hears_which_folders_were_checked() {
     let stack = Stack::shared();
     let env = Env::new(stack, "wtch");
     env.add_merchant("acme", "주식회사 에이씨미", "2027-02-05T10:00:00+09:00");
-    env.ok(0, &["scan", "--once"]);
+    // Read a minute before the reminder tick (a reminder claims only a fresh read).
+    env.ok(0, &["scan", "--once", "--now", "2027-02-15T08:59:00+09:00"]);
     let health = env.ok(0, &["health", "--json"]);
     let h: serde_json::Value = serde_json::from_str(health.trim()).unwrap();
     assert_eq!(

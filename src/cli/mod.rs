@@ -252,7 +252,7 @@ impl Ctx {
                     config: Arc::new(self.config.clone()),
                     calendar: Arc::new(self.calendar()?),
                     notifier: None,
-                    in_daemon: false,
+                    liveness: None,
                 };
                 engine.reply(&envelope)
             }
@@ -330,6 +330,11 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
                 ));
             }
             print::health(&mut out, &reply, ctx.json)?;
+            if !reply.daemon_running {
+                // A check that runs `health` from cron must not take a stopped daemon's last
+                // record for a watched mailbox.
+                eprintln!("hecto-watch: warning: the daemon is not running: nothing is reading these mailboxes now; shown is the state it last recorded");
+            }
             Ok(if reply.all_readable { 0 } else { 1 })
         }
         Command::Status => {
@@ -416,6 +421,9 @@ fn check_config(ctx: &Ctx, connect: bool, out: &mut impl Write) -> Result<i32, F
         if let Err(e) = a.password.reveal() {
             problems.push(format!("accounts[{i}].password: {e:#}"));
         }
+    }
+    if let Some(Err(e)) = ctx.config.http.token.as_ref().map(|t| t.reveal()) {
+        problems.push(format!("http.token: {e:#}"));
     }
     if let Some(s) = &ctx.config.smtp {
         if let Some(Err(e)) = s.password.as_ref().map(|p| p.reveal()) {

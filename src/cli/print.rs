@@ -107,9 +107,16 @@ pub fn health(out: &mut impl Write, reply: &crate::control::HealthReply, json: b
             #[serde(flatten)]
             account: &'a crate::health::AccountHealth,
             daemon_running: bool,
+            /// This account's watcher tasks and their last beats (through the daemon only).
+            tasks: Vec<&'a crate::health::liveness::TaskBeat>,
         }
         for account in &reply.accounts {
-            json_line(out, &Line { account, daemon_running: reply.daemon_running })?;
+            let tasks = reply
+                .tasks
+                .iter()
+                .filter(|t| crate::health::liveness::is_account_task(&t.task, &account.account))
+                .collect();
+            json_line(out, &Line { account, daemon_running: reply.daemon_running, tasks })?;
         }
         return Ok(());
     }
@@ -129,6 +136,13 @@ pub fn health(out: &mut impl Write, reply: &crate::control::HealthReply, json: b
         if let Some(e) = &a.last_error {
             text.push_str(&format!("  last error: {}\n", clean(e)));
         }
+        for f in a.folders.iter().filter(|f| f.status.last_error.is_some() && f.status.last_error != a.last_error) {
+            text.push_str(&format!(
+                "  error of {}: {}\n",
+                clean(&f.folder),
+                clean(f.status.last_error.as_deref().unwrap_or_default())
+            ));
+        }
         if let Some(f) = &a.fix {
             text.push_str(&format!("  likely fix: {}\n", clean(f)));
         }
@@ -144,6 +158,14 @@ pub fn health(out: &mut impl Write, reply: &crate::control::HealthReply, json: b
             ]);
         }
         text.push_str(&t.render());
+    }
+    if let Some(t) = reply.tasks.iter().find(|t| t.wedged) {
+        text.push_str(&format!(
+            "task {} has not made progress for {} s (bound {} s): the watchdog is withheld\n",
+            clean(&t.task),
+            t.last_beat_ms_ago / 1000,
+            t.bound_s
+        ));
     }
     let bad = accounts.iter().filter(|a| !a.readable).count();
     text.push_str(&match bad {

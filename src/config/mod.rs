@@ -156,15 +156,6 @@ pub struct Account {
     pub addresses: Vec<String>,
 }
 
-impl Account {
-    /// Whether mail to `address` lands in this mailbox (its username or one of `addresses`).
-    pub fn receives(&self, address: &str) -> bool {
-        let address = address.trim();
-        self.username.trim().eq_ignore_ascii_case(address)
-            || self.addresses.iter().any(|a| a.trim().eq_ignore_ascii_case(address))
-    }
-}
-
 fn default_imap_port() -> u16 {
     993
 }

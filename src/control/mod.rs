@@ -82,6 +82,9 @@ pub enum Request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HealthReply {
     pub daemon_running: bool,
+    /// The daemon's tasks and their last beats (what WATCHDOG= is derived from).
+    #[serde(default)]
+    pub tasks: Vec<crate::health::liveness::TaskBeat>,
     pub accounts: Vec<crate::health::AccountHealth>,
     pub all_readable: bool,
 }
@@ -127,8 +130,8 @@ pub struct Engine {
     /// The daemon's notifier (one SMTP transport, one drain at a time); `None` in a one-shot
     /// command, which builds its own when it needs to send.
     pub notifier: Option<Arc<Notifier<SmtpDeliver>>>,
-    /// This engine is the running daemon's (its watchers keep the health fresh).
-    pub in_daemon: bool,
+    /// The running daemon's own progress (`None` in a one-shot command).
+    pub liveness: Option<Arc<crate::health::liveness::Liveness>>,
 }
 
 impl Engine {
@@ -191,7 +194,8 @@ impl Engine {
             Request::Health => {
                 let report = ops::health(store, config)?;
                 json(HealthReply {
-                    daemon_running: self.in_daemon,
+                    daemon_running: self.liveness.is_some(),
+                    tasks: self.liveness.as_ref().map(|l| l.tasks()).unwrap_or_default(),
                     all_readable: crate::health::all_readable(&report),
                     accounts: report,
                 })?

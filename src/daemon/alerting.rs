@@ -46,6 +46,10 @@ fn check(engine: &Engine) -> anyhow::Result<usize> {
     let now = engine.ingest.clock().now();
     let operators = &config.reminders.operators;
     let mut queued = 0;
+    // An account no longer configured has no outage to keep (re-added later, it starts afresh).
+    for gone in store.outages()?.into_keys().filter(|a| !config.accounts.iter().any(|c| c.name == *a)) {
+        store.record_outage(&gone, None, None)?;
+    }
     for health in crate::ops::health(store, config)? {
         let account = &health.account;
         let stored = store.outage(account)?;

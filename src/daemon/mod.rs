@@ -9,7 +9,6 @@
 //! takes the others down.
 
 pub mod alerting;
-pub mod liveness;
 pub mod sd_notify;
 
 use std::path::PathBuf;
@@ -25,11 +24,11 @@ use tokio_util::task::TaskTracker;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::control::{server, Engine};
+use crate::health::liveness::{self, Liveness};
 use crate::ingest::Ingest;
 use crate::notify::DrainLock;
 use crate::schedule::Calendar;
 use crate::store::Store;
-use liveness::Liveness;
 use sd_notify::Notifier;
 
 /// How long the tasks get to finish the mail in hand after SIGTERM before they are abandoned
@@ -164,7 +163,15 @@ fn start(opts: &RunOptions, config: &Arc<Config>, lasting: &Lasting, reloaded: b
     let liveness = Arc::new(Liveness::new(config.accounts.iter().map(|a| a.name.as_str())));
     let sender = match &config.smtp {
         Some(_) => {
-            Some(Arc::new(crate::notify::smtp_notifier(store.clone(), config)?.with_drain_lock(drain_lock.clone())))
+            // Whoever drains (the sender, or the schedule's tick) or waits on the drain makes
+            // progress with every message sent, however slow the SMTP server.
+            let l = liveness.clone();
+            let progress = crate::clock::Heartbeat::new(move || {
+                l.beat("sender", TASK_BOUND);
+                l.beat("schedule", TASK_BOUND);
+            });
+            let n = crate::notify::smtp_notifier(store.clone(), config)?;
+            Some(Arc::new(n.with_drain_lock(drain_lock.clone()).with_progress(progress)))
         }
         None => None,
     };
@@ -174,7 +181,7 @@ fn start(opts: &RunOptions, config: &Arc<Config>, lasting: &Lasting, reloaded: b
         calendar: calendar.clone(),
         ingest: ingest.clone(),
         notifier: sender.clone(),
-        in_daemon: true,
+        liveness: Some(liveness.clone()),
     };
     // Bound before anything starts: a taken port fails the start (or the reload) with its reason.
     let http = crate::http::bind(&engine)?;
@@ -184,9 +191,15 @@ fn start(opts: &RunOptions, config: &Arc<Config>, lasting: &Lasting, reloaded: b
         tracker.spawn(crate::http::serve(http_listener, token, engine.clone(), counters.clone(), cancel.clone()));
     }
     tracker.spawn(supervise(engine.clone(), liveness.clone(), notifier.clone(), reloaded, cancel.clone()));
-    spawn_looping(&liveness, &tracker, "alerts", TASK_BOUND, {
-        let cancel = cancel.clone();
-        move |beat| alerting::run(engine, beat, cancel)
+    spawn_looping(&liveness, &tracker, "alerts", TASK_BOUND, &cancel, {
+        let (liveness, cancel) = (liveness.clone(), cancel.clone());
+        move |beat| async move {
+            // Before the first attempts a stored outage would be judged on the last run's
+            // statuses: an alert for an account that is about to be read fine.
+            if workers::wait_ready(&liveness, &beat, &cancel).await {
+                alerting::run(engine, beat, cancel).await;
+            }
+        }
     });
     let generation = Generation { cancel, tracker };
     workers::spawn(config, &ingest, &calendar, sender, &liveness, counters, &generation);
@@ -197,23 +210,56 @@ fn start(opts: &RunOptions, config: &Arc<Config>, lasting: &Lasting, reloaded: b
 /// beat: each wakes at least every minute; a send is bounded by `[smtp] timeout`.
 const TASK_BOUND: Duration = Duration::from_secs(5 * 60);
 
-/// A test hook: `HECTO_WATCH_TEST_WEDGE=TASK` (alerts, schedule, sender) makes that task beat
-/// once, promise its next beat within a second, and then never beat again — a task wedged on
-/// purpose, so a test can see the watchdog stop. Never set in production.
+/// A test hook: `HECTO_WATCH_TEST_WEDGE=TASK` (alerts, schedule, sender) wedges that task on
+/// purpose: it runs until its first beat and is then never polled again — as if stuck in a future
+/// that never ends — while its bound is a second, so a test sees the watchdog stop. Never set
+/// in production.
 const WEDGE_HOOK: &str = "HECTO_WATCH_TEST_WEDGE";
 
-/// Spawn one of the daemon's own loops with its heartbeat — or, under [`WEDGE_HOOK`], wedged.
-fn spawn_looping<F, Fut>(liveness: &Arc<Liveness>, tracker: &TaskTracker, task: &str, bound: Duration, f: F)
-where
+/// Spawn one of the daemon's own loops with its heartbeat; a loop that returns is no longer
+/// waited for.
+fn spawn_looping<F, Fut>(
+    liveness: &Arc<Liveness>,
+    tracker: &TaskTracker,
+    task: &str,
+    bound: Duration,
+    cancel: &CancellationToken,
+    f: F,
+) where
     F: FnOnce(crate::clock::Heartbeat) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let (liveness, name) = (liveness.clone(), task.to_owned());
     if std::env::var(WEDGE_HOOK).is_ok_and(|t| t == task) {
-        tracing::warn!(task, "{WEDGE_HOOK}: this task is wedged on purpose");
-        liveness.beat(task, Duration::from_secs(1));
+        tracing::warn!(task, "{WEDGE_HOOK}: this task is wedged on purpose after its first beat");
+        let beaten = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hb = {
+            let (liveness, name, beaten) = (liveness.clone(), name.clone(), beaten.clone());
+            liveness.beat(&name, Duration::from_secs(1));
+            crate::clock::Heartbeat::new(move || {
+                liveness.beat(&name, Duration::from_secs(1));
+                beaten.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
+        let (fut, cancel) = (f(hb), cancel.clone());
+        tracker.spawn(async move {
+            let mut fut = std::pin::pin!(fut);
+            std::future::poll_fn(|cx| {
+                if beaten.load(std::sync::atomic::Ordering::SeqCst) {
+                    return std::task::Poll::Ready(());
+                }
+                fut.as_mut().poll(cx)
+            })
+            .await;
+            cancel.cancelled().await;
+        });
         return;
     }
-    tracker.spawn(f(liveness.heartbeat(task, bound)));
+    let fut = f(liveness.heartbeat(task, bound));
+    tracker.spawn(async move {
+        fut.await;
+        liveness.forget(&name);
+    });
 }
 
 /// READY once every account has had its first attempt (at most [`liveness::READY_WITHIN`] after
@@ -232,6 +278,7 @@ async fn supervise(
         liveness.set_ready();
     }
     let mut last_watchdog = Instant::now();
+    let mut status_line = StatusLine { counts: None };
     let mut last_status: Option<(Instant, String)> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -247,7 +294,7 @@ async fn supervise(
                 continue;
             }
             liveness.set_ready();
-            let status = status_line(&engine).await;
+            let status = status_line.render(&engine).await;
             notifier.notify(&format!("READY=1\nSTATUS={status}"));
             if attempted {
                 tracing::info!(
@@ -278,7 +325,7 @@ async fn supervise(
         // STATUS= when it changes (looked at every few seconds) and every 30 s regardless.
         let due = last_status.as_ref().is_none_or(|(t, _)| t.elapsed() >= Duration::from_secs(3));
         if due {
-            let status = status_line(&engine).await;
+            let status = status_line.render(&engine).await;
             let changed =
                 last_status.as_ref().is_none_or(|(t, s)| *s != status || t.elapsed() >= Duration::from_secs(30));
             if changed {
@@ -289,39 +336,61 @@ async fn supervise(
     }
 }
 
-/// `3 merchants, 1 overdue, last sync 09:00:12 KST; account "shop" unreadable since 02-10 09:12 KST: login refused`
-async fn status_line(engine: &Engine) -> String {
-    let e = engine.clone();
-    let now = engine.ingest.clock().now();
-    let line = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
-        let rows = crate::ops::status(&e.store, &e.config, &e.calendar, now)?;
-        let health = crate::ops::health(&e.store, &e.config)?;
-        let overdue = rows.iter().filter(|r| r.overdue).count();
+/// `STATUS=`: `3 merchants, 1 overdue, last sync 09:00:12 KST; account "shop" unreadable since
+/// 02-10 09:12 KST: login refused`. The accounts' part is read every few seconds (a handful of
+/// keys); the merchants' counts, which decode every merchant, at most every 30 s.
+struct StatusLine {
+    counts: Option<(Instant, Option<(usize, usize)>)>,
+}
+
+impl StatusLine {
+    const COUNTS_EVERY: Duration = Duration::from_secs(30);
+
+    async fn render(&mut self, engine: &Engine) -> String {
+        let stale = self.counts.as_ref().is_none_or(|(t, _)| t.elapsed() >= Self::COUNTS_EVERY);
+        let e = engine.clone();
+        let now = engine.ingest.clock().now();
+        let read = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let counts = if stale {
+                let rows = crate::ops::status(&e.store, &e.config, &e.calendar, now)?;
+                Some((rows.len(), rows.iter().filter(|r| r.overdue).count()))
+            } else {
+                None
+            };
+            Ok((counts, crate::ops::health(&e.store, &e.config)?))
+        })
+        .await;
+        let (counts, health) = match read {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return format!("cannot read the database: {e:#}"),
+            Err(_) => return "status unavailable".into(),
+        };
+        if stale {
+            self.counts = Some((Instant::now(), counts));
+        }
         let last = health
             .iter()
             .flat_map(|a| a.folders.iter().filter_map(|f| f.status.last_ok))
             .max()
             .map(|t| t.with_timezone(&chrono_tz::Asia::Seoul).format("%H:%M:%S KST").to_string())
             .unwrap_or_else(|| "never".into());
-        let mut line = format!("{} merchants, {overdue} overdue, last sync {last}", rows.len());
+        let mut line = match self.counts.as_ref().and_then(|(_, c)| *c) {
+            Some((n, overdue)) => format!("{n} merchants, {overdue} overdue, last sync {last}"),
+            None => format!("last sync {last}"),
+        };
         let trouble = crate::health::trouble_line(&health);
         if !trouble.is_empty() {
             line.push_str("; ");
             line.push_str(&trouble);
         }
-        Ok(line)
-    })
-    .await;
-    match line {
-        Ok(Ok(l)) => l,
-        Ok(Err(e)) => format!("cannot read the database: {e:#}"),
-        Err(_) => "status unavailable".into(),
+        line
     }
 }
 
 /// The long-running workers of one generation: IMAP watchers, reminder schedule, outbox sender.
 mod workers {
     use super::*;
+    use crate::health::liveness::{account_task, folder_task};
     use crate::imap::{self, Hooks, ImapEvent};
     use crate::notify;
 
@@ -337,14 +406,6 @@ mod workers {
     /// An account's listing retries within the backoff cap; a connection attempt is bounded by
     /// the connect and I/O timeouts.
     const LISTING_BOUND: Duration = Duration::from_secs(5 * 60);
-
-    fn folder_task(account: &str, folder: &str) -> String {
-        format!("imap {account}/{folder}")
-    }
-
-    fn account_task(account: &str) -> String {
-        format!("imap {account}")
-    }
 
     pub fn spawn(
         config: &Arc<Config>,
@@ -373,7 +434,7 @@ mod workers {
         // The outbox and the schedule run from READY on (SPEC §9): the first tick makes up for
         // ticks missed while we were down, so it must see the mail that arrived meanwhile in
         // every account that can be read — and not wait for one that cannot.
-        spawn_looping(liveness, tracker, "sender", TASK_BOUND, {
+        spawn_looping(liveness, tracker, "sender", TASK_BOUND, cancel, {
             let (notifier, clock, ready, liveness, cancel) =
                 (notifier.clone(), ingest.clock(), ingest.outbox_ready(), liveness.clone(), cancel.clone());
             move |beat| async move {
@@ -382,7 +443,7 @@ mod workers {
                 }
             }
         });
-        spawn_looping(liveness, tracker, "schedule", TASK_BOUND, {
+        spawn_looping(liveness, tracker, "schedule", TASK_BOUND, cancel, {
             let (config, calendar, clock, liveness, cancel) =
                 (config.clone(), calendar.clone(), ingest.clock(), liveness.clone(), cancel.clone());
             move |beat| async move {
@@ -394,7 +455,11 @@ mod workers {
     }
 
     /// Wait for READY, beating meanwhile; `false` when cancelled first.
-    async fn wait_ready(liveness: &Liveness, beat: &crate::clock::Heartbeat, cancel: &CancellationToken) -> bool {
+    pub(super) async fn wait_ready(
+        liveness: &Liveness,
+        beat: &crate::clock::Heartbeat,
+        cancel: &CancellationToken,
+    ) -> bool {
         loop {
             tokio::select! {
                 () = cancel.cancelled() => return false,
@@ -485,7 +550,13 @@ mod workers {
                     liveness.beat(&account_task(&account), LISTING_BOUND);
                     liveness.listing_failed(&account);
                 }
-                ImapEvent::Mail(_) => {}
+                // A long first sync reads mail for minutes before its pass ends: progress too.
+                ImapEvent::Mail(report) => {
+                    let task = folder_task(&report.account, &report.folder);
+                    let b =
+                        announced.get(&task).copied().unwrap_or_else(|| bound(&report.account, &report.folder, None));
+                    liveness.beat(&task, b);
+                }
             }
         }
     }

@@ -162,6 +162,18 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_outage_keeps_its_start_when_the_failing_folders_change() {
+        // INBOX failed from 09:00; it comes back while Junk, failing since 09:20, does not: the
+        // account was never readable in between, so it is the same outage, alerted once.
+        let down = health(AccountState::Down, "2027-02-10T09:00:00+09:00", Trouble::Unreachable, 5);
+        let Decision::AlertDown(o) = decide(None, &down, t("2027-02-10T09:40:00+09:00"), THIRTY_MIN) else { panic!() };
+        let later = health(AccountState::Down, "2027-02-10T09:20:00+09:00", Trouble::Folder, 1);
+        let d = decide(Some(&o), &later, t("2027-02-10T09:55:00+09:00"), THIRTY_MIN);
+        let Decision::Keep(kept) = d else { panic!("{d:?}") };
+        assert_eq!((kept.since, kept.alerted_at, kept.trouble), (o.since, o.alerted_at, Trouble::Folder));
+    }
+
+    #[test]
     fn a_short_outage_is_forgotten_without_a_word() {
         let down = health(AccountState::Down, "2027-02-10T09:00:00+09:00", Trouble::Unreachable, 1);
         let Decision::Keep(o) = decide(None, &down, t("2027-02-10T09:01:00+09:00"), THIRTY_MIN) else { panic!() };

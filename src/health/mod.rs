@@ -5,6 +5,7 @@
 //! from those records and the configuration, so all of them say the same thing.
 
 pub mod alerts;
+pub mod liveness;
 
 use std::collections::BTreeMap;
 

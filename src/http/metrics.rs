@@ -206,34 +206,32 @@ pub fn render(s: &Snapshot<'_>) -> String {
         };
         *by.entry((e.kind.as_str(), state)).or_default() += 1;
     }
-    o.family(
-        "hecto_watch_notices_sent_total",
-        "counter",
-        "Reminders and notices sent, by kind (from the outbox, kept across restarts).",
-    );
-    for ((kind, state), n) in &by {
-        if *state == "sent" {
-            o.sample("hecto_watch_notices_sent_total", &[("kind", kind)], n);
-        }
-    }
-    o.family(
-        "hecto_watch_notices_pending",
-        "gauge",
-        "Reminders and notices waiting to be sent (new, or retrying after an SMTP failure), by kind.",
-    );
-    for ((kind, state), n) in &by {
-        if *state == "pending" {
-            o.sample("hecto_watch_notices_pending", &[("kind", kind)], n);
-        }
-    }
-    o.family(
-        "hecto_watch_notices_failed",
-        "gauge",
-        "Reminders and notices that gave up after permanent SMTP rejections, by kind (`retry` puts them back).",
-    );
-    for ((kind, state), n) in &by {
-        if *state == "failed" {
-            o.sample("hecto_watch_notices_failed", &[("kind", kind)], n);
+    let families = [
+        (
+            "sent",
+            "hecto_watch_notices_sent_total",
+            "counter",
+            "Reminders and notices sent, by kind (from the outbox, kept across restarts).",
+        ),
+        (
+            "pending",
+            "hecto_watch_notices_pending",
+            "gauge",
+            "Reminders and notices waiting to be sent (new, or retrying after an SMTP failure), by kind.",
+        ),
+        (
+            "failed",
+            "hecto_watch_notices_failed",
+            "gauge",
+            "Reminders and notices that gave up after permanent SMTP rejections, by kind (`retry` puts them back).",
+        ),
+    ];
+    for (want, name, kind, help) in families {
+        o.family(name, kind, help);
+        for ((notice, state), n) in &by {
+            if *state == want {
+                o.sample(name, &[("kind", notice)], n);
+            }
         }
     }
 

@@ -88,9 +88,12 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// Constant-time comparison: the time taken does not tell how much of a guess was right.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `given` is the token, in a time that tells neither how much of a guess was right nor
+/// the token's length (both sides are hashed first, then compared in constant time).
+fn same(given: &str, token: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(given.as_bytes()), Sha256::digest(token.as_bytes()));
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn authorize(
@@ -101,11 +104,13 @@ async fn authorize(
     next: axum::middleware::Next,
 ) -> Response {
     if let Some(expected) = &state.token {
+        // RFC 7235: the scheme name is case-insensitive.
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
         let given = bearer.or(q.token.as_deref());
         if !given.is_some_and(|g| same(g, expected)) {
             return (
@@ -116,7 +121,14 @@ async fn authorize(
                 .into_response();
         }
     }
-    next.run(request).await
+    let mut response = next.run(request).await;
+    // The pages carry merchants' names and mail subjects, and links may carry `?token=`: keep
+    // them out of caches and out of the Referer of any link followed.
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    h.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// Run a store read on a blocking thread; a failure is a 500 with its message.

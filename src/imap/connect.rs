@@ -492,13 +492,25 @@ async fn login(mut client: Client, account: &Account, password: &str, endpoint: 
     };
     match tokio::time::timeout(AUTH_TIMEOUT, attempt).await {
         Ok(Ok(s)) => Ok(s),
+        // RFC 5530: the server cannot check the password now — a passing trouble of the
+        // server's, not a refused login (no "wrong password" alert, no long backoff).
+        Ok(Err(async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text)))
+            if ["[UNAVAILABLE]", "[SERVERBUG]", "[INUSE]", "[LIMIT]"].iter().any(|c| text.contains(c)) =>
+        {
+            Err(ConnectError::Protocol { endpoint: endpoint.to_owned(), what: "login", reason: text.trim().to_owned() })
+        }
         Ok(Err(async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text))) => {
             Err(auth_err(text.trim().to_owned()))
         }
         Ok(Err(e)) => {
             Err(ConnectError::Protocol { endpoint: endpoint.to_owned(), what: "login", reason: e.to_string() })
         }
-        Err(_) => Err(auth_err(format!("no answer within {} s", AUTH_TIMEOUT.as_secs()))),
+        // A server that does not answer the login is slow or hung, not refusing the password.
+        Err(_) => Err(ConnectError::Protocol {
+            endpoint: endpoint.to_owned(),
+            what: "login",
+            reason: format!("no answer within {} s", AUTH_TIMEOUT.as_secs()),
+        }),
     }
 }
 

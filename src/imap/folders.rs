@@ -175,6 +175,10 @@ pub struct Roles {
     pub found: BTreeMap<usize, (FolderRole, Why)>,
     /// E.g. a configured folder that does not exist. Reported, never fatal.
     pub problems: Vec<String>,
+    /// The configured folders (`folders`, `junk`, `sent` by name) the server does not have or
+    /// cannot select, each with its problem: a folder that should be read and cannot is that
+    /// folder's error (SPEC §6), kept in its status, not only a log line.
+    pub missing: Vec<(String, String)>,
 }
 
 impl Roles {
@@ -281,9 +285,10 @@ pub fn detect_roles(list: &[FolderInfo], junk: &FolderChoice, sent: &FolderChoic
                 .filter_map(|n| {
                     let found = find_named(list, n).filter(|i| list[*i].selectable);
                     if found.is_none() {
-                        roles
-                            .problems
-                            .push(format!("{key} = {n:?}: no such folder on the server (it has: {})", names_of(list)));
+                        let problem =
+                            format!("{key} = {n:?}: no such folder on the server (it has: {})", names_of(list));
+                        roles.missing.push((n.clone(), problem.clone()));
+                        roles.problems.push(problem);
                     }
                     found.map(|i| (i, Why::Configured))
                 })
@@ -354,12 +359,14 @@ pub fn plan(list: &[FolderInfo], account: &Account) -> (Vec<WatchedFolder>, Role
                 };
                 add(i, role, why, &mut out);
             }
-            Some(_) => {
-                roles.problems.push(format!("folders: {wanted:?} cannot be selected on the server (\\Noselect)"))
+            found => {
+                let problem = match found {
+                    Some(_) => format!("folders: {wanted:?} cannot be selected on the server (\\Noselect)"),
+                    None => format!("folders: {wanted:?}: no such folder on the server (it has: {})", names_of(list)),
+                };
+                roles.missing.push((wanted.clone(), problem.clone()));
+                roles.problems.push(problem);
             }
-            None => roles
-                .problems
-                .push(format!("folders: {wanted:?}: no such folder on the server (it has: {})", names_of(list))),
         }
     }
     for (i, (role, why)) in &roles.found {

@@ -442,10 +442,15 @@ fn adopt(
     for p in &roles.problems {
         warn!(problem = %p, "Folder configuration");
     }
-    let names: Vec<String> = plan.iter().map(|f| f.name.clone()).collect();
+    let mut names: Vec<String> = plan.iter().map(|f| f.name.clone()).collect();
+    names.extend(roles.missing.iter().map(|(name, _)| name.clone()));
     let recorded = ingest
         .store()
         .set_folder_roles(&account.name, &folders::listing(list, &roles))
         .and_then(|()| ingest.store().retain_folder_statuses(&account.name, &names));
+    // A configured folder the server does not have cannot be read: the account is not fine.
+    for (name, problem) in &roles.missing {
+        sync::record_failure(ingest, &account.name, name, problem, Trouble::Folder);
+    }
     (plan, roles.problems, recorded)
 }

@@ -22,6 +22,7 @@ use super::render::Renderer;
 use super::smtp::Deliver;
 #[cfg(test)]
 use super::smtp::SendError;
+use crate::clock::Heartbeat;
 use crate::config::SendHours;
 use crate::merchant::Merchant;
 use crate::schedule::due::{open_window, window_instance};
@@ -122,6 +123,9 @@ pub struct Notifier<D: Deliver> {
     /// When reminders may go out (SPEC §5: business days, inside `send_hours`, Asia/Seoul);
     /// `None`: at any time. Notices and alerts are never held.
     reminder_hours: Option<(SendHours, Arc<Calendar>)>,
+    /// Beaten once per message a drain handles: a drain of many messages through a slow SMTP
+    /// server is progress, not a wedged task (the daemon's watchdog, SPEC §9).
+    progress: Heartbeat,
 }
 
 /// Held by whoever drains an outbox.
@@ -138,7 +142,15 @@ impl<D: Deliver> Notifier<D> {
             policy: RetryPolicy::default(),
             drain_lock: DrainLock::default(),
             reminder_hours: None,
+            progress: Heartbeat::none(),
         }
+    }
+
+    /// Beat `progress` for every message a drain handles (and so for whoever waits on the drain
+    /// lock meanwhile).
+    pub fn with_progress(mut self, progress: Heartbeat) -> Self {
+        self.progress = progress;
+        self
     }
 
     /// Send reminders only on business days of `calendar` inside `hours` (Asia/Seoul): a tick
@@ -204,6 +216,7 @@ impl<D: Deliver> Notifier<D> {
         due.sort_by(|a, b| (a.created_at, &a.key).cmp(&(b.created_at, &b.key)));
         let mut outcomes = Vec::new();
         for entry in due {
+            self.progress.beat();
             if cancel.is_cancelled() {
                 // Still due: the next drain takes it.
                 next = Some(now);

@@ -28,23 +28,9 @@ const REMINDER_VARS: &[&str] = &[
     "hecto_contact",
     "portone_contact",
 ];
-/// The guidance reminder to a contact whose mailbox the daemon reads itself.
-const WATCHED_VARS: &[&str] = &[
-    "merchant_name",
-    "merchant_id",
-    "n",
-    "max_reminders",
-    "since",
-    "due",
-    "business_days_waited",
-    "days_waited",
-    "contact_address",
-    "checked_folders",
-    "checked_spam_folders",
-    "checked_at",
-    "hecto_contact",
-    "portone_contact",
-];
+/// What the guidance reminder to a contact whose mailbox the daemon reads has besides
+/// [`REMINDER_VARS`] (it names the folders read instead of `spam_folders`).
+const WATCHED_EXTRA_VARS: &[&str] = &["contact_address", "checked_folders", "checked_spam_folders", "checked_at"];
 const ALERT_VARS: &[&str] = &["account", "since", "recovered_at", "last_error", "trouble", "fix", "down_for"];
 const SPAM_VARS: &[&str] = &[
     "merchant_name",
@@ -197,10 +183,14 @@ impl Renderer {
             if *l != lang {
                 continue;
             }
+            let watched: Vec<&str>;
             let vars = match *name {
                 "spam_notice" => SPAM_VARS,
                 "operator_notice" => OPERATOR_VARS,
-                "guidance_reminder_watched" => WATCHED_VARS,
+                "guidance_reminder_watched" => {
+                    watched = REMINDER_VARS.iter().chain(WATCHED_EXTRA_VARS).copied().collect();
+                    &watched
+                }
                 "account_down" | "account_up" => ALERT_VARS,
                 _ => REMINDER_VARS,
             };

@@ -147,6 +147,23 @@ password = {{ value = "{pw}" }}
     )
 }
 
+/// `[smtp]` through the stack's submission port (STARTTLS, AUTH as `from`) and `[reminders]` with
+/// `operators`, then `extra` (more tables).
+pub fn smtp_toml(from: &str, operators: &[&str], extra: &str) -> String {
+    let s = stack();
+    let ops: Vec<String> = operators.iter().map(|o| format!("\"{o}\"")).collect();
+    format!(
+        "[smtp]\nhost = \"{host}\"\nport = {port}\ntls = \"starttls\"\nca_file = \"{ca}\"\n\
+         username = \"{from}\"\npassword = {{ value = \"{pw}\" }}\nfrom = \"Hecto Watch <{from}>\"\n\
+         [reminders]\noperators = [{ops}]\n{extra}",
+        host = s.host,
+        port = s.submission_port,
+        ca = s.ca_file.display(),
+        pw = s.password,
+        ops = ops.join(", "),
+    )
+}
+
 /// A configuration with the given account tables, the store in `state`.
 pub fn config(state: &Path, accounts_toml: &str) -> Config {
     let text = format!("[store]\npath = \"{}\"\n{accounts_toml}", state.display());

@@ -8,8 +8,9 @@
 //!   remote outage keeps the beats coming (every retry is one), so it does not restart the
 //!   service; a task stuck in a future that never ends does.
 //!
-//! Whether the mailboxes can be *read* is not this module's business: that is
-//! [`crate::health`], from what the watchers store.
+//! Whether the mailboxes can be *read* is the rest of [`crate::health`], from what the watchers
+//! store; this is whether the daemon itself is alive. `health` run through the daemon shows the
+//! tasks and their last beats too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,10 +24,41 @@ use crate::clock::Heartbeat;
 /// to answer a first attempt is reported as not checked yet, not waited for.
 pub const READY_WITHIN: Duration = Duration::from_secs(45);
 
+/// The task watching one folder of an account.
+pub fn folder_task(account: &str, folder: &str) -> String {
+    format!("imap {account}/{folder}")
+}
+
+/// The task listing an account's folders (until its folder watchers take over).
+pub fn account_task(account: &str) -> String {
+    format!("imap {account}")
+}
+
+/// Whether `task` is one of `account`'s watcher tasks.
+pub fn is_account_task(task: &str, account: &str) -> bool {
+    task.strip_prefix("imap ")
+        .and_then(|t| t.strip_prefix(account))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Beat {
     last: Instant,
     bound: Duration,
+    beats: u64,
+}
+
+/// One task as `health --json` shows it (through the running daemon).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TaskBeat {
+    pub task: String,
+    /// Milliseconds since its last beat.
+    pub last_beat_ms_ago: u64,
+    /// It must beat again within this.
+    pub bound_s: u64,
+    /// Beats since it started.
+    pub beats: u64,
+    pub wedged: bool,
 }
 
 /// An account's first attempt: which planned folders have been tried.
@@ -60,8 +92,26 @@ impl Liveness {
     /// `task` made progress and promises to again within `bound`.
     pub fn beat(&self, task: &str, bound: Duration) {
         if let Ok(mut t) = self.tasks.lock() {
-            t.insert(task.to_owned(), Beat { last: Instant::now(), bound });
+            let beats = t.get(task).map_or(0, |b| b.beats) + 1;
+            t.insert(task.to_owned(), Beat { last: Instant::now(), bound, beats });
         }
+    }
+
+    /// Every task and its last beat.
+    pub fn tasks(&self) -> Vec<TaskBeat> {
+        let Ok(t) = self.tasks.lock() else { return Vec::new() };
+        t.iter()
+            .map(|(task, b)| {
+                let since = b.last.elapsed();
+                TaskBeat {
+                    task: task.clone(),
+                    last_beat_ms_ago: u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
+                    bound_s: b.bound.as_secs(),
+                    beats: b.beats,
+                    wedged: since > b.bound,
+                }
+            })
+            .collect()
     }
 
     /// `task` has ended on purpose (or handed over to others): it is no longer waited for.
@@ -140,12 +190,17 @@ impl Liveness {
 
     /// Wait until every account has had its first attempt (the caller bounds the wait).
     pub async fn wait_attempted(&self) {
+        self.wait_until(Liveness::all_attempted).await;
+    }
+
+    /// Wait until `cond` holds; it is looked at again whenever an attempt ends or READY is set.
+    async fn wait_until(&self, cond: impl Fn(&Liveness) -> bool) {
         loop {
             // Register interest before checking, so a notification in between is not lost.
             let notified = self.ready_notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.all_attempted() {
+            if cond(self) {
                 return;
             }
             notified.await;
@@ -164,15 +219,7 @@ impl Liveness {
 
     /// Wait until READY.
     pub async fn wait_ready(&self) {
-        loop {
-            let notified = self.ready_notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_ready() {
-                return;
-            }
-            notified.await;
-        }
+        self.wait_until(Liveness::is_ready).await;
     }
 }
 
