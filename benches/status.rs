@@ -35,6 +35,7 @@ fn seed(store: &Store, now: DateTime<Utc>) {
                 found_in_spam: i % 7 == 0,
                 card_approvals: BTreeMap::new(),
                 created_at: applied,
+                paused: false,
             }
         })
         .collect();

@@ -67,6 +67,7 @@ pub fn merchant_add(store: &Store, new: &NewMerchant, now: DateTime<Utc>) -> any
         found_in_spam: false,
         card_approvals: BTreeMap::new(),
         created_at: now,
+        paused: false,
     };
     store.add_merchant(&m, None, now)?;
     Ok(m)
@@ -103,6 +104,27 @@ pub fn merchant_advance(
     store.update_merchant(id, |old| {
         let (m, event) = merchant::advance(old, stage, at, note.clone(), now);
         (m, vec![event])
+    })
+}
+
+/// `merchant pause` / `merchant resume`. Pausing a paused merchant (or resuming a running one) is
+/// refused, so a script learns that its idea of the merchant was wrong.
+pub fn merchant_pause(
+    store: &Store,
+    id: &str,
+    paused: bool,
+    note: Option<String>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Merchant> {
+    let m = merchant_get(store, id)?;
+    if m.paused == paused {
+        let what = if paused { "already paused (`merchant resume` starts them again)" } else { "not paused" };
+        return Err(bad(format!("merchant {id}: its reminders are {what}")));
+    }
+    store.update_merchant(id, |old| match merchant::set_paused(old, paused, note.clone(), now) {
+        Some((m, event)) => (m, vec![event]),
+        // Changed meanwhile by another command: nothing more to do.
+        None => (old.clone(), Vec::new()),
     })
 }
 

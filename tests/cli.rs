@@ -97,6 +97,32 @@ fn status_and_reminders_follow_the_korean_calendar_under_now() {
     assert_eq!(stdout(&again), stdout(&o));
 }
 
+/// `merchant pause` stops a merchant's reminders (SPEC §5), `resume` starts them again; both are
+/// events in the timeline, and pausing twice is refused.
+#[test]
+fn a_paused_merchant_gets_no_reminder_until_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    add_acme(state);
+    let due = |state: &Path| stdout(&hw(state, &["reminders", "--json", "--now", "2027-02-15T09:00:00+09:00"]));
+    assert!(due(state).contains("\"merchant\":\"acme\""), "overdue, so due");
+    let o = hw(state, &["merchant", "pause", "acme", "--note", "계약 보류"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(due(state).trim(), "", "paused: nothing due");
+    let row: serde_json::Value = serde_json::from_str(stdout(&hw(state, &["status", "--json"])).trim()).unwrap();
+    assert_eq!(row["paused"], true);
+    let o = hw(state, &["merchant", "pause", "acme"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("already paused"), "{}", stderr(&o));
+    assert_eq!(hw(state, &["merchant", "resume", "acme"]).status.code(), Some(0));
+    assert!(due(state).contains("\"merchant\":\"acme\""), "resumed: due again");
+    let show = stdout(&hw(state, &["merchant", "show", "acme"]));
+    assert!(show.contains("reminders paused") && show.contains("operator: 계약 보류"), "{show}");
+    assert!(show.contains("reminders resumed") && show.contains("reminders:    on"), "{show}");
+    assert_eq!(hw(state, &["merchant", "resume", "acme"]).status.code(), Some(2));
+    assert_eq!(hw(state, &["merchant", "pause", "nobody"]).status.code(), Some(2));
+}
+
 #[test]
 fn merchant_show_prints_the_timeline_with_operator_evidence() {
     let dir = tempfile::tempdir().unwrap();

@@ -133,6 +133,7 @@ fn healthz_metrics_and_the_status_page_in_a_real_browser() {
     d.add_merchant("acme", "주식회사 에이씨미 <Pay> & Co", &user, Some("2026-11-02"));
     d.add_merchant("beta", "베타상점", "beta@example.test", None);
     import(&d, "Junk", "guidance.eml", &support::guidance_mail(&user, &support::message_id("http"), &[]));
+    assert_eq!(d.cli(&["merchant", "pause", "beta", "--note", "on hold"]).status.code(), Some(0));
 
     // /healthz: 503 naming the dead account while it cannot be read.
     eventually(Duration::from_secs(20), "the good account read", || {
@@ -178,6 +179,7 @@ fn healthz_metrics_and_the_status_page_in_a_real_browser() {
     assert!(dom.contains("주식회사 에이씨미 &lt;Pay&gt; &amp; Co"), "Korean text, escaped: {dom}");
     assert!(dom.contains("계약안내 수신") && dom.contains("found in spam"), "{dom}");
     assert!(dom.contains("href=\"/merchants/acme\""), "{dom}");
+    assert!(dom.contains("<span class=\"badge warn\">paused</span>"), "beta's reminders paused: {dom}");
     let merchant = chromium_dom(&format!("{base}/merchants/acme"));
     assert!(merchant.contains("id=\"timeline\""), "{merchant}");
     assert!(

@@ -164,6 +164,15 @@ pub enum MerchantCmd {
     },
     /// Remove a merchant (its events are kept)
     Remove { id: String },
+    /// Stop this merchant's reminders (mail still moves it through the stages)
+    Pause {
+        id: String,
+        /// Why, kept in the timeline
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Start this merchant's reminders again
+    Resume { id: String },
 }
 
 /// An error with the exit status it deserves.
@@ -505,6 +514,14 @@ fn merchant(ctx: &Ctx, cmd: MerchantCmd, out: &mut impl Write) -> Result<i32, Fa
         }
         MerchantCmd::Advance { id, stage, at, note } => {
             let m: Merchant = ctx.request(Request::MerchantAdvance { id, stage, at, note })?;
+            print::merchants(out, std::slice::from_ref(&m), ctx.json)?;
+        }
+        MerchantCmd::Pause { id, note } => {
+            let m: Merchant = ctx.request(Request::MerchantPause { id, paused: true, note })?;
+            print::merchants(out, std::slice::from_ref(&m), ctx.json)?;
+        }
+        MerchantCmd::Resume { id } => {
+            let m: Merchant = ctx.request(Request::MerchantPause { id, paused: false, note: None })?;
             print::merchants(out, std::slice::from_ref(&m), ctx.json)?;
         }
         MerchantCmd::Remove { id } => {

@@ -80,7 +80,7 @@ pub fn status(out: &mut impl Write, rows: &[StatusRow], json: bool, now: DateTim
         }
         return Ok(());
     }
-    let mut t = Table::new(&["ID", "NAME", "STAGE", "SINCE", "WINDOW", "DUE", "OVERDUE", "SPAM"]);
+    let mut t = Table::new(&["ID", "NAME", "STAGE", "SINCE", "WINDOW", "DUE", "OVERDUE", "SPAM", "REMINDERS"]);
     for r in rows {
         t.row(vec![
             r.id.clone(),
@@ -91,6 +91,7 @@ pub fn status(out: &mut impl Write, rows: &[StatusRow], json: bool, now: DateTim
             r.deadline.map_or("-".into(), |d| kst(d.due)),
             if r.overdue { "OVERDUE".into() } else { "-".into() },
             if r.found_in_spam { "found in spam".into() } else { "-".into() },
+            if r.paused { "paused".into() } else { "-".into() },
         ]);
     }
     let overdue = rows.iter().filter(|r| r.overdue).count();
@@ -282,7 +283,7 @@ pub fn merchants(out: &mut impl Write, list: &[Merchant], json: bool) -> Result<
             m.contact.clone(),
             m.business_no.as_deref().map_or("-".into(), format_business_no),
             if m.mids.is_empty() { "-".into() } else { m.mids.join(",") },
-            m.stage.id().to_owned(),
+            if m.paused { format!("{} (paused)", m.stage.id()) } else { m.stage.id().to_owned() },
             kst(m.stage_since),
         ]);
     }
@@ -318,6 +319,10 @@ pub fn merchant_detail(
         s.push_str(&format!("  approvals:    {}\n", list.join(", ")));
     }
     s.push_str(&format!("  in spam:      {}\n", if m.found_in_spam { "yes" } else { "no" }));
+    s.push_str(&format!(
+        "  reminders:    {}\n",
+        if m.paused { "paused (`merchant resume` starts them again)" } else { "on" }
+    ));
     match &d.deadline {
         Some(dl) => s.push_str(&format!(
             "  deadline:     {} due {}{}\n",

@@ -60,6 +60,12 @@ pub enum Request {
     MerchantRemove {
         id: String,
     },
+    /// `merchant pause` (`paused`) / `merchant resume`.
+    MerchantPause {
+        id: String,
+        paused: bool,
+        note: Option<String>,
+    },
     ImportMail {
         account: String,
         folder: String,
@@ -151,6 +157,11 @@ impl Engine {
             Request::MerchantShow { id } => json(ops::merchant_show(store, config, cal, id)?)?,
             Request::MerchantAdvance { id, stage, at, note } => {
                 let m = ops::merchant_advance(store, id, stage, at.as_deref(), note.clone(), now)?;
+                store.flush_blocking()?;
+                json(m)?
+            }
+            Request::MerchantPause { id, paused, note } => {
+                let m = ops::merchant_pause(store, id, *paused, note.clone(), now)?;
                 store.flush_blocking()?;
                 json(m)?
             }

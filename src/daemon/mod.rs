@@ -295,7 +295,6 @@ async fn supervise(
             }
             liveness.set_ready();
             let status = status_line.render(&engine).await;
-            notifier.notify(&format!("READY=1\nSTATUS={status}"));
             if attempted {
                 tracing::info!(
                     took_ms = started.elapsed().as_millis() as u64,
@@ -308,6 +307,7 @@ async fn supervise(
                     "Ready without the first attempt of some accounts: their servers are slow to answer; they go on being tried"
                 );
             }
+            notifier.notify(&format!("READY=1\nSTATUS={status}"));
             last_status = Some((Instant::now(), status));
         }
         if let Some(every) = watchdog {

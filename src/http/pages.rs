@@ -123,11 +123,11 @@ pub fn index(health: &[AccountHealth], rows: &[StatusRow], now: DateTime<Utc>, q
     body.push_str(&format!(
         "<h2>Merchants <span class=\"muted\">{} · {overdue} overdue</span></h2>\n<div class=\"scroll\">\n\
          <table id=\"merchants\">\n<thead><tr><th>Merchant</th><th>Stage</th><th>Since</th><th>Deadline</th>\
-         <th>Overdue</th><th>Found in spam</th></tr></thead>\n<tbody>\n",
+         <th>Overdue</th><th>Found in spam</th><th>Reminders</th></tr></thead>\n<tbody>\n",
         rows.len()
     ));
     if rows.is_empty() {
-        body.push_str("<tr><td colspan=\"6\" class=\"muted\">No merchants yet.</td></tr>\n");
+        body.push_str("<tr><td colspan=\"7\" class=\"muted\">No merchants yet.</td></tr>\n");
     }
     for r in rows {
         let deadline = r
@@ -137,7 +137,7 @@ pub fn index(health: &[AccountHealth], rows: &[StatusRow], now: DateTime<Utc>, q
         body.push_str(&format!(
             "<tr class=\"{row}\" data-merchant=\"{id}\"><td><a href=\"/merchants/{href}{query}\">{name}</a><br><span class=\"muted\">{id}</span></td>\
              <td>{stage}<br><span class=\"muted\">{stage_id}</span></td><td class=\"when\">{since}</td><td class=\"when\">{deadline}</td>\
-             <td>{overdue}</td><td>{spam}</td></tr>\n",
+             <td>{overdue}</td><td>{spam}</td><td>{paused}</td></tr>\n",
             row = if r.overdue { "overdue" } else { "" },
             id = esc(&r.id),
             href = esc(&url_segment(&r.id)),
@@ -148,6 +148,7 @@ pub fn index(health: &[AccountHealth], rows: &[StatusRow], now: DateTime<Utc>, q
             since = esc(&kst(r.stage_since)),
             overdue = if r.overdue { "<span class=\"badge bad\">overdue</span>" } else { "-" },
             spam = if r.found_in_spam { "<span class=\"badge warn\">found in spam</span>" } else { "-" },
+            paused = if r.paused { "<span class=\"badge warn\">paused</span>" } else { "on" },
         ));
     }
     body.push_str("</tbody>\n</table>\n</div>\n");
@@ -174,7 +175,8 @@ pub fn merchant(health: &[AccountHealth], d: &MerchantDetail, now: DateTime<Utc>
         "<dl id=\"merchant\">\n<dt>Stage</dt><dd>{stage} <span class=\"muted\">{stage_id}</span>, since {since}</dd>\n\
          <dt>Applied</dt><dd>{applied}</dd>\n<dt>Contact</dt><dd>{contact}</dd>\n\
          <dt>Business no.</dt><dd>{bno}</dd>\n<dt>MIDs</dt><dd>{mids}</dd>\n\
-         <dt>Deadline</dt><dd>{deadline}</dd>\n<dt>Found in spam</dt><dd>{spam}</dd>\n</dl>\n",
+         <dt>Deadline</dt><dd>{deadline}</dd>\n<dt>Found in spam</dt><dd>{spam}</dd>\n\
+         <dt>Reminders</dt><dd>{paused}</dd>\n</dl>\n",
         stage = esc(m.stage.korean()),
         stage_id = m.stage.id(),
         since = esc(&kst(m.stage_since)),
@@ -183,6 +185,7 @@ pub fn merchant(health: &[AccountHealth], d: &MerchantDetail, now: DateTime<Utc>
         bno = esc(m.business_no.as_deref().unwrap_or("-")),
         mids = if m.mids.is_empty() { "-".into() } else { esc(&m.mids.join(", ")) },
         spam = if m.found_in_spam { "yes" } else { "no" },
+        paused = if m.paused { "paused" } else { "on" },
     ));
     body.push_str(
         "<h2>Timeline</h2>\n<div class=\"scroll\">\n<table id=\"timeline\">\n<thead><tr><th>When</th><th>What</th>\

@@ -37,6 +37,9 @@ pub struct Merchant {
     /// Per-card-company approvals from `card_review_progress` mails: company id → mail date.
     pub card_approvals: BTreeMap<String, DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// The operator paused this merchant's reminders (`merchant pause`); mail still moves it.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// Where a change came from.
@@ -77,6 +80,9 @@ pub enum Change {
         companies: Vec<String>,
     },
     FoundInSpam,
+    /// `merchant pause` / `merchant resume`: reminders stopped or started again.
+    RemindersPaused,
+    RemindersResumed,
     /// A Hecto mail for this merchant that changed nothing (older than the stage, other_hecto,
     /// refused by `sender_auth`, suspicious); kept so the timeline shows every piece of evidence.
     MailRecorded {
@@ -94,6 +100,8 @@ impl Change {
             Change::MidsRecorded { mids } => format!("MIDs recorded: {}", mids.join(", ")),
             Change::CardApproval { companies } => format!("card approval: {}", companies.join(", ")),
             Change::FoundInSpam => "found in spam folder".to_owned(),
+            Change::RemindersPaused => "reminders paused".to_owned(),
+            Change::RemindersResumed => "reminders resumed".to_owned(),
             Change::MailRecorded { kind, reason } => format!("{} mail ({reason})", kind.as_str()),
         }
     }
@@ -278,6 +286,25 @@ pub fn advance(
     (m, event)
 }
 
+/// `merchant pause` (`paused`) or `merchant resume`: the merchant with its reminders stopped or
+/// started again, and the event; `None` when it already is so.
+pub fn set_paused(
+    merchant: &Merchant,
+    paused: bool,
+    note: Option<String>,
+    now: DateTime<Utc>,
+) -> Option<(Merchant, Event)> {
+    if merchant.paused == paused {
+        return None;
+    }
+    let mut m = merchant.clone();
+    m.paused = paused;
+    let change = if paused { Change::RemindersPaused } else { Change::RemindersResumed };
+    let event =
+        Event { merchant: m.id.clone(), at: now, recorded_at: now, change, evidence: Evidence::Operator { note } };
+    Some((m, event))
+}
+
 /// Checks on operator input; each error is one line that says what is wrong and what is expected.
 pub mod input {
     /// `[A-Za-z0-9_.-]{1,64}`: ids appear in sled keys and in Message-IDs.
@@ -353,6 +380,7 @@ pub(crate) mod tests {
             found_in_spam: false,
             card_approvals: BTreeMap::new(),
             created_at: at,
+            paused: false,
         }
     }
 

@@ -337,6 +337,9 @@ impl<D: Deliver> Notifier<D> {
         let Some(m) = self.store.merchant(id)? else {
             return Ok(Some(format!("merchant {id} no longer exists")));
         };
+        if m.paused {
+            return Ok(Some(format!("merchant {id}'s reminders are paused")));
+        }
         if open_instance(&m).as_deref() == Some(entry.window.as_str()) {
             Ok(None)
         } else {
@@ -572,6 +575,34 @@ pub(crate) mod tests {
         assert_eq!(out[0].result, OutcomeKind::Failed);
         assert!(out[0].error.as_deref().unwrap().contains("window guidance@20270205 closed"), "{out:?}");
         assert_eq!(n.deliverer().sent.lock().unwrap().len(), 1, "only the try during the outage");
+    }
+
+    #[tokio::test]
+    async fn a_reminder_waiting_when_its_merchant_is_paused_is_not_sent() {
+        let (_d, n) = setup(vec![Err(SendError::Transient("connection refused".into()))]);
+        let now = t("2027-02-15T09:00:00+09:00");
+        let new = crate::ops::NewMerchant {
+            id: "acme".into(),
+            name: "에이씨미".into(),
+            contact: "pay@acme.test".into(),
+            applied_at: Some("2027-02-05T10:00:00+09:00".into()),
+            ..Default::default()
+        };
+        crate::ops::merchant_add(n.store(), &new, now).unwrap();
+        let (due, _) = crate::ops::reminders_due(
+            n.store(),
+            &crate::config::Config::builtin(),
+            &crate::schedule::Calendar::builtin(),
+            now,
+        )
+        .unwrap();
+        n.store().enqueue(&due).unwrap();
+        assert_eq!(n.drain(now, &CancellationToken::new()).await.unwrap()[0].result, OutcomeKind::Retrying);
+        crate::ops::merchant_pause(n.store(), "acme", true, None, now).unwrap();
+        let out = n.drain(now + chrono::Duration::hours(1), &CancellationToken::new()).await.unwrap();
+        assert_eq!(out[0].result, OutcomeKind::Failed);
+        assert!(out[0].error.as_deref().unwrap().contains("paused"), "{out:?}");
+        assert_eq!(n.deliverer().sent.lock().unwrap().len(), 1, "only the try before the pause");
     }
 
     /// Takes 10 s to deliver (paused time) and counts deliveries.

@@ -117,7 +117,7 @@ pub fn due_reminders(
 ) -> Vec<OutboxEntry> {
     let today = kst_date(now);
     let mut out = Vec::new();
-    for m in merchants {
+    for m in merchants.iter().filter(|m| !m.paused) {
         let Some(d) = deadline(m, windows, cal) else {
             continue;
         };
@@ -170,6 +170,9 @@ pub struct StatusRow {
     pub deadline: Option<Deadline>,
     pub overdue: bool,
     pub found_in_spam: bool,
+    /// Its reminders are paused (`merchant pause`).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 pub fn status(merchants: &[Merchant], windows: &Windows, cal: &Calendar, now: DateTime<Utc>) -> Vec<StatusRow> {
@@ -185,6 +188,7 @@ pub fn status(merchants: &[Merchant], windows: &Windows, cal: &Calendar, now: Da
                 overdue: deadline.is_some_and(|d| now > d.due),
                 deadline,
                 found_in_spam: m.found_in_spam,
+                paused: m.paused,
             }
         })
         .collect()
@@ -213,6 +217,14 @@ mod tests {
             &Calendar::builtin(),
             t(now),
         )
+    }
+
+    #[test]
+    fn a_paused_merchant_is_not_reminded() {
+        let mut m = applied("2027-02-05T10:00:00+09:00");
+        assert_eq!(due_now(&m, &ReminderLog::new(), "2027-02-15T09:00:00+09:00").len(), 1);
+        m.paused = true;
+        assert!(due_now(&m, &ReminderLog::new(), "2027-02-15T09:00:00+09:00").is_empty());
     }
 
     #[test]
