@@ -10,6 +10,7 @@
 //!        ─► schedule (business days, due reminders) ─► notify (outbox → SMTP)
 //! ```
 //!
+//! - [`auth`]: OAuth 2.0 sign-in (device grant, refresh tokens) and the SASL token messages.
 //! - [`config`]: the TOML file, validated all at once; secrets with a redacted `Debug`.
 //! - [`mail`]: raw RFC 5322 bytes → [`mail::Classified`]. Pure; never panics.
 //! - [`merchant`]: stages, the forward-only stage machine and mail → merchant matching. Pure.
@@ -24,6 +25,7 @@
 //!
 //! The binary (`src/main.rs`) only parses arguments and calls [`cli::main`].
 
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;

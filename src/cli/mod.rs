@@ -69,6 +69,9 @@ pub enum Command {
     /// Per account and folder: last successful sync, last error and since when, mails seen;
     /// exit 0 when every account is readable, 1 when one is not
     Health,
+    /// OAuth 2.0 sign-in of the accounts with auth = "oauth2"
+    #[command(subcommand)]
+    Oauth(OauthCmd),
     /// Classify .eml files offline (`-` reads stdin); changes nothing
     Classify {
         #[arg(required = true, value_name = "FILE")]
@@ -125,6 +128,18 @@ pub struct RemindersArgs {
     /// List the messages that failed permanently instead
     #[arg(long)]
     pub failed: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OauthCmd {
+    /// Sign in with the device-authorization grant: prints a URL and a code to enter there,
+    /// waits for the grant and keeps the refresh token in the state directory (mode 0600)
+    Login {
+        /// The account's `name` in the configuration
+        account: String,
+    },
+    /// Each OAuth account's token state (never a token)
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -319,7 +334,9 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
         Some(raw) => Clock::Fixed(ops::parse_time(raw, "--now").map_err(|e| Failure::usage(format!("{e:#}")))?),
         None => Clock::System,
     };
-    let ctx = Ctx { config, clock, json: cli.json, state_dir: cli.state_dir };
+    let mut ctx = Ctx { config, clock, json: cli.json, state_dir: cli.state_dir };
+    let state_dir = ctx.state_dir();
+    crate::auth::attach(&mut ctx.config, &state_dir);
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::CheckConfig { connect } => check_config(&ctx, connect, &mut out),
@@ -331,6 +348,7 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Run => run_daemon(ctx),
         Command::Classify { files } => classify(&ctx, &files, &mut out),
         Command::Merchant(cmd) => merchant(&ctx, cmd, &mut out),
+        Command::Oauth(cmd) => oauth(&ctx, cmd, &mut out),
         Command::Health => {
             let reply: crate::control::HealthReply = ctx.request(Request::Health)?;
             if reply.accounts.is_empty() {
@@ -403,6 +421,86 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
     }
 }
 
+fn oauth(ctx: &Ctx, cmd: OauthCmd, out: &mut impl Write) -> Result<i32, Failure> {
+    let oauth_accounts: Vec<&crate::config::Account> =
+        ctx.config.accounts.iter().filter(|a| a.auth == crate::config::AuthMethod::Oauth2).collect();
+    match cmd {
+        OauthCmd::Login { account } => {
+            let Some(a) = ctx.config.accounts.iter().find(|a| a.name == account) else {
+                return Err(Failure::usage(format!("oauth login: no account {account:?} in the configuration")));
+            };
+            let Some(settings) = a.oauth2.as_ref().filter(|_| a.auth == crate::config::AuthMethod::Oauth2) else {
+                return Err(Failure::usage(format!(
+                    "oauth login: account {account:?} does not use OAuth (set auth = \"oauth2\" and [accounts.oauth2])"
+                )));
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let state_dir = ctx.state_dir();
+            let done = runtime.block_on(crate::auth::tokens::device_login(&state_dir, &a.name, settings, |code| {
+                let minutes = code.expires_in.as_secs().div_ceil(60);
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "To sign in account {account:?}, open {} and enter the code {} (valid for {minutes} min).",
+                    code.verification_uri,
+                    code.user_code
+                );
+                if let Some(direct) = &code.verification_uri_complete {
+                    let _ = writeln!(std::io::stdout(), "Or open {direct}");
+                }
+                let _ = writeln!(std::io::stdout(), "Waiting for the sign-in …");
+                let _ = std::io::stdout().flush();
+            }));
+            match done {
+                Ok(_) => {
+                    let path = crate::auth::tokens::token_path(&state_dir, &a.name);
+                    writeln!(
+                        out,
+                        "signed in: account {account:?}; its refresh token is kept in {} (owner-only)",
+                        path.display()
+                    )
+                    .context("cannot write to stdout")?;
+                    Ok(0)
+                }
+                Err(e) if e.is_configuration() => Err(Failure::usage(e.to_string())),
+                Err(e) => Err(Failure { code: 1, message: e.to_string() }),
+            }
+        }
+        OauthCmd::Status => {
+            let state_dir = ctx.state_dir();
+            let statuses: Vec<crate::auth::TokenStatus> = oauth_accounts
+                .iter()
+                .map(|a| {
+                    crate::auth::tokens::status_of(&crate::auth::tokens::token_path(&state_dir, &a.name), &a.name, None)
+                })
+                .collect();
+            if ctx.json {
+                for s in &statuses {
+                    print::json_line(out, s)?;
+                }
+            } else if statuses.is_empty() {
+                writeln!(out, "no account uses OAuth (auth = \"oauth2\")").context("cannot write to stdout")?;
+            } else {
+                let mut t = table::Table::new(&["ACCOUNT", "STATE", "SIGNED IN", "LAST REFRESH", "DETAIL"]);
+                for s in &statuses {
+                    t.row(vec![
+                        s.account.clone(),
+                        s.state.to_owned(),
+                        s.obtained_at.map_or("-".into(), print::kst),
+                        s.refreshed_at.map_or("-".into(), print::kst),
+                        s.detail.clone().unwrap_or_else(|| "-".into()),
+                    ]);
+                }
+                out.write_all(t.render().as_bytes()).context("cannot write to stdout")?;
+            }
+            // Not signed in or revoked: an account that cannot log in.
+            Ok(if statuses.iter().all(|s| s.state == "signed_in") { 0 } else { 1 })
+        }
+    }
+}
+
 fn run_daemon(ctx: Ctx) -> Result<i32, Failure> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
@@ -427,7 +525,9 @@ fn check_config(ctx: &Ctx, connect: bool, out: &mut impl Write) -> Result<i32, F
         problems.push(format!("{e:#}"));
     }
     for (i, a) in ctx.config.accounts.iter().enumerate() {
-        if let Err(e) = a.password.reveal() {
+        if let Some(Err(e)) =
+            a.password.as_ref().filter(|_| a.auth == crate::config::AuthMethod::Password).map(|p| p.reveal())
+        {
             problems.push(format!("accounts[{i}].password: {e:#}"));
         }
     }
@@ -458,6 +558,33 @@ fn check_config(ctx: &Ctx, connect: bool, out: &mut impl Write) -> Result<i32, F
         }
     }
     if problems.is_empty() {
+        for (path, f) in &ctx.config.presets {
+            writeln!(
+                out,
+                "{path}: preset {:?} filled in: {}",
+                f.preset,
+                if f.keys.is_empty() { "nothing (every key given)".to_owned() } else { f.keys.join(", ") }
+            )
+            .context("cannot write to stdout")?;
+            writeln!(out, "{path}: still to do at the provider: {}", f.todo).context("cannot write to stdout")?;
+        }
+        for a in ctx.config.accounts.iter().filter(|a| a.auth == crate::config::AuthMethod::Oauth2) {
+            let status = crate::auth::tokens::status_of(
+                &crate::auth::tokens::token_path(&ctx.state_dir(), &a.name),
+                &a.name,
+                None,
+            );
+            if status.state != "signed_in" {
+                writeln!(
+                    out,
+                    "account {:?}: OAuth {}: run `hecto-watch oauth login {}`",
+                    a.name,
+                    status.state.replace('_', " "),
+                    a.name
+                )
+                .context("cannot write to stdout")?;
+            }
+        }
         writeln!(out, "{source}: ok ({} accounts)", ctx.config.accounts.len()).context("cannot write to stdout")?;
         Ok(0)
     } else {

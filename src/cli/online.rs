@@ -126,7 +126,7 @@ pub fn connect_all(ctx: &Ctx, out: &mut impl Write) -> Result<Vec<String>, Failu
             }
         }
         if let Some(smtp) = &ctx.config.smtp {
-            let result = match crate::notify::SmtpDeliver::new(smtp) {
+            let result = match crate::notify::SmtpDeliver::new(smtp, crate::notify::smtp_tokens(&ctx.config)) {
                 Ok(d) => d.test_connection().await,
                 Err(e) => Err(e),
             };

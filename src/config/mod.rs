@@ -3,6 +3,7 @@
 //! are reported at once, each with its key path (`accounts[1].port: …`), so an operator fixes the
 //! file in one round. Nothing here opens a socket or the database.
 
+pub mod presets;
 mod secret;
 
 use std::collections::BTreeSet;
@@ -104,6 +105,58 @@ impl<'de> Deserialize<'de> for FolderChoice {
     }
 }
 
+/// How an account (or `[smtp]`) logs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    #[default]
+    Password,
+    Oauth2,
+}
+
+/// The OAuth providers with built-in endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthProvider {
+    Google,
+    Microsoft,
+    Custom,
+}
+
+/// The SASL mechanism that carries the access token (RFC 7628, and Google's/Microsoft's XOAUTH2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SaslMechanism {
+    #[default]
+    Xoauth2,
+    Oauthbearer,
+}
+
+/// `[accounts.oauth2]` (SPEC §8).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2 {
+    pub provider: OAuthProvider,
+    #[serde(default)]
+    pub client_id: String,
+    /// Optional for public clients (the device flow usually needs none).
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    /// Empty: the provider's defaults.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub mechanism: SaslMechanism,
+    /// Microsoft: the directory (tenant) id or domain; default `common`.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// `custom`: the token endpoint and the device-authorization endpoint (RFC 8628).
+    #[serde(default)]
+    pub token_url: Option<String>,
+    #[serde(default)]
+    pub device_url: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
@@ -135,7 +188,14 @@ pub struct Account {
     #[serde(default)]
     pub allow_insecure: bool,
     pub username: String,
-    pub password: Secret,
+    /// Required with `auth = "password"`; unused with OAuth.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub auth: AuthMethod,
+    /// `[accounts.oauth2]`, with `auth = "oauth2"`.
+    #[serde(default)]
+    pub oauth2: Option<OAuth2>,
     #[serde(default = "default_folders")]
     pub folders: Vec<String>,
     #[serde(default)]
@@ -154,6 +214,10 @@ pub struct Account {
     /// or the username, has its guidance reminder say which folders the daemon read (SPEC §5).
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// With OAuth: where its access tokens come from, for the state directory in use
+    /// ([`crate::auth::attach`]); not part of the file.
+    #[serde(skip)]
+    pub tokens: Option<std::sync::Arc<crate::auth::TokenSource>>,
 }
 
 fn default_imap_port() -> u16 {
@@ -189,6 +253,11 @@ pub struct Smtp {
     #[serde(default)]
     pub password: Option<Secret>,
     pub from: String,
+    /// `oauth2`: AUTH XOAUTH2 with the tokens of account `oauth2_account`.
+    #[serde(default)]
+    pub auth: AuthMethod,
+    #[serde(default)]
+    pub oauth2_account: Option<String>,
     /// Bound on one whole SMTP send (connect, AUTH, DATA); lettre's own timeout covers only the connect.
     #[serde(default = "default_smtp_timeout", deserialize_with = "de_duration")]
     pub timeout: Duration,
@@ -413,6 +482,8 @@ pub struct Config {
     pub log: LogConfig,
     pub alerts: Alerts,
     pub http: Http,
+    /// What each `preset` filled in (`accounts[0]` / `smtp` → what), for `check-config`.
+    pub presets: Vec<(String, presets::Filled)>,
     /// `reminders.schedule`, parsed once at load.
     pub schedule: Option<cron::Schedule>,
     /// The file this came from; `None` for the built-in defaults.
@@ -459,6 +530,7 @@ impl Config {
                 "store" => section(&key, value, &mut problems, &mut config.store),
                 "smtp" => {
                     let mut smtp = None;
+                    let value = with_preset(&key, value, presets::apply_smtp, &mut config.presets, &mut problems);
                     if let Some(s) = deserialize_collecting::<Smtp>(&key, value, &mut problems) {
                         smtp = Some(s);
                     }
@@ -475,6 +547,7 @@ impl Config {
                     toml::Value::Array(items) => {
                         for (i, item) in items.into_iter().enumerate() {
                             let path = format!("accounts[{i}]");
+                            let item = with_preset(&path, item, presets::apply_account, &mut config.presets, &mut problems);
                             if let Some(a) = deserialize_collecting::<Account>(&path, item, &mut problems) {
                                 config.accounts.push(a);
                             }
@@ -519,6 +592,28 @@ impl Config {
             if a.poll_interval < Duration::from_secs(1) {
                 problems.push(format!("{p}.poll_interval: must be at least 1s"));
             }
+            match (a.auth, &a.password, &a.oauth2) {
+                (AuthMethod::Password, None, _) => problems.push(format!(
+                    "{p}.password: required with auth = \"password\" (or set auth = \"oauth2\" and [accounts.oauth2])"
+                )),
+                (AuthMethod::Oauth2, _, None) => problems.push(format!(
+                    "{p}.oauth2: auth = \"oauth2\" needs an [accounts.oauth2] table with provider and client_id"
+                )),
+                (AuthMethod::Oauth2, _, Some(o)) => {
+                    if o.client_id.trim().is_empty() {
+                        problems.push(format!(
+                            "{p}.oauth2.client_id: required (the OAuth client registered with the provider)"
+                        ));
+                    }
+                    if o.provider == OAuthProvider::Custom && (o.token_url.is_none() || o.device_url.is_none()) {
+                        problems.push(format!("{p}.oauth2: provider = \"custom\" needs token_url and device_url"));
+                    }
+                }
+                _ => {}
+            }
+            if let Some(why) = presets::refused_host(&a.host) {
+                problems.push(format!("{p}.host: {:?} cannot be watched: {why}", a.host));
+            }
             for (j, addr) in a.addresses.iter().enumerate() {
                 if addr.parse::<lettre::Address>().is_err() {
                     problems.push(format!("{p}.addresses[{j}]: {addr:?} is not a mail address"));
@@ -543,6 +638,18 @@ impl Config {
                     "{p}.from: {:?} is not a mail address like \"Hecto Watch <noreply@example.com>\"",
                     s.from
                 ));
+            }
+            if s.auth == AuthMethod::Oauth2 {
+                let named = s.oauth2_account.as_ref().and_then(|n| self.accounts.iter().find(|a| &a.name == n));
+                match named {
+                    Some(a) if a.auth == AuthMethod::Oauth2 => {}
+                    _ => problems.push(format!(
+                        "{p}.oauth2_account: with smtp.auth = \"oauth2\", name an account with auth = \"oauth2\" whose tokens AUTH XOAUTH2 uses"
+                    )),
+                }
+                if s.username.is_none() {
+                    problems.push(format!("{p}.username: the mailbox to AUTH XOAUTH2 as is needed"));
+                }
             }
             if s.password.is_some() && s.username.is_none() {
                 problems.push(format!("{p}.username: a password is set but no username; AUTH needs both"));
@@ -652,6 +759,24 @@ fn section<T: serde::de::DeserializeOwned>(key: &str, value: toml::Value, proble
 
 /// Deserialise a table, reporting every bad or unknown key: after each error the offending key is
 /// removed and the table tried again, so one typo does not hide the next.
+/// Apply a table's `preset` before it is deserialised (so explicit keys win), noting what it
+/// filled in; a bad preset is a problem at `path.preset`.
+fn with_preset(
+    path: &str,
+    value: toml::Value,
+    apply: fn(&mut toml::Table) -> Result<Option<presets::Filled>, String>,
+    filled: &mut Vec<(String, presets::Filled)>,
+    problems: &mut Vec<String>,
+) -> toml::Value {
+    let toml::Value::Table(mut table) = value else { return value };
+    match apply(&mut table) {
+        Ok(Some(f)) => filled.push((path.to_owned(), f)),
+        Ok(None) => {}
+        Err(e) => problems.push(format!("{path}.preset: {e}")),
+    }
+    toml::Value::Table(table)
+}
+
 fn deserialize_collecting<T: serde::de::DeserializeOwned>(
     path: &str,
     value: toml::Value,

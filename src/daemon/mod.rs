@@ -87,7 +87,8 @@ pub async fn run(opts: RunOptions, config: Config, shutdown: CancellationToken) 
                     continue;
                 };
                 match Config::load(path) {
-                    Ok(new) => {
+                    Ok(mut new) => {
+                        crate::auth::attach(&mut new, &opts.state_dir);
                         if new.store.path != config.store.path {
                             tracing::warn!("SIGHUP: [store] path changed; the new path takes effect at the next start");
                         }

@@ -223,7 +223,9 @@ pub fn likely_fix(trouble: Trouble, account: &Account, error: &str, folder: &str
     match trouble {
         Trouble::LoginRefused => {
             let lower = error.to_ascii_lowercase();
-            if host.ends_with("office365.com") || host.ends_with("outlook.com") {
+            if account.auth == crate::config::AuthMethod::Oauth2 {
+                format!("the server refused a freshly refreshed OAuth token: check that the mailbox may use IMAP (the provider's admin settings), that the OAuth client has the IMAP scope, and that `username` is the signed-in mailbox; `hecto-watch oauth login {name}` signs in again")
+            } else if host.ends_with("office365.com") || host.ends_with("outlook.com") {
                 format!("Microsoft 365 / Outlook.com accept only OAuth 2.0 for IMAP: set auth = \"oauth2\" for account {name:?} and run `hecto-watch oauth login {name}`")
             } else if let Some((_, how)) = APP_PASSWORD_HOSTS.iter().find(|(h, _)| host == *h || host.ends_with(&format!(".{h}"))) {
                 format!("wrong password, or an app password is needed — {how}; put it where `password` of account {name:?} points")

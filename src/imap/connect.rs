@@ -18,7 +18,7 @@ use tokio_rustls::TlsConnector;
 use tracing::{debug, info_span, Instrument};
 
 use super::transport::{Timed, Transport};
-use crate::config::{is_loopback, Account, TlsMode};
+use crate::config::{is_loopback, Account, AuthMethod, TlsMode};
 use crate::health::Trouble;
 
 /// The stream type of every session.
@@ -164,12 +164,22 @@ pub enum ConnectError {
     Auth { endpoint: String, user: String, reason: String },
     #[error("{endpoint}: {what} failed: {reason}")]
     Protocol { endpoint: String, what: &'static str, reason: String },
+    /// No access token: the grant is gone, not signed in yet, or the provider is unreachable.
+    #[error("{reason}")]
+    OAuth { reason: String, revoked: bool, configuration: bool },
 }
 
 impl ConnectError {
+    fn oauth(e: &crate::auth::AuthError) -> ConnectError {
+        ConnectError::OAuth { reason: e.to_string(), revoked: e.is_revoked(), configuration: e.is_configuration() }
+    }
+
     /// The kind of trouble, for `health` and the operator alert's likely fix.
     pub fn trouble(&self) -> Trouble {
         match self {
+            ConnectError::OAuth { revoked: true, .. } => Trouble::OauthRevoked,
+            ConnectError::OAuth { configuration: true, .. } => Trouble::Configuration,
+            ConnectError::OAuth { .. } => Trouble::Unreachable,
             ConnectError::Insecure { .. }
             | ConnectError::Password { .. }
             | ConnectError::CaFile { .. }
@@ -201,6 +211,7 @@ impl ConnectError {
                 | ConnectError::Password { .. }
                 | ConnectError::CaFile { .. }
                 | ConnectError::Auth { .. }
+                | ConnectError::OAuth { configuration: true, .. }
         )
     }
 }
@@ -243,10 +254,31 @@ async fn connect_inner(account: &Account, endpoint: String) -> Result<Connection
         return Err(ConnectError::Insecure { account: account.name.clone(), endpoint });
     }
     // Read the secret first: a missing credential is a configuration error, not a network one.
-    let password = account
-        .password
-        .reveal()
-        .map_err(|e| ConnectError::Password { account: account.name.clone(), reason: format!("{e:#}") })?;
+    // With OAuth, the access token (refreshed if need be) before any connection: a revoked grant
+    // will not be fixed by the server.
+    let credential = match (account.auth, &account.tokens) {
+        (AuthMethod::Oauth2, Some(source)) => {
+            let token = source.access_token(false).await.map_err(|e| ConnectError::oauth(&e))?;
+            Credential::Token(source.clone(), token)
+        }
+        (AuthMethod::Oauth2, None) => {
+            return Err(ConnectError::Password {
+                account: account.name.clone(),
+                reason: "auth = \"oauth2\" but no token store is attached (a bug: report it)".into(),
+            })
+        }
+        (AuthMethod::Password, _) => Credential::Password(
+            account
+                .password
+                .as_ref()
+                .ok_or_else(|| ConnectError::Password {
+                    account: account.name.clone(),
+                    reason: "no password configured".into(),
+                })?
+                .reveal()
+                .map_err(|e| ConnectError::Password { account: account.name.clone(), reason: format!("{e:#}") })?,
+        ),
+    };
     let tls = match account.tls {
         TlsMode::None => None,
         _ => Some(tls_config(account.ca_file.as_deref())?),
@@ -287,8 +319,11 @@ async fn connect_inner(account: &Account, endpoint: String) -> Result<Connection
         }
     };
 
-    let mut session = login(client, account, &password, &endpoint).await?;
-    drop(password);
+    let mut session = match &credential {
+        Credential::Password(password) => login(client, account, password, &endpoint).await?,
+        Credential::Token(source, token) => login_with_token(client, account, source, token, &endpoint).await?,
+    };
+    drop(credential);
     let caps = match tokio::time::timeout(IO_TIMEOUT, session.capabilities()).await {
         Ok(Ok(c)) => Caps::from_capabilities(&c),
         Ok(Err(e)) => return Err(ConnectError::Protocol { endpoint, what: "CAPABILITY", reason: e.to_string() }),
@@ -456,6 +491,86 @@ async fn pre_auth_capabilities(client: &mut Client) -> Vec<String> {
     caps
 }
 
+/// What an account logs in with.
+enum Credential {
+    Password(String),
+    /// The access token in hand, and where a fresh one comes from.
+    Token(std::sync::Arc<crate::auth::TokenSource>, String),
+}
+
+/// AUTHENTICATE XOAUTH2 / OAUTHBEARER with the token in hand; if the server refuses it (it may
+/// have expired early, or been revoked), once more with a freshly refreshed one.
+async fn login_with_token(
+    client: Client,
+    account: &Account,
+    source: &crate::auth::TokenSource,
+    token: &str,
+    endpoint: &str,
+) -> Result<Session, ConnectError> {
+    use crate::auth::sasl::TokenAuth;
+    let mechanism = source.mechanism();
+    let name = TokenAuth::name(mechanism);
+    let attempt = |client: Client, token: String| async move {
+        let mut auth = TokenAuth::new(mechanism, &account.username, &account.host, account.port, &token);
+        let r = tokio::time::timeout(AUTH_TIMEOUT, client.authenticate(name, &mut auth)).await;
+        (r, auth.error)
+    };
+    let refused = |text: &str, challenge: Option<String>| ConnectError::Auth {
+        endpoint: endpoint.to_owned(),
+        user: account.username.clone(),
+        reason: match challenge {
+            // The server's JSON error says why ({"status":"invalid_token"}); it holds no token.
+            Some(c) => format!("{} (the server said {c})", text.trim()),
+            None => text.trim().to_owned(),
+        },
+    };
+    let timeout = || ConnectError::Protocol {
+        endpoint: endpoint.to_owned(),
+        what: "login",
+        reason: format!("no answer within {} s", AUTH_TIMEOUT.as_secs()),
+    };
+    match attempt(client, token.to_owned()).await {
+        (Ok(Ok(s)), _) => Ok(s),
+        (Ok(Err((async_imap::error::Error::No(text), client))), challenge) if !temporary(&text) => {
+            debug!(mechanism = name, reason = %text.trim(), "Token refused; refreshing it once");
+            let fresh = source.access_token(true).await.map_err(|e| ConnectError::oauth(&e))?;
+            match attempt(client, fresh).await {
+                (Ok(Ok(s)), _) => Ok(s),
+                (Ok(Err((async_imap::error::Error::No(t) | async_imap::error::Error::Bad(t), _))), c)
+                    if temporary(&t) =>
+                {
+                    let _ = c;
+                    Err(ConnectError::Protocol {
+                        endpoint: endpoint.to_owned(),
+                        what: "login",
+                        reason: t.trim().to_owned(),
+                    })
+                }
+                (Ok(Err((async_imap::error::Error::No(t) | async_imap::error::Error::Bad(t), _))), c) => {
+                    Err(refused(&t, c.or(challenge)))
+                }
+                (Ok(Err((e, _))), _) => {
+                    Err(ConnectError::Protocol { endpoint: endpoint.to_owned(), what: "login", reason: e.to_string() })
+                }
+                (Err(_), _) => Err(timeout()),
+            }
+        }
+        (Ok(Err((async_imap::error::Error::No(t) | async_imap::error::Error::Bad(t), _))), _) if temporary(&t) => {
+            Err(ConnectError::Protocol { endpoint: endpoint.to_owned(), what: "login", reason: t.trim().to_owned() })
+        }
+        (Ok(Err((async_imap::error::Error::No(t) | async_imap::error::Error::Bad(t), _))), c) => Err(refused(&t, c)),
+        (Ok(Err((e, _))), _) => {
+            Err(ConnectError::Protocol { endpoint: endpoint.to_owned(), what: "login", reason: e.to_string() })
+        }
+        (Err(_), _) => Err(timeout()),
+    }
+}
+
+/// RFC 5530 codes of a login the server could not check now: its trouble, not a refusal.
+fn temporary(text: &str) -> bool {
+    ["[UNAVAILABLE]", "[SERVERBUG]", "[INUSE]", "[LIMIT]"].iter().any(|c| text.contains(c))
+}
+
 /// SASL PLAIN (RFC 4616): `authzid NUL authcid NUL password`, base64 by async-imap.
 struct PlainAuth<'a> {
     user: &'a str,
@@ -494,9 +609,7 @@ async fn login(mut client: Client, account: &Account, password: &str, endpoint: 
         Ok(Ok(s)) => Ok(s),
         // RFC 5530: the server cannot check the password now — a passing trouble of the
         // server's, not a refused login (no "wrong password" alert, no long backoff).
-        Ok(Err(async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text)))
-            if ["[UNAVAILABLE]", "[SERVERBUG]", "[INUSE]", "[LIMIT]"].iter().any(|c| text.contains(c)) =>
-        {
+        Ok(Err(async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text))) if temporary(&text) => {
             Err(ConnectError::Protocol { endpoint: endpoint.to_owned(), what: "login", reason: text.trim().to_owned() })
         }
         Ok(Err(async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text))) => {

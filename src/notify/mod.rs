@@ -36,6 +36,13 @@ use crate::store::Store;
 
 /// A notifier sending through `[smtp]`. Call inside a tokio runtime. Fails (naming the key) when
 /// there is no `[smtp]` section, a template is broken, or the password / CA file cannot be read.
+/// The token source `[smtp] oauth2_account` names, with `smtp.auth = "oauth2"`.
+pub fn smtp_tokens(config: &Config) -> Option<std::sync::Arc<crate::auth::TokenSource>> {
+    let smtp = config.smtp.as_ref()?;
+    let name = smtp.oauth2_account.as_ref()?;
+    config.accounts.iter().find(|a| &a.name == name).and_then(|a| a.tokens.clone())
+}
+
 pub fn smtp_notifier(store: Store, config: &Config) -> anyhow::Result<Notifier<SmtpDeliver>> {
     let smtp = config.smtp.as_ref().ok_or_else(|| {
         anyhow!("no [smtp] section in the configuration: sending needs one (see config/hecto-watch.toml)")
@@ -43,7 +50,7 @@ pub fn smtp_notifier(store: Store, config: &Config) -> anyhow::Result<Notifier<S
     let from: Mailbox =
         smtp.from.parse().with_context(|| format!("smtp.from: {:?} is not a mail address", smtp.from))?;
     let renderer = Renderer::new(&config.reminders)?;
-    let deliver = SmtpDeliver::new(smtp)?;
+    let deliver = SmtpDeliver::new(smtp, smtp_tokens(config))?;
     let calendar = crate::schedule::Calendar::from_config(&config.calendar)?;
     Ok(Notifier::new(store, deliver, renderer, from)
         .with_sending_hours(config.reminders.send_hours, std::sync::Arc::new(calendar)))

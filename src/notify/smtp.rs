@@ -39,7 +39,13 @@ pub trait Deliver: Send + Sync + 'static {
 
 /// Delivery through `[smtp]`.
 pub struct SmtpDeliver {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// The transport, and with OAuth the access token it was built with (rebuilt when the token
+    /// is refreshed: lettre keeps credentials per transport).
+    transport: tokio::sync::Mutex<(AsyncSmtpTransport<Tokio1Executor>, Option<String>)>,
+    /// Everything but the credentials, to rebuild it.
+    builder: lettre::transport::smtp::AsyncSmtpTransportBuilder,
+    /// `auth = "oauth2"`: the user and the account whose tokens AUTH XOAUTH2 uses.
+    oauth: Option<(String, std::sync::Arc<crate::auth::TokenSource>)>,
     host: String,
     port: u16,
     tls: TlsMode,
@@ -49,7 +55,7 @@ pub struct SmtpDeliver {
 impl SmtpDeliver {
     /// Build the transport once (reads `ca_file` and the password now, so a missing file is
     /// reported at start-up). Must be called inside a tokio runtime (the pool spawns a task).
-    pub fn new(smtp: &Smtp) -> anyhow::Result<SmtpDeliver> {
+    pub fn new(smtp: &Smtp, tokens: Option<std::sync::Arc<crate::auth::TokenSource>>) -> anyhow::Result<SmtpDeliver> {
         let host = smtp.host.clone();
         let tls_parameters = || -> anyhow::Result<TlsParameters> {
             let mut b = TlsParameters::builder(host.clone());
@@ -75,24 +81,70 @@ impl SmtpDeliver {
                 Tls::None
             }
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
+        let base = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
             .port(smtp.port)
             .tls(tls)
             .timeout(Some(smtp.timeout))
             .pool_config(PoolConfig::new().max_size(2).idle_timeout(Duration::from_secs(60)));
-        if let Some(user) = &smtp.username {
-            let password = match &smtp.password {
-                Some(p) => p.reveal().context("smtp.password")?,
-                None => bail!("smtp.username is set but smtp.password is not; AUTH needs both"),
-            };
-            builder = builder.credentials(Credentials::new(user.clone(), password));
+        let mut oauth = None;
+        let transport = match (smtp.auth, &smtp.username) {
+            (crate::config::AuthMethod::Oauth2, user) => {
+                let Some(source) = tokens else {
+                    bail!("smtp.auth = \"oauth2\" needs smtp.oauth2_account naming an account with auth = \"oauth2\"");
+                };
+                let user = user.clone().unwrap_or_default();
+                oauth = Some((user, source));
+                // Built with a token at the first send.
+                base.clone().build()
+            }
+            (_, Some(user)) => {
+                let password = match &smtp.password {
+                    Some(p) => p.reveal().context("smtp.password")?,
+                    None => bail!("smtp.username is set but smtp.password is not; AUTH needs both"),
+                };
+                base.clone().credentials(Credentials::new(user.clone(), password)).build()
+            }
+            (_, None) => base.clone().build(),
+        };
+        Ok(SmtpDeliver {
+            transport: tokio::sync::Mutex::new((transport, None)),
+            builder: base,
+            oauth,
+            host,
+            port: smtp.port,
+            tls: smtp.tls,
+            timeout: smtp.timeout,
+        })
+    }
+
+    /// The transport to send with: with OAuth, one carrying a valid access token (`fresh`: a
+    /// newly refreshed one, after the server refused the held one).
+    async fn transport(&self, fresh: bool) -> Result<AsyncSmtpTransport<Tokio1Executor>, SendError> {
+        let mut held = self.transport.lock().await;
+        let Some((user, source)) = &self.oauth else { return Ok(held.0.clone()) };
+        let token = source.access_token(fresh).await.map_err(|e| {
+            if e.is_configuration() {
+                SendError::Permanent(e.to_string())
+            } else {
+                SendError::Transient(e.to_string())
+            }
+        })?;
+        if held.1.as_deref() != Some(token.as_str()) {
+            let t = self
+                .builder
+                .clone()
+                .credentials(Credentials::new(user.clone(), token.clone()))
+                .authentication(vec![lettre::transport::smtp::authentication::Mechanism::Xoauth2])
+                .build();
+            *held = (t, Some(token));
         }
-        Ok(SmtpDeliver { transport: builder.build(), host, port: smtp.port, tls: smtp.tls, timeout: smtp.timeout })
+        Ok(held.0.clone())
     }
 
     /// Connect and say EHLO (and AUTH), for `check-config --connect`.
     pub async fn test_connection(&self) -> anyhow::Result<()> {
-        match tokio::time::timeout(self.timeout, self.transport.test_connection()).await {
+        let transport = self.transport(false).await.map_err(|e| anyhow::anyhow!(e.to_string()))?;
+        match tokio::time::timeout(self.timeout, transport.test_connection()).await {
             Ok(Ok(true)) => Ok(()),
             Ok(Ok(false)) => bail!("{}:{} did not answer NOOP", self.host, self.port),
             Ok(Err(e)) => Err(anyhow::anyhow!(self.classify(&e).to_string())),
@@ -183,13 +235,28 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+impl SmtpDeliver {
+    async fn send_once(&self, message: &Message, fresh: bool) -> Result<(), (SendError, bool)> {
+        let transport = self.transport(fresh).await.map_err(|e| (e, false))?;
+        // lettre's timeout covers connecting; this bounds the whole exchange (AUTH, DATA, QUIT).
+        match tokio::time::timeout(self.timeout, transport.send(message.clone())).await {
+            Ok(Ok(_response)) => Ok(()),
+            Ok(Err(e)) => {
+                let auth_refused = e.status().is_some_and(|c| c.to_string().starts_with("53"));
+                Err((self.classify(&e), auth_refused))
+            }
+            Err(_) => Err((self.timed_out(), false)),
+        }
+    }
+}
+
 impl Deliver for SmtpDeliver {
     async fn deliver(&self, message: &Message) -> Result<(), SendError> {
-        // lettre's timeout covers connecting; this bounds the whole exchange (AUTH, DATA, QUIT).
-        match tokio::time::timeout(self.timeout, self.transport.send(message.clone())).await {
-            Ok(Ok(_response)) => Ok(()),
-            Ok(Err(e)) => Err(self.classify(&e)),
-            Err(_) => Err(self.timed_out()),
+        match self.send_once(message, false).await {
+            Ok(()) => Ok(()),
+            // The held access token was refused (expired early, revoked): once more with a new one.
+            Err((_, true)) if self.oauth.is_some() => self.send_once(message, true).await.map_err(|(e, _)| e),
+            Err((e, _)) => Err(e),
         }
     }
 }
