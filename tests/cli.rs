@@ -213,3 +213,35 @@ fn import_mail_into_junk_counts_as_found_in_spam() {
     assert_eq!(due.lines().count(), 1, "one spam notice, once: {due}");
     assert!(due.contains("\"spam_notice\""), "{due}");
 }
+
+/// `check-config` says what a preset filled in and what is still to do at the provider; Hiworks
+/// (POP3 only) is refused with the reason.
+#[test]
+fn check_config_reports_presets_and_refuses_hiworks() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[[accounts]]\nname = \"n\"\npreset = \"naver\"\nusername = \"shop@naver.com\"\npassword = { value = \"x\" }\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_hecto-watch"))
+        .args(["--config", cfg.to_str().unwrap(), "check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("preset \"naver\" filled in: host = \"imap.naver.com\""), "{out}");
+    assert!(out.contains("idle = false") && out.contains("애플리케이션 비밀번호"), "{out}");
+    std::fs::write(
+        &cfg,
+        "[[accounts]]\nname = \"h\"\npreset = \"hiworks\"\nusername = \"a@b.c\"\npassword = { value = \"x\" }\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_hecto-watch"))
+        .args(["--config", cfg.to_str().unwrap(), "check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("accounts[0].preset") && stderr(&o).contains("POP3"), "{}", stderr(&o));
+}

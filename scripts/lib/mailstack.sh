@@ -26,6 +26,10 @@ ms_init_vars() {
     MS_SMTP_PORT="${MS_SMTP_PORT:-${MAILSTACK_SMTP_PORT:-10025}}"
     MS_SUBMISSION_PORT="${MS_SUBMISSION_PORT:-${MAILSTACK_SUBMISSION_PORT:-10587}}"
     MS_LMTP_PORT="${MS_LMTP_PORT:-${MAILSTACK_LMTP_PORT:-10024}}"
+    # The tests' own OAuth identity provider (scripts/mailstack.d/idp.py), which Dovecot's oauth2
+    # passdb asks to introspect tokens: Dovecot's IMAP port + 37 by default (10180).
+    MS_IDP_PORT="${MS_IDP_PORT:-${MAILSTACK_IDP_PORT:-$((MS_IMAP_PORT + 37))}}"
+    MS_IDP_PID="$MS_DIR/idp/idp.pid"
     MS_PASSWORD="${MAILSTACK_PASSWORD:-hecto-test-pw}"
     MS_DOVECOT_CONF="$MS_DIR/dovecot/dovecot.conf"
     MS_DOVECOT_PID="$MS_DIR/dovecot/run/master.pid"
@@ -200,7 +204,7 @@ ms_render() { # template destination
         -e "s|@LMTP_PORT@|$MS_LMTP_PORT|g" -e "s|@VMAIL_UID@|${MS_VMAIL_UID:-}|g" \
         -e "s|@VMAIL_GID@|${MS_VMAIL_GID:-}|g" -e "s|@CYRUS_IMAP_PORT@|$MS_CYRUS_IMAP_PORT|g" \
         -e "s|@CYRUS_IMAPS_PORT@|$MS_CYRUS_IMAPS_PORT|g" -e "s|@CYRUS_BIN@|$MS_CYRUS_BIN|g" \
-        -e "s|@CYRUS_USER@|$MS_CYRUS_USER|g" "$MS_TEMPLATES/$1" >"$2.tmp"
+        -e "s|@CYRUS_USER@|$MS_CYRUS_USER|g" -e "s|@IDP_PORT@|$MS_IDP_PORT|g" "$MS_TEMPLATES/$1" >"$2.tmp"
     mv "$2.tmp" "$2"
 }
 
@@ -262,6 +266,9 @@ ms_configure() {
         "$MS_DIR/postfix/etc" "$MS_DIR/postfix/spool" "$MS_DIR/postfix/data" "$MS_DIR/mail"
     chmod 755 "$MS_DIR/dovecot" "$MS_DIR/dovecot/run" "$MS_DIR/postfix" "$MS_DIR/postfix/etc"
     ms_render dovecot.conf.in "$MS_DOVECOT_CONF"
+    ms_render dovecot-oauth2.conf.ext.in "$MS_DIR/dovecot/dovecot-oauth2.conf.ext"
+    mkdir -p "$MS_DIR/idp"
+    cp "$MS_TEMPLATES/idp.py" "$MS_DIR/idp/idp.py"
     cp "$MS_TEMPLATES/spam-junk.sieve" "$MS_TEMPLATES/spam-korean.sieve" "$MS_DIR/dovecot/sieve/"
     if [[ ! -s "$MS_USERS" ]]; then
         local u
@@ -285,6 +292,7 @@ ms_write_ports() {
         echo "MS_SMTP_PORT=$MS_SMTP_PORT"
         echo "MS_SUBMISSION_PORT=$MS_SUBMISSION_PORT"
         echo "MS_LMTP_PORT=$MS_LMTP_PORT"
+        echo "MS_IDP_PORT=$MS_IDP_PORT"
         echo "MS_CYRUS_IMAP_PORT=$MS_CYRUS_IMAP_PORT"
         echo "MS_CYRUS_IMAPS_PORT=$MS_CYRUS_IMAPS_PORT"
     } >"$MS_DIR/ports.env.tmp"
@@ -369,10 +377,30 @@ ms_wait_gone() { # pid
 ms_dovecot_running() { ms_pid_alive "$MS_DOVECOT_PID" dovecot >/dev/null; }
 ms_postfix_running() { ms_pid_alive "$MS_POSTFIX_PID" master >/dev/null; }
 
+ms_idp_running() { ms_pid_alive "$MS_IDP_PID" python3 >/dev/null; }
+
+# The identity provider first: Dovecot asks it about every OAuth login.
+ms_start_idp() {
+    ms_idp_running && return 0
+    ms_port_open "$MS_IDP_PORT" && ms_die "port $MS_IDP_PORT is taken by another process (set MAILSTACK_IDP_PORT, or stop it)"
+    [[ -f "$MS_DIR/idp/idp.py" ]] || { mkdir -p "$MS_DIR/idp"; cp "$MS_TEMPLATES/idp.py" "$MS_DIR/idp/idp.py"; }
+    setsid /usr/bin/python3 "$MS_DIR/idp/idp.py" --port "$MS_IDP_PORT" </dev/null >>"$MS_DIR/idp/idp.log" 2>&1 9>&- &
+    echo $! >"$MS_IDP_PID"
+    ms_wait_port "$MS_IDP_PORT" || ms_die "the test identity provider did not open port $MS_IDP_PORT; see $MS_DIR/idp/idp.log"
+}
+
+ms_stop_idp() {
+    local pid
+    pid="$(ms_pid_alive "$MS_IDP_PID" python3)" || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    ms_wait_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
+}
+
 ms_start_dovecot() {
     if ms_dovecot_running; then
         return 0
     fi
+    ms_start_idp
     local p
     for p in "$MS_IMAP_PORT" "$MS_IMAPS_PORT" "$MS_LMTP_PORT"; do
         ms_port_open "$p" && ms_die "port $p is taken by another process (set MAILSTACK_*_PORT, or stop it)"
@@ -534,6 +562,7 @@ ms_cmd_stop() {
     ms_stop_postfix
     ms_stop_dovecot
     ms_stop_cyrus
+    ms_stop_idp
 }
 
 ms_cmd_restart_dovecot() {
@@ -618,6 +647,7 @@ export MAILSTACK_IMAPS_PORT=$MS_IMAPS_PORT
 export MAILSTACK_SMTP_PORT=$MS_SMTP_PORT
 export MAILSTACK_SUBMISSION_PORT=$MS_SUBMISSION_PORT
 export MAILSTACK_LMTP_PORT=$MS_LMTP_PORT
+export MAILSTACK_IDP_URL='http://127.0.0.1:$MS_IDP_PORT'
 export MAILSTACK_CA_FILE='$MS_DIR/tls/ca.pem'
 export MAILSTACK_DOMAIN='example.test'
 export MAILSTACK_PASSWORD='$MS_PASSWORD'

@@ -877,8 +877,19 @@ mod tests {
         let text = include_str!("../../config/hecto-watch.toml");
         let c = Config::parse(text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.rules, Rules::default(), "config/hecto-watch.toml [rules] must equal Rules::default()");
-        assert_eq!(c.accounts.len(), 1);
+        assert_eq!(c.accounts.len(), 4);
         assert!(c.smtp.is_some());
+        // The examples: Gmail and Naver by preset with app passwords, Microsoft 365 by OAuth.
+        let by = |n: &str| c.accounts.iter().find(|a| a.name == n).unwrap();
+        assert_eq!(
+            (by("gmail-contact").host.as_str(), by("gmail-contact").auth),
+            ("imap.gmail.com", AuthMethod::Password)
+        );
+        let m365 = by("m365-contact");
+        assert_eq!((m365.host.as_str(), m365.auth), ("outlook.office365.com", AuthMethod::Oauth2));
+        assert_eq!(m365.oauth2.as_ref().map(|o| o.provider), Some(OAuthProvider::Microsoft));
+        assert!(!by("naver-contact").idle, "Naver has no IDLE");
+        assert_eq!(c.presets.len(), 3);
     }
 
     #[test]
