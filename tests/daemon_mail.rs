@@ -101,7 +101,7 @@ fn sigkill_during_a_burst_of_200_deliveries_applies_every_mail_and_notice_once()
     d.wait_ready();
 
     let mail_for = |i: usize| {
-        let spam: &[&str] = if i % 2 == 0 { &["X-Test-Spam: yes"] } else { &[] };
+        let spam: &[&str] = if i.is_multiple_of(2) { &["X-Test-Spam: yes"] } else { &[] };
         support::mail(
             "\"헥토파이낸셜 계약팀\" <contract@hectofinancial.co.kr>",
             &user,

@@ -139,6 +139,20 @@ fn login(config: &Path, user: &str) {
     assert!(rest.contains("signed in"), "{rest}");
 }
 
+fn b64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
+    }
+    out
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
@@ -154,7 +168,11 @@ fn device_login_then_scan_and_smtp_with_xoauth2_and_the_token_rotated_on_every_r
     assert!(text(&o).contains("run `hecto-watch oauth login contracts`"), "{}", text(&o));
 
     login(&config, &user);
-    let file = std::fs::read_dir(dir.path().join("state/oauth")).unwrap().next().unwrap().unwrap().path();
+    let file = std::fs::read_dir(dir.path().join("state/oauth"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("the token file");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600, "owner-only");
     let first_refresh =
@@ -178,10 +196,14 @@ fn device_login_then_scan_and_smtp_with_xoauth2_and_the_token_rotated_on_every_r
         let o = hw(&config, &["scan", "--once"], &[("RUST_LOG", "trace")]);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         // No token in any log line, at the most verbose level.
+        // Raw, and as the SASL messages carry it (base64), as a library logging the wire would.
         let stats = idp_stats();
         let all = text(&o);
         for t in stats["issued_access"].as_array().unwrap().iter().chain(stats["issued_refresh"].as_array().unwrap()) {
-            assert!(!all.contains(t.as_str().unwrap()), "a token in the output: {all}");
+            let t = t.as_str().unwrap();
+            assert!(!all.contains(t), "a token in the output: {all}");
+            let sasl = b64(&hecto_watch::auth::sasl::xoauth2(&user, t));
+            assert!(!all.contains(&sasl[..sasl.len() - 4]), "a SASL message with a token in the output: {all}");
         }
     }
     let stored = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&file).unwrap()).unwrap();
@@ -222,6 +244,18 @@ fn oauthbearer_a_refused_token_is_refreshed_once_and_a_revoked_grant_is_a_clear_
         hecto_watch::imap::list_folders(&account).await.expect("the refused token is refreshed and the login works");
     });
     assert_eq!(idp_stats()["refreshes"][&user].as_u64().unwrap_or(0), before + 2, "one refresh each");
+
+    // Two processes refreshing at once (the daemon, and `folders` beside it) — two token sources
+    // on one file here: each rotation voids the previous refresh token, so without the lock one
+    // of them would get invalid_grant and take the grant for revoked.
+    let settings = cfg.accounts[0].oauth2.clone().unwrap();
+    let state = dir.path().join("state");
+    let (a, b) = (
+        hecto_watch::auth::TokenSource::new(&state, "contracts", settings.clone()),
+        hecto_watch::auth::TokenSource::new(&state, "contracts", settings),
+    );
+    let (ra, rb) = rt().block_on(async { tokio::join!(a.access_token(true), b.access_token(true)) });
+    assert!(ra.is_ok() && rb.is_ok(), "{:?} {:?}", ra.err().map(|e| e.to_string()), rb.err().map(|e| e.to_string()));
 
     // Revoked at the provider: the error names the fix; health carries it as the trouble.
     idp_post("/revoke", &format!("username={user}"));

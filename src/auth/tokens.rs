@@ -183,12 +183,17 @@ fn write(path: &Path, stored: &Stored) -> Result<(), AuthError> {
     };
     let dir = path.parent().ok_or_else(|| err("no directory".into()))?;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| err(e.to_string()))?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("token")));
+    // A name of its own per writer, created exclusively: two writers never share a half-file.
+    let tmp = dir.join(format!(
+        ".{}.{}.{:x}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("token"),
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     let bytes = serde_json::to_vec_pretty(stored).map_err(|e| err(e.to_string()))?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| err(e.to_string()))?;
@@ -197,6 +202,27 @@ fn write(path: &Path, stored: &Stored) -> Result<(), AuthError> {
     std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| err(e.to_string()))?;
     Ok(())
+}
+
+/// An exclusive lock on the account's token file (a `.lock` beside it), held until dropped.
+async fn lock(path: &Path, account: &str) -> Result<std::fs::File, AuthError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let err =
+        |reason: String| AuthError::Storage { account: account.to_owned(), path: path.display().to_string(), reason };
+    let dir = path.parent().ok_or_else(|| err("no directory".into()))?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| err(e.to_string()))?;
+    let lock_path = path.with_extension("lock");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| err(e.to_string()))?;
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(|e| err(e.to_string()))?
+        .map_err(|e| err(format!("cannot lock {}: {e}", lock_path.display())))
 }
 
 /// What `oauth login` shows the operator.
@@ -241,6 +267,8 @@ pub async fn device_login(
         ));
     };
     let now = Utc::now();
+    let path = token_path(state_dir, account);
+    let _lock = lock(&path, account).await?;
     let stored = Stored {
         account: account.to_owned(),
         refresh_token: refresh.secret().clone(),
@@ -248,7 +276,7 @@ pub async fn device_login(
         refreshed_at: None,
         revoked: None,
     };
-    write(&token_path(state_dir, account), &stored)?;
+    write(&path, &stored)?;
     Ok(now)
 }
 
@@ -302,6 +330,11 @@ impl TokenSource {
             }
         }
         let account = &self.account;
+        // Across processes too (the daemon, and `folders` or `check-config --connect` beside it):
+        // two refreshes of one rotating refresh token would void each other's, and the loser
+        // would take its `invalid_grant` for a revoked grant. The lock is held from reading the
+        // refresh token to writing its successor.
+        let _lock = lock(&self.path, account).await?;
         let Some(mut stored) = read(&self.path, account)? else {
             return Err(AuthError::NotLoggedIn { account: account.clone() });
         };
@@ -317,11 +350,26 @@ impl TokenSource {
             Err(oauth2::RequestTokenError::ServerResponse(r)) if *r.error() == BasicErrorResponseType::InvalidGrant => {
                 let detail = r.to_string();
                 // Remembered, so that `oauth status` says so and no retry asks the provider again
-                // with a dead token; a new `oauth login` replaces the file.
+                // with a dead token; a new `oauth login` replaces the file (under the same lock).
                 stored.revoked = Some(detail.clone());
                 write(&self.path, &stored)?;
                 *cached = None;
                 return Err(AuthError::Revoked { account: account.clone(), detail });
+            }
+            // The client registration is wrong (an expired secret, a removed app, a scope not
+            // granted): waiting will not help, and the fix is at the provider.
+            Err(oauth2::RequestTokenError::ServerResponse(r))
+                if matches!(
+                    r.error(),
+                    BasicErrorResponseType::InvalidClient
+                        | BasicErrorResponseType::UnauthorizedClient
+                        | BasicErrorResponseType::InvalidScope
+                ) =>
+            {
+                return Err(AuthError::Settings {
+                    account: account.clone(),
+                    reason: format!("the provider refused the OAuth client ({r}): check client_id, client_secret and scopes against the app registered with the provider"),
+                });
             }
             Err(e) => return Err(AuthError::Provider { account: account.clone(), reason: describe(&e) }),
         };
@@ -336,7 +384,11 @@ impl TokenSource {
         stored.refreshed_at = Some(now);
         write(&self.path, &stored)?;
         let lifetime = token.expires_in().unwrap_or(Duration::from_secs(3600));
-        let expires = now + chrono::TimeDelta::from_std(lifetime).unwrap_or(chrono::TimeDelta::hours(1));
+        // Checked: an absurd expires_in from the provider must not panic.
+        let expires = chrono::TimeDelta::from_std(lifetime)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .unwrap_or(now + chrono::TimeDelta::hours(1));
         let access = token.access_token().secret().clone();
         *cached = Some((access.clone(), expires));
         Ok(access)

@@ -311,6 +311,12 @@ fn init_logging(config: &Config, format: Option<&str>) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // async-imap logs every line it sends at debug/trace, the AUTHENTICATE response (a password,
+    // an OAuth token, base64) included: never below info, whatever the filter asks for.
+    let filter = match "async_imap=info".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    };
     let json = match format {
         Some(f) => f == "json",
         None => config.log.format == LogFormat::Json,

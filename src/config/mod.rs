@@ -599,7 +599,24 @@ impl Config {
                 (AuthMethod::Oauth2, _, None) => problems.push(format!(
                     "{p}.oauth2: auth = \"oauth2\" needs an [accounts.oauth2] table with provider and client_id"
                 )),
-                (AuthMethod::Oauth2, _, Some(o)) => {
+                (AuthMethod::Oauth2, Some(_), Some(_)) => problems
+                    .push(format!("{p}.password: not used with auth = \"oauth2\" (the access token is); remove it")),
+                (AuthMethod::Password, _, Some(_)) => problems.push(format!(
+                    "{p}.oauth2: only used with auth = \"oauth2\"; set auth = \"oauth2\" or remove the table"
+                )),
+                (AuthMethod::Oauth2, None, Some(o)) => {
+                    for (key, url) in [("token_url", &o.token_url), ("device_url", &o.device_url)] {
+                        if let Some(u) = url {
+                            let host = u.strip_prefix("http://").map(|r| r.split(['/', ':']).next().unwrap_or(""));
+                            if let Some(h) = host.filter(|h| !is_loopback(h)) {
+                                problems.push(format!(
+                                    "{p}.oauth2.{key}: {u:?} would send tokens in clear to {h}; use https://"
+                                ));
+                            } else if !u.starts_with("https://") && !u.starts_with("http://") {
+                                problems.push(format!("{p}.oauth2.{key}: {u:?} is not an http(s) URL"));
+                            }
+                        }
+                    }
                     if o.client_id.trim().is_empty() {
                         problems.push(format!(
                             "{p}.oauth2.client_id: required (the OAuth client registered with the provider)"
@@ -650,6 +667,11 @@ impl Config {
                 if s.username.is_none() {
                     problems.push(format!("{p}.username: the mailbox to AUTH XOAUTH2 as is needed"));
                 }
+                if s.password.is_some() {
+                    problems.push(format!("{p}.password: not used with smtp.auth = \"oauth2\"; remove it"));
+                }
+            } else if s.oauth2_account.is_some() {
+                problems.push(format!("{p}.oauth2_account: only used with smtp.auth = \"oauth2\""));
             }
             if s.password.is_some() && s.username.is_none() {
                 problems.push(format!("{p}.username: a password is set but no username; AUTH needs both"));
@@ -890,6 +912,24 @@ mod tests {
         assert_eq!(m365.oauth2.as_ref().map(|o| o.provider), Some(OAuthProvider::Microsoft));
         assert!(!by("naver-contact").idle, "Naver has no IDLE");
         assert_eq!(c.presets.len(), 3);
+    }
+
+    #[test]
+    fn oauth_settings_that_contradict_each_other_are_problems() {
+        let base = "[[accounts]]\nname = \"a\"\nhost = \"imap.example.com\"\nusername = \"u@example.com\"\n";
+        let problems =
+            |extra: &str| Config::parse(&format!("{base}{extra}")).err().map(|e| e.problems).unwrap_or_default();
+        assert!(problems("auth = \"oauth2\"\npassword = { value = \"x\" }\n[accounts.oauth2]\nprovider = \"google\"\nclient_id = \"c\"\n")[0].contains("password: not used"));
+        assert!(problems(
+            "password = { value = \"x\" }\n[accounts.oauth2]\nprovider = \"google\"\nclient_id = \"c\"\n"
+        )[0]
+        .contains("oauth2: only used"));
+        assert!(problems("auth = \"oauth2\"\n")[0].contains("needs an [accounts.oauth2]"));
+        let p = problems("auth = \"oauth2\"\n[accounts.oauth2]\nprovider = \"custom\"\nclient_id = \"c\"\ntoken_url = \"http://idp.example.com/t\"\ndevice_url = \"http://127.0.0.1:1/d\"\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("token_url") && p[0].contains("in clear"), "{p:?}");
+        assert!(problems("auth = \"oauth2\"\n[accounts.oauth2]\nprovider = \"microsoft\"\n")[0]
+            .contains("client_id: required"));
     }
 
     #[test]

@@ -122,13 +122,9 @@ impl SmtpDeliver {
     async fn transport(&self, fresh: bool) -> Result<AsyncSmtpTransport<Tokio1Executor>, SendError> {
         let mut held = self.transport.lock().await;
         let Some((user, source)) = &self.oauth else { return Ok(held.0.clone()) };
-        let token = source.access_token(fresh).await.map_err(|e| {
-            if e.is_configuration() {
-                SendError::Permanent(e.to_string())
-            } else {
-                SendError::Transient(e.to_string())
-            }
-        })?;
+        // Not signed in or revoked: the reminder waits in the outbox for `oauth login` rather
+        // than being given up (the account's alert tells the operators).
+        let token = source.access_token(fresh).await.map_err(|e| SendError::Transient(e.to_string()))?;
         if held.1.as_deref() != Some(token.as_str()) {
             let t = self
                 .builder
@@ -242,7 +238,10 @@ impl SmtpDeliver {
         match tokio::time::timeout(self.timeout, transport.send(message.clone())).await {
             Ok(Ok(_response)) => Ok(()),
             Ok(Err(e)) => {
-                let auth_refused = e.status().is_some_and(|c| c.to_string().starts_with("53"));
+                // A refused token: 535, or — Dovecot and Gmail answer XOAUTH2 with a JSON error
+                // challenge (334) that lettre's mechanism cannot answer — a client error about it.
+                let auth_refused = e.status().is_some_and(|c| c.to_string().starts_with("53"))
+                    || (self.oauth.is_some() && e.is_client() && e.to_string().contains("challenge"));
                 Err((self.classify(&e), auth_refused))
             }
             Err(_) => Err((self.timed_out(), false)),
