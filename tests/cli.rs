@@ -245,3 +245,31 @@ fn check_config_reports_presets_and_refuses_hiworks() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("accounts[0].preset") && stderr(&o).contains("POP3"), "{}", stderr(&o));
 }
+
+/// No configuration error repeats a secret, whatever shape it was written in (issue 13): a plain
+/// string where a table belongs, a number, a bare word that breaks the TOML, a wrong key inside.
+#[test]
+fn no_configuration_error_echoes_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let account = "[[accounts]]\nname = \"a\"\nhost = \"imap.example.com\"\nusername = \"u@example.com\"\n";
+    let cases = [
+        format!("{account}password = \"hunter2-SECRET-inline\"\n"),
+        format!("{account}password = 31337999\n"),
+        format!("{account}password = hunter2-SECRET-bare\n"),
+        format!("{account}password = {{ valu = \"hunter2-SECRET-key\" }}\n"),
+        format!("{account}password = {{ value = \"x\" }}\n[smtp]\nhost = \"s\"\nfrom = \"a@b.c\"\nusername = \"u\"\npassword = \"hunter2-SECRET-smtp\"\n"),
+        format!("{account}password = {{ value = \"x\" }}\n[http]\nlisten = \"127.0.0.1:1\"\ntoken = \"hunter2-SECRET-token\"\n"),
+        format!("{account}auth = \"oauth2\"\n[accounts.oauth2]\nprovider = \"google\"\nclient_id = \"c\"\nclient_secret = \"hunter2-SECRET-client\"\n"),
+    ];
+    for text in &cases {
+        std::fs::write(&cfg, text).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_hecto-watch"))
+            .args(["--config", cfg.to_str().unwrap(), "check-config"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{text}\n{}", stderr(&o));
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(!all.contains("hunter2") && !all.contains("31337999"), "a secret echoed for\n{text}\n{all}");
+    }
+}

@@ -518,10 +518,22 @@ impl Config {
         let table: toml::Table = match text.parse() {
             Ok(t) => t,
             Err(e) => {
+                // The position and the parser's message, never the line itself: it may hold a
+                // password written without quotes.
+                let at = e.span().map(|span| {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                    format!(" at line {line}, column {column}")
+                });
                 return Err(ConfigErrors {
                     file: None,
-                    problems: vec![format!("not valid TOML: {}", e.to_string().trim().replace('\n', " "))],
-                })
+                    problems: vec![format!(
+                        "not valid TOML{}: {}",
+                        at.unwrap_or_default(),
+                        e.message().trim().replace('\n', " ")
+                    )],
+                });
             }
         };
         let mut config = Config::builtin();

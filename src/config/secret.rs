@@ -6,11 +6,11 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 /// `password = { file = … } | { env = … } | { credential = … } | { value = … }`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Secret {
     /// A file whose first line is the secret (trailing newline removed).
     File(PathBuf),
@@ -20,6 +20,68 @@ pub enum Secret {
     Credential(String),
     /// Inline; for tests and demos only.
     Value(String),
+}
+
+/// What a secret must look like; said instead of echoing what was written, which may be the
+/// password itself (`password = "hunter2"` is a mistake people make).
+const SHAPE: &str = "must be a table: { file = \"/path\" }, { env = \"VAR\" }, { credential = \"name\" } or { value = \"…\" } (what is written here is not shown: it may be the secret)";
+
+/// By hand, so that no error message ever contains the value written (serde's derived errors
+/// quote it: ``unknown variant `hunter2` ``).
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Secret;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(SHAPE)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Secret, A::Error> {
+                let mut found: Option<Secret> = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    // Only strings are taken, and a wrong type is reported without its value.
+                    let value: String = map
+                        .next_value::<toml::Value>()
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .ok_or_else(|| de::Error::custom(format!("{key}: must be a string ({SHAPE})")))?;
+                    let secret = match key.as_str() {
+                        "file" => Secret::File(PathBuf::from(value)),
+                        "env" => Secret::Env(value),
+                        "credential" => Secret::Credential(value),
+                        "value" => Secret::Value(value),
+                        _ => return Err(de::Error::custom(SHAPE)),
+                    };
+                    if found.replace(secret).is_some() {
+                        return Err(de::Error::custom(format!(
+                            "give one of file, env, credential or value, not several ({SHAPE})"
+                        )));
+                    }
+                }
+                found.ok_or_else(|| de::Error::custom(SHAPE))
+            }
+            // Every other shape: a string, a number, a boolean, an array — said without its value.
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Secret, E> {
+                Err(E::custom(SHAPE))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Secret, E> {
+                Err(E::custom(SHAPE))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Secret, E> {
+                Err(E::custom(SHAPE))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Secret, E> {
+                Err(E::custom(SHAPE))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Secret, E> {
+                Err(E::custom(SHAPE))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Secret, A::Error> {
+                Err(de::Error::custom(SHAPE))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl std::fmt::Debug for Secret {
@@ -74,6 +136,37 @@ fn read_first_line(path: &PathBuf) -> anyhow::Result<String> {
         format!("cannot read secret file {} — does it exist and is it readable by this user?", path.display())
     })?;
     Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+#[cfg(test)]
+mod secret_shape_tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct T {
+        password: Secret,
+    }
+
+    #[test]
+    fn no_shape_of_a_mistake_echoes_the_secret() {
+        for text in [
+            "password = \"hunter2-SECRET-inline\"",
+            "password = 424242424242",
+            "password = { value = 424242424242 }",
+            "password = { hunter2-SECRET-key = \"x\" }",
+            "password = [\"hunter2-SECRET-inline\"]",
+            "password = { value = \"hunter2-SECRET-inline\", file = \"/x\" }",
+        ] {
+            // As Config::parse does: from the parsed table (its errors carry no source snippet).
+            let v = toml::Value::Table(text.parse::<toml::Table>().unwrap());
+            let e = T::deserialize(v).unwrap_err().to_string();
+            assert!(!e.contains("hunter2") && !e.contains("424242"), "{text}: {e}");
+            assert!(e.contains("must be") || e.contains("give one of"), "{text}: {e}");
+        }
+        let v = toml::Value::Table("password = { value = \"ok\" }".parse::<toml::Table>().unwrap());
+        assert!(matches!(T::deserialize(v).unwrap().password, Secret::Value(_)));
+    }
 }
 
 #[cfg(test)]
