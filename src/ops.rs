@@ -51,13 +51,14 @@ pub fn merchant_add(store: &Store, new: &NewMerchant, now: DateTime<Utc>) -> any
     let contact = input::contact(&new.contact).map_err(bad)?;
     let business_no = new.business_no.as_deref().map(input::business_no).transpose().map_err(bad)?;
     let mids = new.mids.iter().map(|m| input::mid(m)).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+    let name = input::name(&new.name).map_err(bad)?;
     let applied_at = match &new.applied_at {
-        Some(raw) => parse_time(raw, "--applied-at")?,
+        Some(raw) => input::operator_date(parse_time(raw, "--applied-at")?, now, "--applied-at").map_err(bad)?,
         None => now,
     };
     let m = Merchant {
         id,
-        name: new.name.trim().to_owned(),
+        name,
         contact,
         business_no,
         mids,
@@ -100,7 +101,10 @@ pub fn merchant_advance(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Merchant> {
     let stage: Stage = stage.parse().map_err(bad)?;
-    let at = at.map(|a| parse_time(a, "--at")).transpose()?.unwrap_or(now);
+    let at = match at {
+        Some(a) => input::operator_date(parse_time(a, "--at")?, now, "--at").map_err(bad)?,
+        None => now,
+    };
     store.update_merchant(id, |old| {
         let (m, event) = merchant::advance(old, stage, at, note.clone(), now);
         (m, vec![event])

@@ -273,3 +273,48 @@ fn no_configuration_error_echoes_a_secret() {
         assert!(!all.contains("hunter2") && !all.contains("31337999"), "a secret echoed for\n{text}\n{all}");
     }
 }
+
+/// Operator input is bounded (issue 13): dates from 2000-01-01 to a year ahead, names of 1–200
+/// characters without control characters; and text from mail reaches the terminal with its
+/// control characters replaced.
+#[test]
+fn operator_input_is_bounded_and_mail_text_cannot_drive_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let add = |extra: &[&str]| {
+        let mut args = vec!["merchant", "add", "--id", "x", "--contact", "x@y.test"];
+        args.extend_from_slice(extra);
+        hw(state, &args)
+    };
+    for (extra, why) in [
+        (vec!["--name", "n", "--applied-at", "1900-01-01"], "out of range"),
+        (vec!["--name", "n", "--applied-at", "9999-12-31"], "out of range"),
+        (vec!["--name", "에이씨미\u{1b}]0;pwned\u{7}"], "control characters"),
+        (vec!["--name", "a\r\nb"], "control characters"),
+    ] {
+        let o = add(&extra);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(why), "{extra:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o).trim().lines().count(), 1);
+    }
+    let long = "가".repeat(201);
+    let o = add(&["--name", &long]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("1–200 characters"), "{}", stderr(&o));
+
+    // A subject with an OSC title sequence, BEL and a clear-screen: printed harmlessly.
+    let eml = dir.path().join("evil.eml");
+    std::fs::write(
+        &eml,
+        "From: =?UTF-8?B?7Zel7Yag?= <contract@hectofinancial.co.kr>\r\nTo: a@b.test\r\nSubject: \u{1b}]0;owned\u{7}\u{1b}[2J[헥토파이낸셜] 계약 안내\r\nMessage-ID: <evil@x>\r\n\r\nbody\r\n",
+    )
+    .unwrap();
+    let o = hw(state, &["classify", eml.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(!out.trim_end().chars().any(char::is_control), "{out:?}");
+    assert!(out.contains("계약 안내"), "{out}");
+    // JSON carries the text, escaped as JSON.
+    let o = hw(state, &["classify", "--json", eml.to_str().unwrap()]);
+    assert!(stdout(&o).contains("\\u001b"), "{}", stdout(&o));
+}

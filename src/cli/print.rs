@@ -35,7 +35,7 @@ pub fn json_line<T: Serialize>(out: &mut impl Write, v: &T) -> Result<(), Failur
 /// Text from a server or a mail with its control characters replaced: it must not be able to
 /// drive the operator's terminal.
 fn clean(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect()
+    super::table::printable(s)
 }
 
 /// `2026-11-04 11:00 KST`
@@ -56,7 +56,13 @@ pub fn classified(out: &mut impl Write, file: &str, c: &Classified, json: bool) 
         Some(crate::mail::Direction::Outgoing) => "outgoing",
         None => "-",
     };
-    let mut line = format!("{file}: {} ({dir}) from {} — {}", c.kind.as_str(), or_dash(c.sender.as_deref()), c.subject);
+    let mut line = format!(
+        "{}: {} ({dir}) from {} — {}",
+        clean(file),
+        c.kind.as_str(),
+        clean(&or_dash(c.sender.as_deref())),
+        clean(&c.subject)
+    );
     if c.spam_flagged {
         line.push_str(" [spam-flagged]");
     }
@@ -309,7 +315,7 @@ pub fn merchant_detail(
     }
     let m = &d.merchant;
     let mut s = String::new();
-    s.push_str(&format!("{}  {}  <{}>\n", m.id, m.name, m.contact));
+    s.push_str(&format!("{}  {}  <{}>\n", clean(&m.id), clean(&m.name), clean(&m.contact)));
     s.push_str(&format!("  stage:        {} ({}) since {}\n", m.stage.id(), m.stage.korean(), kst(m.stage_since)));
     s.push_str(&format!("  applied:      {}\n", kst(m.applied_at)));
     s.push_str(&format!("  business no:  {}\n", m.business_no.as_deref().map_or("-".into(), format_business_no)));
@@ -345,7 +351,7 @@ pub fn merchant_detail(
                 message_id.as_deref().unwrap_or("no Message-ID"),
             ),
         };
-        s.push_str(&format!("  {}  {what}\n      {evidence}\n", kst(e.at)));
+        s.push_str(&format!("  {}  {}\n      {}\n", kst(e.at), clean(&what), clean(&evidence)));
     }
     w(out, &s)
 }

@@ -13,8 +13,10 @@ impl Table {
         Table { header: header.iter().map(|h| (*h).to_owned()).collect(), rows: Vec::new() }
     }
 
+    /// A row; its cells' control characters are replaced (text from mail or a server must not
+    /// drive the operator's terminal, nor break the columns with a line feed).
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(cells.iter().map(|c| printable(c)).collect());
     }
 
     pub fn render(&self) -> String {
@@ -41,6 +43,11 @@ impl Table {
     }
 }
 
+/// `s` with every control character (C0, DEL, C1: ESC, BEL, CR, LF, …) replaced by U+FFFD.
+pub fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +64,15 @@ mod tests {
         assert_eq!(column_of(lines[0], "STAGE"), 10);
         assert_eq!(column_of(lines[1], "applied"), 10);
         assert_eq!(column_of(lines[2], "live"), 10);
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let mut t = Table::new(&["NAME"]);
+        t.row(vec!["\u{1b}]0;pwned\u{7}\u{1b}[2J에이씨미\r\nx\u{9b}".into()]);
+        let out = t.render();
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert_eq!(out.lines().count(), 2, "the name stays on its line: {out:?}");
+        assert!(out.contains("에이씨미"));
     }
 }

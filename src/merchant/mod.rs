@@ -331,6 +331,40 @@ pub mod input {
         Ok(digits)
     }
 
+    /// A merchant's name: 1–200 characters, no control characters (it is printed in tables and
+    /// mail subjects).
+    pub fn name(raw: &str) -> Result<String, String> {
+        let name = raw.trim();
+        let n = name.chars().count();
+        if n == 0 || n > 200 {
+            return Err(format!("name must be 1–200 characters (got {n})"));
+        }
+        if name.chars().any(char::is_control) {
+            return Err("name must not contain control characters (line breaks, ESC, …)".into());
+        }
+        Ok(name.to_owned())
+    }
+
+    /// An operator's date (`--applied-at`, `--at`): from 2000-01-01 to one year after `now` —
+    /// anything else is a typo, and far dates break the business-day arithmetic.
+    pub fn operator_date(
+        t: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+        what: &str,
+    ) -> Result<chrono::DateTime<chrono::Utc>, String> {
+        let earliest =
+            chrono::DateTime::parse_from_rfc3339("2000-01-01T00:00:00+09:00").map(|d| d.to_utc()).unwrap_or(t);
+        let latest = now + chrono::TimeDelta::days(366);
+        if t < earliest || t > latest {
+            return Err(format!(
+                "{what} {} is out of range: give a date from 2000-01-01 to {}",
+                t.format("%Y-%m-%d"),
+                latest.format("%Y-%m-%d")
+            ));
+        }
+        Ok(t)
+    }
+
     pub fn contact(raw: &str) -> Result<String, String> {
         let addr = raw.trim().to_lowercase();
         match addr.parse::<lettre::Address>() {
