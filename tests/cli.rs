@@ -159,7 +159,7 @@ fn an_invalid_config_lists_every_problem_and_exits_2() {
 }
 
 #[test]
-fn classify_keeps_going_after_an_unreadable_file_and_exits_1() {
+fn classify_keeps_going_after_an_unreadable_file_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let eml = dir.path().join("a.eml");
     std::fs::write(&eml, "From: a@b.test\r\nTo: c@d.test\r\nSubject: hello\r\n\r\nbody\r\n").unwrap();
@@ -168,7 +168,7 @@ fn classify_keeps_going_after_an_unreadable_file_and_exits_1() {
         .env_remove("HECTO_WATCH_CONFIG")
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "a missing file is bad input");
     assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
     let line: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(line["file"], eml.to_str().unwrap());
@@ -317,4 +317,50 @@ fn operator_input_is_bounded_and_mail_text_cannot_drive_the_terminal() {
     // JSON carries the text, escaped as JSON.
     let o = hw(state, &["classify", "--json", eml.to_str().unwrap()]);
     assert!(stdout(&o).contains("\\u001b"), "{}", stdout(&o));
+}
+
+/// SPEC §7: a command that only reads refuses a state directory without a database (no empty one
+/// is created, no empty backup written with exit 0); a state "directory" that is a file is named
+/// as such; a directory given as a mail file is bad input; a ca_file that is no PEM fails
+/// check-config.
+#[test]
+fn read_only_commands_refuse_a_missing_database_and_paths_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo");
+    for args in [&["export"][..], &["status"], &["merchant", "list"], &["reminders"]] {
+        let o = hw(&missing, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("no database at"), "{}", stderr(&o));
+        assert!(stdout(&o).is_empty());
+    }
+    assert!(!missing.exists(), "nothing created");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let o = hw(&file, &["status"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is not a directory"), "{}", stderr(&o));
+    let o = hw(dir.path(), &["classify", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "a directory is bad input: {}", stderr(&o));
+    let o = hw(&dir.path().join("s"), &["import-mail", "--folder", "INBOX", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    let cfg = dir.path().join("c.toml");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate").unwrap();
+    std::fs::write(
+        &cfg,
+        format!("[[accounts]]\nname = \"a\"\nhost = \"imap.example.com\"\nusername = \"u@e.com\"\npassword = {{ value = \"x\" }}\nca_file = \"{}\"\npoll_interval = \"999999h\"\nbackfill_days = 4000000000\n", ca.display()),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_hecto-watch"))
+        .args(["--config", cfg.to_str().unwrap(), "check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("ca_file") && err.contains("no PEM certificate"), "{err}");
+    assert!(
+        err.contains("poll_interval: must be from 1s to 24h") && err.contains("backfill_days: at most 3650"),
+        "{err}"
+    );
 }

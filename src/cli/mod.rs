@@ -264,6 +264,18 @@ impl Ctx {
 
     /// Run a request through the daemon when one holds the database, else here.
     pub fn request<T: serde::de::DeserializeOwned>(&self, request: Request) -> Result<T, Failure> {
+        let dir = self.state_dir();
+        if dir.exists() && !dir.is_dir() {
+            return Err(Failure::usage(format!(
+                "the state directory {} is not a directory (is --state-dir right?)",
+                dir.display()
+            )));
+        }
+        // A command that only reads must not create an empty database where a mistyped
+        // --state-dir points (an `export` would then write an empty backup and exit 0).
+        if request.only_reads() && !dir.join("db").exists() && !dir.join(crate::control::SOCKET_NAME).exists() {
+            return Err(Failure::usage(format!("no database at {} (is --state-dir right?)", dir.display())));
+        }
         // Under `--now` (a fixed clock) the daemon must evaluate at our instant, not its own.
         let envelope = Envelope { now: matches!(self.clock, Clock::Fixed(_)).then(|| self.clock.now()), request };
         let reply = match client::call(&self.state_dir(), &envelope)? {
@@ -615,9 +627,10 @@ fn classify(ctx: &Ctx, files: &[PathBuf], out: &mut impl Write) -> Result<i32, F
         let name = path.display().to_string();
         let raw = match read_input(path) {
             Ok(r) => r,
+            // A missing file or a directory is bad input (SPEC §7): exit 2, after the others.
             Err(e) => {
                 eprintln!("hecto-watch: cannot read {name}: {e}");
-                status = 1;
+                status = 2;
                 continue;
             }
         };
@@ -700,7 +713,7 @@ fn import_mail(
             }
             Err(e) => {
                 eprintln!("hecto-watch: cannot read {name}: {e}");
-                status = 1;
+                status = 2;
             }
         }
     }

@@ -601,8 +601,11 @@ impl Config {
             if a.folders.is_empty() && a.junk == FolderChoice::Off && a.sent == FolderChoice::Off {
                 problems.push(format!("{p}.folders: nothing to watch (no folders, junk and sent off)"));
             }
-            if a.poll_interval < Duration::from_secs(1) {
-                problems.push(format!("{p}.poll_interval: must be at least 1s"));
+            if a.poll_interval < Duration::from_secs(1) || a.poll_interval > Duration::from_secs(24 * 3600) {
+                problems.push(format!("{p}.poll_interval: must be from 1s to 24h"));
+            }
+            if a.backfill_days > 3650 {
+                problems.push(format!("{p}.backfill_days: at most 3650 (ten years)"));
             }
             match (a.auth, &a.password, &a.oauth2) {
                 (AuthMethod::Password, None, _) => problems.push(format!(
@@ -688,8 +691,8 @@ impl Config {
             if s.password.is_some() && s.username.is_none() {
                 problems.push(format!("{p}.username: a password is set but no username; AUTH needs both"));
             }
-            if s.timeout < Duration::from_secs(1) {
-                problems.push(format!("{p}.timeout: must be at least 1s"));
+            if s.timeout < Duration::from_secs(1) || s.timeout > Duration::from_secs(600) {
+                problems.push(format!("{p}.timeout: must be from 1s to 10m"));
             }
         }
         match cron::Schedule::from_str(&self.reminders.schedule) {
@@ -730,8 +733,10 @@ impl Config {
                 self.log.filter
             ));
         }
-        if self.alerts.account_down_after < Duration::from_secs(1) {
-            problems.push("alerts.account_down_after: must be at least 1s".to_owned());
+        if self.alerts.account_down_after < Duration::from_secs(1)
+            || self.alerts.account_down_after > Duration::from_secs(7 * 86_400)
+        {
+            problems.push("alerts.account_down_after: must be from 1s to 7 days".to_owned());
         }
         if let Some(addr) = self.http.listen {
             if !addr.ip().is_loopback() && self.http.token.is_none() {
@@ -768,11 +773,25 @@ fn check_tls(
     }
 }
 
+/// The file exists and holds at least one PEM certificate (a key, a DER file or junk would fail
+/// every connection later, with a less clear error).
 fn check_ca(p: &str, ca: &Option<PathBuf>, problems: &mut Vec<String>) {
-    if let Some(f) = ca {
-        if !f.is_file() {
-            problems.push(format!("{p}.ca_file: {} does not exist", f.display()));
+    let Some(f) = ca else { return };
+    if !f.is_file() {
+        problems.push(format!("{p}.ca_file: {} does not exist", f.display()));
+        return;
+    }
+    match std::fs::read(f) {
+        Ok(pem) => {
+            let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice()).collect();
+            if certs.is_empty() || certs.iter().any(Result::is_err) {
+                problems.push(format!(
+                    "{p}.ca_file: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                    f.display()
+                ));
+            }
         }
+        Err(e) => problems.push(format!("{p}.ca_file: cannot read {}: {e}", f.display())),
     }
 }
 

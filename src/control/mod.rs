@@ -95,6 +95,22 @@ pub struct HealthReply {
     pub all_readable: bool,
 }
 
+impl Request {
+    /// It changes nothing: run on a state directory without a database it is a mistake, not a
+    /// reason to create one.
+    pub fn only_reads(&self) -> bool {
+        matches!(
+            self,
+            Request::Status
+                | Request::Reminders { .. }
+                | Request::MerchantList
+                | Request::MerchantShow { .. }
+                | Request::Export
+                | Request::Health
+        )
+    }
+}
+
 /// A request with the instant it is evaluated at (`--now`, else the caller's clock).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope {
