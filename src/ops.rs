@@ -186,6 +186,86 @@ pub fn spam_folders(store: &Store, config: &Config) -> anyhow::Result<Vec<String
     Ok(out)
 }
 
+/// `import` (SPEC §7): every record checked by the rules of the commands that create it, before
+/// anything is written; the first bad one is named by its JSON path. Dates must lie between
+/// 2000-01-01 and a year from `now`: anything else is a corrupt or hostile file, and would break
+/// the business-day arithmetic of every later command.
+pub fn check_import(data: &crate::store::Export, now: DateTime<Utc>) -> Result<(), String> {
+    use std::collections::BTreeSet;
+    let date = |path: String, t: DateTime<Utc>| -> Result<(), String> {
+        input::operator_date(t, now, "date").map(|_| ()).map_err(|e| format!("{path}: {e}"))
+    };
+    let mut ids = BTreeSet::new();
+    for (i, m) in data.merchants.iter().enumerate() {
+        let p = format!("merchants[{i}]");
+        input::merchant_id(&m.id).map_err(|e| format!("{p}.id: {e}"))?;
+        if !ids.insert(m.id.as_str()) {
+            return Err(format!("{p}.id: {:?} appears twice", m.id));
+        }
+        input::name(&m.name).map_err(|e| format!("{p}.name: {e}"))?;
+        let contact = input::contact(&m.contact).map_err(|e| format!("{p}.contact: {e}"))?;
+        if contact != m.contact {
+            return Err(format!("{p}.contact: {:?} must be written as {contact:?} (trimmed, lower-case)", m.contact));
+        }
+        if let Some(b) = &m.business_no {
+            if input::business_no(b).ok().as_deref() != Some(b.as_str()) {
+                return Err(format!("{p}.business_no: {b:?} is not 10 digits with a valid check digit"));
+            }
+        }
+        for (j, mid) in m.mids.iter().enumerate() {
+            input::mid(mid).map_err(|e| format!("{p}.mids[{j}]: {e}"))?;
+        }
+        date(format!("{p}.applied_at"), m.applied_at)?;
+        date(format!("{p}.stage_since"), m.stage_since)?;
+        date(format!("{p}.created_at"), m.created_at)?;
+        for (c, t) in &m.card_approvals {
+            date(format!("{p}.card_approvals.{c}"), *t)?;
+        }
+    }
+    let mut seqs = BTreeSet::new();
+    for (i, e) in data.events.iter().enumerate() {
+        let p = format!("events[{i}]");
+        if !ids.contains(e.event.merchant.as_str()) && input::merchant_id(&e.event.merchant).is_err() {
+            return Err(format!("{p}.merchant: {:?} is not a merchant id", e.event.merchant));
+        }
+        if !seqs.insert(e.seq) {
+            return Err(format!("{p}.seq: {} appears twice", e.seq));
+        }
+        date(format!("{p}.at"), e.event.at)?;
+        date(format!("{p}.recorded_at"), e.event.recorded_at)?;
+    }
+    for (i, u) in data.unassigned.iter().enumerate() {
+        let p = format!("unassigned[{i}]");
+        if !seqs.insert(u.seq) {
+            return Err(format!("{p}.seq: {} is used twice (sequence numbers are shared with events)", u.seq));
+        }
+        date(format!("{p}.recorded_at"), u.mail.recorded_at)?;
+    }
+    let mut keys = BTreeSet::new();
+    for (i, o) in data.outbox.iter().enumerate() {
+        let p = format!("outbox[{i}]");
+        if o.key.is_empty() || !keys.insert(o.key.as_str()) {
+            return Err(format!("{p}.key: {:?} is empty or appears twice", o.key));
+        }
+        if let Some(m) = &o.merchant {
+            input::merchant_id(m).map_err(|e| format!("{p}.merchant: {e}"))?;
+        }
+        date(format!("{p}.created_at"), o.created_at)?;
+    }
+    for (i, c) in data.cursors.iter().enumerate() {
+        if c.account.is_empty() || c.folder.is_empty() {
+            return Err(format!("cursors[{i}]: account and folder must not be empty"));
+        }
+    }
+    for (k, v) in &data.seen {
+        if k.is_empty() {
+            return Err("seen: an empty mail identity".into());
+        }
+        date(format!("seen[{k:?}].first_seen"), v.first_seen)?;
+    }
+    Ok(())
+}
+
 /// Every configured account's health (SPEC §7 `health`), from what the watchers recorded.
 pub fn health(store: &Store, config: &Config) -> anyhow::Result<Vec<AccountHealth>> {
     Ok(crate::health::report(config, &store.folder_statuses()?, &store.folder_roles()?))

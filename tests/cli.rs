@@ -364,3 +364,46 @@ fn read_only_commands_refuse_a_missing_database_and_paths_are_checked() {
         "{err}"
     );
 }
+
+/// `import` checks every record before writing anything and names the first bad one by its JSON
+/// path (SPEC §7); a far-future date — which once made every later `status` panic — is refused.
+#[test]
+fn import_refuses_a_bad_record_by_its_json_path_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    add_acme(&src);
+    let export: serde_json::Value = serde_json::from_str(&stdout(&hw(&src, &["export"]))).unwrap();
+    type Change = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Change)> = vec![
+        ("merchants[0].id", Box::new(|v| v["merchants"][0]["id"] = "a b/c".into())),
+        ("merchants[0].contact", Box::new(|v| v["merchants"][0]["contact"] = "not-an-address".into())),
+        ("merchants[0].business_no", Box::new(|v| v["merchants"][0]["business_no"] = "1234567890".into())),
+        ("merchants[0].stage_since", Box::new(|v| v["merchants"][0]["stage_since"] = "+262142-12-31T00:00:00Z".into())),
+        ("merchants[0].applied_at", Box::new(|v| v["merchants"][0]["applied_at"] = "1900-01-01T00:00:00Z".into())),
+        ("merchants[0].name", Box::new(|v| v["merchants"][0]["name"] = "a\u{1b}[2Jb".into())),
+        (
+            "merchants[1].id",
+            Box::new(|v| {
+                let m = v["merchants"][0].clone();
+                v["merchants"].as_array_mut().unwrap().push(m);
+            }),
+        ),
+        ("events[0].merchant", Box::new(|v| v["events"][0]["merchant"] = "no such/merchant".into())),
+    ];
+    for (path, change) in cases {
+        let mut v = export.clone();
+        change(&mut v);
+        let file = dir.path().join("bad.json");
+        std::fs::write(&file, serde_json::to_string(&v).unwrap()).unwrap();
+        let target = dir.path().join(format!("t-{}", path.replace(['[', ']', '.'], "_")));
+        let o = hw(&target, &["import", file.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{path}: {}", stderr(&o));
+        assert!(stderr(&o).contains(path) && stderr(&o).contains("nothing was imported"), "{path}: {}", stderr(&o));
+        assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+        assert!(!target.join("db").exists(), "{path}: nothing written");
+    }
+    // The good file imports.
+    let file = dir.path().join("good.json");
+    std::fs::write(&file, serde_json::to_string(&export).unwrap()).unwrap();
+    assert_eq!(hw(&dir.path().join("ok"), &["import", file.to_str().unwrap()]).status.code(), Some(0));
+}

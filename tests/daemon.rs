@@ -118,3 +118,43 @@ fn sighup_with_an_invalid_config_keeps_the_old_one_and_logs_every_problem() {
     assert_eq!(rows[0]["deadline"]["due"], "2027-02-16T14:59:59Z");
     assert_eq!(d.terminate().0, Some(0));
 }
+
+/// SPEC §9's start race: `status` run just as `run` starts, either one first. The command waits
+/// for the daemon's socket while the daemon holds the database, and the daemon waits while a
+/// command holds it; neither fails.
+#[test]
+fn a_command_racing_the_daemons_start_fails_neither() {
+    for round in 0..8 {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        // The database exists (a read-only command refuses a missing one).
+        assert_eq!(daemon_support::cli(&state, &["merchant", "list"]).status.code(), Some(2));
+        let o = daemon_support::cli(&state, &["merchant", "add", "--id", "a", "--name", "A", "--contact", "a@b.test"]);
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        let status = {
+            let state = state.clone();
+            std::thread::spawn(move || {
+                if round % 2 == 0 {
+                    std::thread::yield_now();
+                }
+                daemon_support::cli(&state, &["status", "--json"])
+            })
+        };
+        let d = Daemon::start(dir.path(), "", &[]);
+        let o = status.join().unwrap();
+        assert_eq!(o.status.code(), Some(0), "round {round}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("\"id\":\"a\""));
+        d.wait_ready();
+        let (code, _) = d.terminate();
+        assert_eq!(code, Some(0), "round {round}: the daemon failed:\n{}", d_log(&dir));
+    }
+}
+
+fn d_log(dir: &tempfile::TempDir) -> String {
+    std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect()
+}

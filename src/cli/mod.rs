@@ -254,6 +254,26 @@ impl Ctx {
         self.state_dir.clone().unwrap_or_else(|| self.config.store.path.clone())
     }
 
+    /// The daemon's reply, or the database opened here when no daemon runs. A daemon that is
+    /// starting holds the database before its socket exists, and another command may hold it for
+    /// a moment: wait (bounded) for either to settle instead of failing (SPEC §9's start race).
+    fn call_or_open(&self, envelope: &Envelope) -> Result<Result<crate::control::Reply, Store>, Failure> {
+        let dir = self.state_dir();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(reply) = client::call(&dir, envelope)? {
+                return Ok(Ok(reply));
+            }
+            match Store::open(&dir) {
+                Ok(store) => return Ok(Err(store)),
+                Err(e) if e.is::<crate::store::InUse>() && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     pub fn open_store(&self) -> Result<Store, Failure> {
         Ok(Store::open(&self.state_dir())?)
     }
@@ -278,10 +298,9 @@ impl Ctx {
         }
         // Under `--now` (a fixed clock) the daemon must evaluate at our instant, not its own.
         let envelope = Envelope { now: matches!(self.clock, Clock::Fixed(_)).then(|| self.clock.now()), request };
-        let reply = match client::call(&self.state_dir(), &envelope)? {
-            Some(reply) => reply,
-            None => {
-                let store = self.open_store()?;
+        let reply = match self.call_or_open(&envelope)? {
+            Ok(reply) => reply,
+            Err(store) => {
                 let engine = Engine {
                     ingest: Ingest::new(store.clone(), &self.config, self.clock),
                     store,
@@ -423,6 +442,9 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
                 .map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?;
             let data: crate::store::Export = serde_json::from_str(&text)
                 .map_err(|e| Failure::usage(format!("{} is not a hecto-watch export: {e}", file.display())))?;
+            // Every record checked before anything is written.
+            crate::ops::check_import(&data, ctx.now())
+                .map_err(|e| Failure::usage(format!("{}: {e}; nothing was imported", file.display())))?;
             // Import only ever targets an empty, offline database: never through a running daemon.
             let store = ctx.open_store()?;
             store.import(&data)?;

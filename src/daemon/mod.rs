@@ -31,6 +31,9 @@ use crate::schedule::Calendar;
 use crate::store::Store;
 use sd_notify::Notifier;
 
+/// How long `run` waits for a command that holds the database to let go of it.
+const START_WAIT: Duration = Duration::from_secs(10);
+
 /// How long the tasks get to finish the mail in hand after SIGTERM before they are abandoned
 /// (sled is flushed either way); well inside systemd's `TimeoutStopSec=`.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
@@ -60,7 +63,8 @@ impl Generation {
 
 /// Run until `shutdown` is cancelled (by a signal, or by a test).
 pub async fn run(opts: RunOptions, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let store = Store::open(&opts.state_dir)?;
+    // A command may hold the database for a moment (it opened it just before us): wait for it.
+    let store = Store::open_waiting(&opts.state_dir, START_WAIT)?;
     let (listener, socket_path) = server::bind(&opts.state_dir)?;
     let notifier = Arc::new(Notifier::from_env());
     let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;

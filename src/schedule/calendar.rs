@@ -199,7 +199,10 @@ pub fn end_of_day(date: NaiveDate) -> DateTime<Utc> {
     let t = NaiveTime::from_hms_opt(23, 59, 59).unwrap_or(NaiveTime::MIN);
     // Seoul has had no DST since 1988, so the local time is never ambiguous or missing.
     Seoul.from_local_datetime(&date.and_time(t)).earliest().map_or_else(
-        || Utc.from_utc_datetime(&date.and_time(t)) - chrono::Duration::hours(9),
+        || {
+            let utc = Utc.from_utc_datetime(&date.and_time(t));
+            utc.checked_sub_signed(chrono::Duration::hours(9)).unwrap_or(utc)
+        },
         |local| local.with_timezone(&Utc),
     )
 }

@@ -67,7 +67,10 @@ pub fn deadline(m: &Merchant, windows: &Windows, cal: &Calendar) -> Option<Deadl
     let (window, opened) = open_window(m)?;
     let day = match window {
         Window::Guidance => cal.add_business_days(kst_date(opened), windows.guidance_business_days),
-        Window::CardReview => kst_date(opened) + chrono::Days::new(u64::from(windows.card_review_days)),
+        // Checked: a stored date near the end of the calendar must not panic (issue 13).
+        Window::CardReview => kst_date(opened)
+            .checked_add_days(chrono::Days::new(u64::from(windows.card_review_days)))
+            .unwrap_or(chrono::NaiveDate::MAX),
     };
     Some(Deadline { window, opened, due: end_of_day(day) })
 }
@@ -217,6 +220,17 @@ mod tests {
             &Calendar::builtin(),
             t(now),
         )
+    }
+
+    #[test]
+    fn dates_at_the_end_of_the_calendar_do_not_panic() {
+        let mut m = merchant("acme", "pay@acme.test");
+        m.stage = Stage::CardReviewRequested;
+        m.stage_since = DateTime::<Utc>::MAX_UTC - chrono::Duration::days(400);
+        let d = deadline(&m, &Windows::default(), &Calendar::builtin()).unwrap();
+        assert!(d.due >= m.stage_since - chrono::Duration::days(1));
+        let rows = status(&[m], &Windows::default(), &Calendar::builtin(), t("2027-02-15T09:00:00+09:00"));
+        assert!(!rows[0].overdue);
     }
 
     #[test]

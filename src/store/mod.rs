@@ -287,15 +287,28 @@ fn flatten_tx_error(e: TransactionError<anyhow::Error>) -> anyhow::Error {
 
 impl Store {
     /// Open (or create) the database in `dir`.
+    /// [`Store::open`], waiting up to `within` while another process holds the database — a
+    /// command that reads for a moment, or a daemon starting up (SPEC §9's start race).
+    pub fn open_waiting(dir: &Path, within: std::time::Duration) -> anyhow::Result<Store> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            match Store::open(dir) {
+                Err(e) if e.is::<InUse>() && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                other => return other,
+            }
+        }
+    }
+
     pub fn open(dir: &Path) -> anyhow::Result<Store> {
         std::fs::create_dir_all(dir).with_context(|| {
             format!("cannot create the state directory {} — check --state-dir and permissions", dir.display())
         })?;
         let db = sled::Config::new().path(dir).open().map_err(|e| match &e {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => anyhow!(
-                "the database in {} is in use by another process (is `hecto-watch run` running? then the command goes through it)",
-                dir.display()
-            ),
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+                anyhow::Error::new(InUse(dir.display().to_string()))
+            }
             _ => anyhow!(e).context(format!("cannot open the database in {}", dir.display())),
         })?;
         let open = |name: &str| db.open_tree(name).with_context(|| format!("cannot open tree {name}"));
@@ -784,6 +797,13 @@ impl Store {
 #[derive(Debug, thiserror::Error)]
 #[error("merchant list changed while matching")]
 struct StaleMatch;
+
+/// Another process holds the database (sled admits one).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the database in {0} is in use by another process (is `hecto-watch run` running? then the command goes through it)"
+)]
+pub struct InUse(pub String);
 
 #[allow(clippy::too_many_arguments)]
 fn operator_notice(
