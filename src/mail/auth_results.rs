@@ -362,9 +362,10 @@ pub fn evaluate<'v>(
 }
 
 /// SPEC §3 verdict for one header: `pass` when `dmarc=pass` or an aligned `dkim=pass`; `fail` when
-/// dmarc, dkim or spf say `fail` and nothing *passed in that sense* — a `dkim=pass` for some other
-/// domain beside `dmarc=fail` is exactly what a spoof looks like, so it does not rescue the mail;
-/// `none` otherwise.
+/// `dmarc=fail`, or a `dkim=fail` for the From domain, and nothing *passed in that sense* — a
+/// `dkim=pass` for some other domain beside `dmarc=fail` is exactly what a spoof looks like, so it
+/// does not rescue the mail; `none` otherwise. **SPF alone never fails a mail**: forwarding breaks
+/// SPF (RFC 7208 §1.2), and merchants forward their contact mailboxes.
 fn verdict_of(statements: Statements<'_>, from_domain: Option<&str>) -> Authenticated {
     let mut failed = false;
     for st in statements {
@@ -374,8 +375,10 @@ fn verdict_of(statements: Statements<'_>, from_domain: Option<&str>) -> Authenti
         if pass {
             return Authenticated::Pass;
         }
-        failed |= st.result.eq_ignore_ascii_case("fail")
-            && ["dmarc", "dkim", "spf"].iter().any(|m| st.method.eq_ignore_ascii_case(m));
+        // A failed signature without its domain is taken as the From domain's: nothing says
+        // otherwise, and a failed signature on Hecto's name must not pass for a neutral one.
+        failed |= st.is("dmarc", "fail")
+            || (st.is("dkim", "fail") && st.signer().is_none_or(|d| from_domain.is_some_and(|from| aligned(&d, from))));
     }
     if failed {
         Authenticated::Fail
@@ -458,15 +461,18 @@ mod tests {
     #[test]
     fn verdict_unaligned_dkim_pass_does_not_rescue_a_failure() {
         assert_eq!(v("mx; dkim=pass header.d=evil.example; dmarc=fail"), Authenticated::Fail);
-        assert_eq!(v("mx; dkim=pass header.d=co.kr; spf=fail"), Authenticated::Fail);
-        assert_eq!(v("mx; dkim=pass header.d=kr; spf=fail"), Authenticated::Fail);
+        // SPF alone never fails a mail (forwarding breaks it): an unaligned signature beside it
+        // is no verdict either way.
+        assert_eq!(v("mx; dkim=pass header.d=co.kr; spf=fail"), Authenticated::None);
+        assert_eq!(v("mx; dkim=pass header.d=kr; spf=fail"), Authenticated::None);
         assert_eq!(v("mx; dkim=pass header.d=ectofinancial.co.kr"), Authenticated::None);
     }
 
     #[test]
     fn verdict_fail_and_none() {
         assert_eq!(v("mx; dkim=fail header.d=hectofinancial.co.kr"), Authenticated::Fail);
-        assert_eq!(v("mx; spf=fail smtp.mailfrom=x@y.z"), Authenticated::Fail);
+        assert_eq!(v("mx; spf=fail smtp.mailfrom=x@y.z"), Authenticated::None, "SPF alone never fails");
+        assert_eq!(v("mx; dkim=fail header.d=other.example"), Authenticated::None, "not the From domain's");
         assert_eq!(v("mx; spf=softfail; dkim=neutral"), Authenticated::None);
         assert_eq!(v("mx; none"), Authenticated::None);
     }
@@ -482,8 +488,9 @@ mod tests {
             ("mx; DKIM=Pass header.i=@mail.hectofinancial.co.kr", [NONE, Pass, NONE]),
             ("mx; dkim=pass header.i=@x.example header.d=hectofinancial.co.kr", [Pass, Pass, NONE]),
             ("mx; dkim=pass header.d=x.example header.i=@hectofinancial.co.kr", [NONE, NONE, NONE]),
-            ("mx; spf=fail; dkim=pass header.d=\"hectofinancial.co.kr\"", [Pass, Pass, Fail]),
-            ("mx; spf=FAIL", [Fail, Fail, Fail]),
+            ("mx; spf=fail; dkim=pass header.d=\"hectofinancial.co.kr\"", [Pass, Pass, NONE]),
+            ("mx; spf=FAIL", [NONE, NONE, NONE]),
+            ("mx; dmarc=fail", [Fail, Fail, Fail]),
             ("mx; none", [NONE, NONE, NONE]),
             ("mx; arc=fail", [NONE, NONE, NONE]),
             ("", [NONE, NONE, NONE]),

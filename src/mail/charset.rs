@@ -101,6 +101,33 @@ fn ends_label(next: Option<&u8>) -> bool {
     }
 }
 
+/// SPEC §3, raw 8-bit headers (no RFC 2047 encoding, as old Korean mailers send them): UTF-8
+/// when the bytes are valid UTF-8, else CP949. mail-parser reads such bytes as UTF-8, so a header
+/// line that is not valid UTF-8 is re-encoded from CP949 (encoding_rs's EUC-KR, which is the
+/// whole CP949 repertoire) before the parse. Borrowed — and nearly free — when the header block is
+/// ASCII or UTF-8, as nearly all mail is.
+pub fn utf8_headers(raw: &[u8]) -> Cow<'_, [u8]> {
+    let end = memchr::memmem::find(raw, b"\n\n")
+        .map(|i| i + 1)
+        .into_iter()
+        .chain(memchr::memmem::find(raw, b"\r\n\r\n").map(|i| i + 2))
+        .min()
+        .unwrap_or(raw.len());
+    let head = &raw[..end];
+    if head.is_ascii() || std::str::from_utf8(head).is_ok() {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 8);
+    for line in head.split_inclusive(|b| *b == b'\n') {
+        match std::str::from_utf8(line) {
+            Ok(_) => out.extend_from_slice(line),
+            Err(_) => out.extend_from_slice(encoding_rs::EUC_KR.decode_without_bom_handling(line).0.as_bytes()),
+        }
+    }
+    out.extend_from_slice(&raw[end..]);
+    Cow::Owned(out)
+}
+
 /// `raw` with CP949 aliases rewritten to `euc-kr`; borrowed when there is nothing to rewrite.
 pub fn normalise_labels(raw: &[u8]) -> Cow<'_, [u8]> {
     let Some(alias) = ALIAS.as_ref() else {
@@ -130,6 +157,20 @@ pub fn normalise_labels(raw: &[u8]) -> Cow<'_, [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_8bit_headers_are_utf8_when_valid_else_cp949() {
+        let (cp949, _, _) = encoding_rs::EUC_KR.encode("Subject: [헥토파이낸셜] 계약 안내 똠\n");
+        let mut raw = b"From: a@b.c\n".to_vec();
+        raw.extend_from_slice(&cp949);
+        raw.extend_from_slice(b"\nbody \xb0\xa1\n");
+        let fixed = utf8_headers(&raw);
+        let text = String::from_utf8_lossy(&fixed);
+        assert!(text.contains("Subject: [헥토파이낸셜] 계약 안내 똠\n"), "{text}");
+        assert!(fixed.ends_with(b"\nbody \xb0\xa1\n"), "the body is left to its own charset");
+        let utf8 = "Subject: 계약 안내\n\nx".as_bytes();
+        assert!(matches!(utf8_headers(utf8), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn rewrites_aliases_in_label_positions_only() {

@@ -103,8 +103,32 @@ pub fn business_numbers(text: &str) -> Vec<String> {
 static MID_LABELLED: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(r"(?:MID|상점\s?아이디|상점\s?ID)[\s:：)\]|\-=]*([A-Za-z0-9_]{4,21})").ok());
 
-/// PortOne-style `imp_` identifiers anywhere: the whole token.
-static MID_IMP: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"imp_[A-Za-z0-9]{4}[A-Za-z0-9_]{0,56}").ok());
+/// PortOne issues live Hecto MIDs as `imp_` + exactly 4 alphanumerics: anywhere, as a whole
+/// token. (PortOne's payment ids `imp_` + 12 digits and customer codes `imp` + 8 digits are not
+/// MIDs: the whole-token check leaves them out.)
+static MID_IMP: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"imp_[A-Za-z0-9]{4}").ok());
+
+/// PortOne identifiers that follow a MID-like label in PortOne's own mails but are not MIDs.
+fn portone_id(token: &str) -> bool {
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    token.strip_prefix("imp_").is_some_and(|d| digits(d, 12)) || token.strip_prefix("imp").is_some_and(|d| digits(d, 8))
+}
+
+/// Hecto's and PortOne's public test MIDs: the `nx??_??_??` family and `portone1`.
+pub fn is_test_mid(mid: &str) -> bool {
+    let b = mid.as_bytes();
+    let family = b.len() == 10
+        && mid.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("nx"))
+        && b[4] == b'_'
+        && b[7] == b'_'
+        && [2, 3, 5, 6, 8, 9].iter().all(|&i| b[i].is_ascii_alphabetic());
+    family || mid.eq_ignore_ascii_case("portone1")
+}
+
+/// `mids` split into the merchant's own and the public test MIDs.
+pub fn split_test_mids(mids: Vec<String>) -> (Vec<String>, Vec<String>) {
+    mids.into_iter().partition(|m| !is_test_mid(m))
+}
 
 fn is_word_byte(b: Option<u8>) -> bool {
     b.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -125,7 +149,7 @@ pub fn mids(text: &str) -> Vec<String> {
             // `MIDhecto123` (cells glued together without a separator) is not accepted: with no
             // gap the token may just be the rest of a word such as "MIDDLE".
             let gap = tok.start() > all.start() + label_len(all.as_str());
-            if label_ok && token_ok && gap {
+            if label_ok && token_ok && gap && !portone_id(tok.as_str()) {
                 found.push((tok.start(), tok.as_str()));
             }
         }
@@ -353,7 +377,26 @@ mod tests {
     fn mids_after_labels_and_imp_tokens() {
         let text = "MID: hecto12345\n상점아이디 : nxca_jt_il\n상점ID：T_test_0001\n\
                     PortOne imp_12345678 and imp_ab12, MID hecto12345";
-        assert_eq!(mids(text), vec!["hecto12345", "nxca_jt_il", "T_test_0001", "imp_12345678", "imp_ab12"]);
+        // imp_ + exactly 4 alphanumerics is a PortOne-issued MID; imp_12345678 is not.
+        assert_eq!(mids(text), vec!["hecto12345", "nxca_jt_il", "T_test_0001", "imp_ab12"]);
+        let (own, test) = split_test_mids(mids(text));
+        assert_eq!(
+            (own, test),
+            (vec!["hecto12345".to_owned(), "T_test_0001".into(), "imp_ab12".into()], vec!["nxca_jt_il".to_owned()])
+        );
+    }
+
+    #[test]
+    fn portone_payment_ids_and_customer_codes_are_not_mids() {
+        assert!(mids("결제번호 imp_123456789012 (imp_uid)").is_empty());
+        assert!(mids("MID: imp_123456789012").is_empty());
+        assert!(mids("가맹점 식별코드 imp74312345, MID: imp74312345").is_empty());
+        for t in ["nxca_jt_il", "nxca_jt_bi", "nxva_sb_il", "nxhp_sb_ma", "nxpt_kt_il", "portone1", "PORTONE1"] {
+            assert!(is_test_mid(t), "{t}");
+        }
+        for t in ["nxca_jt_il2", "nxcajtil", "hecto12345", "nx12_ab_cd"] {
+            assert!(!is_test_mid(t), "{t}");
+        }
     }
 
     #[test]

@@ -124,6 +124,9 @@ pub struct Classified {
     /// Valid 사업자등록번호 as 10 digits, in order of appearance, unique.
     pub business_numbers: Vec<String>,
     pub mids: Vec<String>,
+    /// Hecto's and PortOne's public test MIDs (`nxca_jt_il`, `portone1`, …): shared by everyone,
+    /// they never identify a merchant (SPEC §3).
+    pub test_mids: Vec<String>,
     /// Canonical card-company ids (`shinhan`, `kb`, …) named in subject or body, in order of
     /// appearance, unique.
     pub card_companies: Vec<String>,
@@ -170,6 +173,7 @@ pub struct ClassifyReport {
     pub spam_flagged: bool,
     pub business_numbers: Vec<String>,
     pub mids: Vec<String>,
+    pub test_mids: Vec<String>,
     pub card_companies: Vec<String>,
 }
 
@@ -188,6 +192,7 @@ impl Classified {
             spam_flagged: self.spam_flagged,
             business_numbers: self.business_numbers.clone(),
             mids: self.mids.clone(),
+            test_mids: self.test_mids.clone(),
             card_companies: self.card_companies.clone(),
         }
     }
@@ -206,6 +211,7 @@ impl Classified {
             spam_flagged: false,
             business_numbers: Vec::new(),
             mids: Vec::new(),
+            test_mids: Vec::new(),
             card_companies: Vec::new(),
             subject_card_companies: Vec::new(),
             date: None,
@@ -268,6 +274,8 @@ fn domain_of(address: &str) -> Option<&str> {
 }
 
 fn analyse(raw: &[u8], rules: &Rules, content_hash: &str) -> Option<Classified> {
+    let headers_fixed = charset::utf8_headers(raw);
+    let raw: &[u8] = &headers_fixed;
     // Charset labels mail-parser does not know decode as lossy UTF-8 (see `charset`). The usual
     // ones contain "949": a SIMD substring search decides whether to rewrite before parsing.
     // The rare others (uhc, euckr …) are caught after the parse, at the price of a second parse.
@@ -362,12 +370,14 @@ fn examine(
         extract::card_companies(&subject).into_iter().map(str::to_owned).collect();
     let card_companies: Vec<String> = extract::card_companies(&scan).into_iter().map(str::to_owned).collect();
     let business_numbers = extract::business_numbers(&scan);
-    let mids = extract::mids(&scan);
+    let (mids, test_mids) = extract::split_test_mids(extract::mids(&scan));
 
     let claims_hecto = sender_name
         .as_deref()
         .is_some_and(|name| rules.subject.hecto_names.iter().any(|w| subject::contains_ci(name, w.trim())));
-    let kind = if (from_hecto && authenticated == Authenticated::Fail) || (claims_hecto && !from_hecto) {
+    // `sender_auth = "off"`: authentication is ignored entirely, so it makes nothing suspicious.
+    let auth_failed = authenticated == Authenticated::Fail && rules.sender_auth != SenderAuth::Off;
+    let kind = if (from_hecto && auth_failed) || (claims_hecto && !from_hecto) {
         MailKind::Suspicious
     } else if direction.is_none() {
         MailKind::NotHecto
@@ -392,6 +402,7 @@ fn examine(
         spam_flagged,
         business_numbers,
         mids,
+        test_mids,
         card_companies,
         subject_card_companies,
         date: message.date().and_then(to_chrono),
@@ -484,7 +495,7 @@ X-Hecto-Watch: reminder\nContent-Type: text/plain; charset=utf-8\n\nMID: shop_00
             json,
             "{\"file\":\"x.eml\",\"message_id\":null,\"kind\":\"not_hecto\",\"direction\":null,\
              \"sender\":null,\"recipients\":[],\"subject\":\"\",\"authenticated\":\"none\",\
-             \"spam_flagged\":false,\"business_numbers\":[],\"mids\":[],\"card_companies\":[]}"
+             \"spam_flagged\":false,\"business_numbers\":[],\"mids\":[],\"test_mids\":[],\"card_companies\":[]}"
         );
         assert!(c.identity().starts_with("sha256:"));
     }
@@ -537,6 +548,18 @@ X-Hecto-Watch: reminder\nContent-Type: text/plain; charset=utf-8\n\nMID: shop_00
         assert_eq!(c.direction, Some(Direction::Incoming));
         assert_eq!(c.authenticated, Authenticated::Fail);
         assert_eq!(c.kind, MailKind::Suspicious);
+    }
+
+    #[test]
+    fn sender_auth_off_ignores_authentication_and_spf_alone_never_fails() {
+        let raw = b"Authentication-Results: mx.example; dmarc=fail header.from=hectofinancial.co.kr\nFrom: contract@hectofinancial.co.kr\nTo: m@m.example\nSubject: =?UTF-8?B?6rOE7JW9IOyViOuCtA==?=\n\nbody\n";
+        let prefer = classify(raw, &Rules::default());
+        assert_eq!(prefer.kind, MailKind::Suspicious);
+        let off = classify(raw, &Rules { sender_auth: SenderAuth::Off, ..Rules::default() });
+        assert_ne!(off.kind, MailKind::Suspicious, "off: authentication is ignored entirely");
+        let spf = b"Authentication-Results: mx.example; spf=fail smtp.mailfrom=contract@hectofinancial.co.kr\nFrom: contract@hectofinancial.co.kr\nTo: m@m.example\nSubject: hi\n\nbody\n";
+        let c = classify(spf, &Rules::default());
+        assert_eq!((c.authenticated, c.kind), (Authenticated::None, MailKind::OtherHecto), "forwarding breaks SPF");
     }
 
     #[test]
