@@ -907,18 +907,26 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 fn de_dates<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NaiveDate>, D::Error> {
     // TOML has native dates (2027-06-09) and operators also write strings ("2027-06-09").
+    // Every bad date is named, in one line, not only the first.
     let raw = Vec::<toml::Value>::deserialize(d)?;
-    raw.into_iter()
-        .map(|v| {
-            let s = match &v {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Datetime(dt) => dt.to_string(),
-                other => return Err(serde::de::Error::custom(format!("{other} is not a date like \"2027-06-09\""))),
-            };
-            NaiveDate::parse_from_str(&s, "%Y-%m-%d")
-                .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a date like \"2027-06-09\"")))
-        })
-        .collect()
+    let mut dates = Vec::new();
+    let mut bad = Vec::new();
+    for (i, v) in raw.iter().enumerate() {
+        let s = match v {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Datetime(dt) => dt.to_string(),
+            other => other.to_string(),
+        };
+        match NaiveDate::parse_from_str(&s, "%Y-%m-%d") {
+            Ok(d) => dates.push(d),
+            Err(_) => bad.push(format!("[{i}] {s:?}")),
+        }
+    }
+    if bad.is_empty() {
+        Ok(dates)
+    } else {
+        Err(serde::de::Error::custom(format!("not dates like \"2027-06-09\": {}", bad.join(", "))))
+    }
 }
 
 #[cfg(test)]
@@ -943,6 +951,15 @@ mod tests {
         assert_eq!(m365.oauth2.as_ref().map(|o| o.provider), Some(OAuthProvider::Microsoft));
         assert!(!by("naver-contact").idle, "Naver has no IDLE");
         assert_eq!(c.presets.len(), 3);
+    }
+
+    #[test]
+    fn every_bad_holiday_date_is_named() {
+        let e = Config::parse("[calendar]\nextra_holidays = [\"2027-13-01\", 2027-06-09, \"soon\", 7]\n").unwrap_err();
+        let p = e.problems.join("\n");
+        assert!(p.contains("[0] \"2027-13-01\"") && p.contains("[2] \"soon\"") && p.contains("[3] \"7\""), "{p}");
+        assert!(!p.contains("[1]"), "{p}");
+        assert_eq!(e.problems.len(), 1, "one line: {p}");
     }
 
     #[test]
