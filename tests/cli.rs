@@ -22,6 +22,15 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `check-config` of the config file `cfg`.
+fn check_config(cfg: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hecto-watch"))
+        .args(["--config", cfg.to_str().unwrap(), "check-config"])
+        .env_remove("HECTO_WATCH_CONFIG")
+        .output()
+        .unwrap()
+}
+
 fn add_acme(state: &Path) {
     let o = hw(
         state,
@@ -146,10 +155,7 @@ fn an_invalid_config_lists_every_problem_and_exits_2() {
          [reminders]\nschedule = \"daily\"\nlanguage = \"fr\"\n",
     )
     .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_hecto-watch"))
-        .args(["--config", cfg.to_str().unwrap(), "check-config"])
-        .output()
-        .unwrap();
+    let o = check_config(&cfg);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(err.contains("3 problems"), "{err}");
@@ -225,10 +231,7 @@ fn check_config_reports_presets_and_refuses_hiworks() {
         "[[accounts]]\nname = \"n\"\npreset = \"naver\"\nusername = \"shop@naver.com\"\npassword = { value = \"x\" }\n",
     )
     .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_hecto-watch"))
-        .args(["--config", cfg.to_str().unwrap(), "check-config"])
-        .output()
-        .unwrap();
+    let o = check_config(&cfg);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("preset \"naver\" filled in: host = \"imap.naver.com\""), "{out}");
@@ -238,10 +241,7 @@ fn check_config_reports_presets_and_refuses_hiworks() {
         "[[accounts]]\nname = \"h\"\npreset = \"hiworks\"\nusername = \"a@b.c\"\npassword = { value = \"x\" }\n",
     )
     .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_hecto-watch"))
-        .args(["--config", cfg.to_str().unwrap(), "check-config"])
-        .output()
-        .unwrap();
+    let o = check_config(&cfg);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("accounts[0].preset") && stderr(&o).contains("POP3"), "{}", stderr(&o));
 }
@@ -352,10 +352,7 @@ fn read_only_commands_refuse_a_missing_database_and_paths_are_checked() {
         format!("[[accounts]]\nname = \"a\"\nhost = \"imap.example.com\"\nusername = \"u@e.com\"\npassword = {{ value = \"x\" }}\nca_file = \"{}\"\npoll_interval = \"999999h\"\nbackfill_days = 4000000000\n", ca.display()),
     )
     .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_hecto-watch"))
-        .args(["--config", cfg.to_str().unwrap(), "check-config"])
-        .output()
-        .unwrap();
+    let o = check_config(&cfg);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(err.contains("ca_file") && err.contains("no PEM certificate"), "{err}");

@@ -139,20 +139,6 @@ fn login(config: &Path, user: &str) {
     assert!(rest.contains("signed in"), "{rest}");
 }
 
-fn b64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
-    }
-    out
-}
-
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
@@ -202,7 +188,7 @@ fn device_login_then_scan_and_smtp_with_xoauth2_and_the_token_rotated_on_every_r
         for t in stats["issued_access"].as_array().unwrap().iter().chain(stats["issued_refresh"].as_array().unwrap()) {
             let t = t.as_str().unwrap();
             assert!(!all.contains(t), "a token in the output: {all}");
-            let sasl = b64(&hecto_watch::auth::sasl::xoauth2(&user, t));
+            let sasl = support::b64(&hecto_watch::auth::sasl::xoauth2(&user, t));
             assert!(!all.contains(&sasl[..sasl.len() - 4]), "a SASL message with a token in the output: {all}");
         }
     }

@@ -123,48 +123,36 @@ pub fn render(s: &Snapshot<'_>) -> String {
             o.sample("hecto_watch_account_down_since_timestamp_seconds", &[("account", &a.account)], t.timestamp());
         }
     }
-    o.family(
-        "hecto_watch_folder_last_success_timestamp_seconds",
-        "gauge",
-        "The end of the last pass that read the folder to its newest mail (Unix time).",
-    );
-    for a in s.health {
-        for f in &a.folders {
-            if let Some(t) = f.status.last_ok {
-                o.sample(
-                    "hecto_watch_folder_last_success_timestamp_seconds",
-                    &[("account", &a.account), ("folder", &f.folder), ("role", &f.role)],
-                    t.timestamp(),
-                );
+    // Per watched folder: when it was last read to its end, failures in a row, mails seen.
+    type PerFolder = fn(&crate::health::FolderStatus) -> Option<i64>;
+    let per_folder: [(&str, &str, &str, PerFolder); 3] = [
+        (
+            "hecto_watch_folder_last_success_timestamp_seconds",
+            "gauge",
+            "The end of the last pass that read the folder to its newest mail (Unix time).",
+            |st| st.last_ok.map(|t| t.timestamp()),
+        ),
+        (
+            "hecto_watch_folder_failures",
+            "gauge",
+            "Passes over the folder failed in a row (0 when its last pass succeeded).",
+            |st| Some(i64::from(st.failures)),
+        ),
+        (
+            "hecto_watch_mails_seen_total",
+            "counter",
+            "Mails whose headers were looked at, per watched folder (kept across restarts).",
+            |st| i64::try_from(st.mails_seen).ok(),
+        ),
+    ];
+    for (name, kind, help, value) in per_folder {
+        o.family(name, kind, help);
+        for a in s.health {
+            for f in &a.folders {
+                if let Some(v) = value(&f.status) {
+                    o.sample(name, &[("account", &a.account), ("folder", &f.folder), ("role", &f.role)], v);
+                }
             }
-        }
-    }
-    o.family(
-        "hecto_watch_folder_failures",
-        "gauge",
-        "Passes over the folder failed in a row (0 when its last pass succeeded).",
-    );
-    for a in s.health {
-        for f in &a.folders {
-            o.sample(
-                "hecto_watch_folder_failures",
-                &[("account", &a.account), ("folder", &f.folder), ("role", &f.role)],
-                f.status.failures,
-            );
-        }
-    }
-    o.family(
-        "hecto_watch_mails_seen_total",
-        "counter",
-        "Mails whose headers were looked at, per watched folder (kept across restarts).",
-    );
-    for a in s.health {
-        for f in &a.folders {
-            o.sample(
-                "hecto_watch_mails_seen_total",
-                &[("account", &a.account), ("folder", &f.folder), ("role", &f.role)],
-                f.status.mails_seen,
-            );
         }
     }
 

@@ -550,10 +550,8 @@ pub(crate) mod tests {
         assert!(n.deliverer().sent.lock().unwrap().is_empty());
     }
 
-    #[tokio::test]
-    async fn a_reminder_whose_window_closed_while_it_waited_is_not_sent() {
-        let (_d, n) = setup(vec![Err(SendError::Transient("connection refused".into()))]);
-        let now = t("2027-02-15T09:00:00+09:00");
+    /// acme, applied Fri 2027-02-05, its guidance reminder enqueued at `now` (Mon 02-15 09:00).
+    fn acme_reminder_enqueued<D: Deliver>(n: &Notifier<D>, now: DateTime<Utc>) {
         let new = crate::ops::NewMerchant {
             id: "acme".into(),
             name: "에이씨미".into(),
@@ -567,6 +565,13 @@ pub(crate) mod tests {
         let (due, _) = crate::ops::reminders_due(n.store(), &config, &cal, now).unwrap();
         assert_eq!(due.len(), 1);
         n.store().enqueue(&due).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_reminder_whose_window_closed_while_it_waited_is_not_sent() {
+        let (_d, n) = setup(vec![Err(SendError::Transient("connection refused".into()))]);
+        let now = t("2027-02-15T09:00:00+09:00");
+        acme_reminder_enqueued(&n, now);
         let out = n.drain(now, &CancellationToken::new()).await.unwrap();
         assert_eq!(out[0].result, OutcomeKind::Retrying, "SMTP down at first");
         // The guidance mail arrives during the outage.
@@ -581,22 +586,7 @@ pub(crate) mod tests {
     async fn a_reminder_waiting_when_its_merchant_is_paused_is_not_sent() {
         let (_d, n) = setup(vec![Err(SendError::Transient("connection refused".into()))]);
         let now = t("2027-02-15T09:00:00+09:00");
-        let new = crate::ops::NewMerchant {
-            id: "acme".into(),
-            name: "에이씨미".into(),
-            contact: "pay@acme.test".into(),
-            applied_at: Some("2027-02-05T10:00:00+09:00".into()),
-            ..Default::default()
-        };
-        crate::ops::merchant_add(n.store(), &new, now).unwrap();
-        let (due, _) = crate::ops::reminders_due(
-            n.store(),
-            &crate::config::Config::builtin(),
-            &crate::schedule::Calendar::builtin(),
-            now,
-        )
-        .unwrap();
-        n.store().enqueue(&due).unwrap();
+        acme_reminder_enqueued(&n, now);
         assert_eq!(n.drain(now, &CancellationToken::new()).await.unwrap()[0].result, OutcomeKind::Retrying);
         crate::ops::merchant_pause(n.store(), "acme", true, None, now).unwrap();
         let out = n.drain(now + chrono::Duration::hours(1), &CancellationToken::new()).await.unwrap();

@@ -206,23 +206,25 @@ pub fn message_id(tag: &str) -> String {
     format!("{tag}.{}.{n}.{nanos}@test.hecto-watch", std::process::id())
 }
 
+/// Standard base64 (RFC 4648), for building mail and recognising SASL messages.
+pub fn b64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
+    }
+    out
+}
+
 /// A raw RFC 5322 mail (UTF-8 subject as RFC 2047 base64, CRLF line ends).
 pub fn mail(from: &str, to: &str, subject: &str, message_id: &str, extra_headers: &[&str], body: &str) -> Vec<u8> {
     use std::fmt::Write as _;
-    let b64 = |s: &str| {
-        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let bytes = s.as_bytes();
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            out.push(T[(n >> 18) as usize & 63] as char);
-            out.push(T[(n >> 12) as usize & 63] as char);
-            out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-            out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
-        }
-        out
-    };
+    let b64 = |s: &str| b64(s.as_bytes());
     let mut m = String::new();
     let _ = write!(m, "From: {from}\r\nTo: {to}\r\nSubject: =?UTF-8?B?{}?=\r\n", b64(subject));
     let _ =
