@@ -404,3 +404,24 @@ fn import_refuses_a_bad_record_by_its_json_path_and_writes_nothing() {
     std::fs::write(&file, serde_json::to_string(&export).unwrap()).unwrap();
     assert_eq!(hw(&dir.path().join("ok"), &["import", file.to_str().unwrap()]).status.code(), Some(0));
 }
+
+/// Every configuration problem in one pass (issue 13): a type error, a semantic one and a
+/// password file that does not exist, all reported together, one line each.
+#[test]
+fn check_config_reports_type_semantic_and_file_problems_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[[accounts]]\nname = \"a\"\nhost = \"imap.example.com\"\nusername = \"u@e.com\"\nidle = \"yes please\"\n\
+         password = { file = \"/nonexistent/imap.pw\" }\n[reminders]\noperators = [\"not an address\"]\n",
+    )
+    .unwrap();
+    let o = check_config(&cfg);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("accounts[0].idle"), "the type error: {err}");
+    assert!(err.contains("reminders.operators[0]"), "the semantic one: {err}");
+    assert!(err.contains("accounts[0].password") && err.contains("/nonexistent/imap.pw"), "the file: {err}");
+    assert!(err.lines().skip(1).all(|l| l.starts_with("  ")), "one line each: {err}");
+}

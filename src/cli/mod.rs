@@ -328,7 +328,18 @@ fn load_config(path: Option<&Path>, required: bool) -> Result<Config, Failure> {
         None => None,
     };
     match path {
-        Some(p) => Config::load(&p).map_err(|e| Failure::usage(e.to_string())),
+        Some(p) => Config::load(&p).map_err(|mut e| {
+            // Every problem in one pass: what the file names (password files, credentials,
+            // templates) is checked too, on what of it could be read.
+            if let Some(partial) = Config::load_partial(&p) {
+                for extra in runtime_problems(&partial) {
+                    if !e.problems.contains(&extra) {
+                        e.problems.push(extra);
+                    }
+                }
+            }
+            Failure::usage(e.to_string())
+        }),
         None if required => Err(Failure::usage(format!(
             "no configuration file: {} does not exist — pass --config PATH (see config/hecto-watch.toml)",
             crate::config::DEFAULT_PATH
@@ -559,29 +570,39 @@ fn run_daemon(ctx: Ctx) -> Result<i32, Failure> {
     Ok(0)
 }
 
-fn check_config(ctx: &Ctx, connect: bool, out: &mut impl Write) -> Result<i32, Failure> {
+/// What only reading the files a configuration names can find: password files and credentials,
+/// the holiday file, the templates.
+fn runtime_problems(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
-    if let Err(e) = Calendar::from_config(&ctx.config.calendar) {
+    if let Err(e) = Calendar::from_config(&config.calendar) {
         problems.push(format!("{e:#}"));
     }
-    for (i, a) in ctx.config.accounts.iter().enumerate() {
+    for (i, a) in config.accounts.iter().enumerate() {
         if let Some(Err(e)) =
             a.password.as_ref().filter(|_| a.auth == crate::config::AuthMethod::Password).map(|p| p.reveal())
         {
             problems.push(format!("accounts[{i}].password: {e:#}"));
         }
+        if let Some(Err(e)) = a.oauth2.as_ref().and_then(|o| o.client_secret.as_ref()).map(|s| s.reveal()) {
+            problems.push(format!("accounts[{i}].oauth2.client_secret: {e:#}"));
+        }
     }
-    if let Some(Err(e)) = ctx.config.http.token.as_ref().map(|t| t.reveal()) {
+    if let Some(Err(e)) = config.http.token.as_ref().map(|t| t.reveal()) {
         problems.push(format!("http.token: {e:#}"));
     }
-    if let Some(s) = &ctx.config.smtp {
+    if let Some(s) = &config.smtp {
         if let Some(Err(e)) = s.password.as_ref().map(|p| p.reveal()) {
             problems.push(format!("smtp.password: {e:#}"));
         }
     }
-    if let Err(e) = crate::notify::Renderer::new(&ctx.config.reminders) {
+    if let Err(e) = crate::notify::Renderer::new(&config.reminders) {
         problems.push(format!("{e:#}"));
     }
+    problems
+}
+
+fn check_config(ctx: &Ctx, connect: bool, out: &mut impl Write) -> Result<i32, Failure> {
+    let problems = runtime_problems(&ctx.config);
     let source = ctx.config.source.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string());
     if problems.is_empty() && connect {
         let failures = online::connect_all(ctx, out)?;

@@ -512,30 +512,47 @@ impl Config {
         Ok(config)
     }
 
+    /// [`Config::load`], and when the file has problems, what of it could be read anyway — so
+    /// `check-config` can also check its password files, credentials and templates, and report
+    /// every problem in one pass.
+    pub fn load_partial(path: &Path) -> Option<Config> {
+        let text = std::fs::read_to_string(path).ok()?;
+        Config::parse_partial(&text).map(|(mut c, _)| {
+            c.source = Some(path.to_owned());
+            c
+        })
+    }
+
     /// Parse and validate TOML text, collecting every problem.
     pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
-        let mut problems = Vec::new();
-        let table: toml::Table = match text.parse() {
-            Ok(t) => t,
+        match Config::parse_partial(text) {
+            Some((config, problems)) if problems.is_empty() => Ok(config),
+            Some((_, problems)) => Err(ConfigErrors { file: None, problems }),
+            None => Err(ConfigErrors { file: None, problems: vec![Config::toml_problem(text)] }),
+        }
+    }
+
+    /// The TOML syntax error of `text`: position and message, never the line itself (it may
+    /// hold a password written without quotes).
+    fn toml_problem(text: &str) -> String {
+        match text.parse::<toml::Table>() {
+            Ok(_) => "not valid TOML".to_owned(),
             Err(e) => {
-                // The position and the parser's message, never the line itself: it may hold a
-                // password written without quotes.
                 let at = e.span().map(|span| {
                     let before = &text[..span.start.min(text.len())];
                     let line = before.matches('\n').count() + 1;
                     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
                     format!(" at line {line}, column {column}")
                 });
-                return Err(ConfigErrors {
-                    file: None,
-                    problems: vec![format!(
-                        "not valid TOML{}: {}",
-                        at.unwrap_or_default(),
-                        e.message().trim().replace('\n', " ")
-                    )],
-                });
+                format!("not valid TOML{}: {}", at.unwrap_or_default(), e.message().trim().replace('\n', " "))
             }
-        };
+        }
+    }
+
+    /// Everything that could be read, and every problem; `None` when the text is not TOML.
+    fn parse_partial(text: &str) -> Option<(Config, Vec<String>)> {
+        let mut problems = Vec::new();
+        let table: toml::Table = text.parse().ok()?;
         let mut config = Config::builtin();
         for (key, value) in table {
             match key.as_str() {
@@ -573,11 +590,7 @@ impl Config {
             }
         }
         config.validate(&mut problems);
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigErrors { file: None, problems })
-        }
+        Some((config, problems))
     }
 
     /// Semantic checks on values that deserialised.
@@ -861,7 +874,10 @@ fn deserialize_collecting<T: serde::de::DeserializeOwned>(
                     .and_then(|r| r.split('`').next())
                     .is_some_and(|k| removed.contains(k));
                 if !missing_after_removal {
-                    let msg = if unknown.is_some() { format!("unknown key ({inner})") } else { inner };
+                    // One line per problem: the toml crate appends "\nin `key`", which the key
+                    // path already says.
+                    let first = inner.lines().next().unwrap_or_default().trim().to_owned();
+                    let msg = if unknown.is_some() { format!("unknown key ({first})") } else { first };
                     problems.push(format!("{full}: {msg}"));
                 }
                 match key {
