@@ -72,8 +72,6 @@ pub struct TokenStatus {
     pub state: &'static str,
     pub obtained_at: Option<DateTime<Utc>>,
     pub refreshed_at: Option<DateTime<Utc>>,
-    /// When the access token this process holds expires (through the daemon only).
-    pub access_expires_at: Option<DateTime<Utc>>,
     pub detail: Option<String>,
 }
 
@@ -393,22 +391,15 @@ impl TokenSource {
         *cached = Some((access.clone(), expires));
         Ok(access)
     }
-
-    /// `oauth status` of this account; `access_expires_at` when this process holds a token.
-    pub async fn status(&self) -> TokenStatus {
-        let held = self.cached.lock().await.as_ref().map(|(_, e)| *e);
-        status_of(&self.path, &self.account, held)
-    }
 }
 
-/// `oauth status` from the token file alone.
-pub fn status_of(path: &Path, account: &str, held: Option<DateTime<Utc>>) -> TokenStatus {
+/// `oauth status` from the token file (which a running daemon shares).
+pub fn status_of(path: &Path, account: &str) -> TokenStatus {
     let base = TokenStatus {
         account: account.to_owned(),
         state: "not_signed_in",
         obtained_at: None,
         refreshed_at: None,
-        access_expires_at: None,
         detail: None,
     };
     match read(path, account) {
@@ -417,7 +408,6 @@ pub fn status_of(path: &Path, account: &str, held: Option<DateTime<Utc>>) -> Tok
             state: if s.revoked.is_some() { "revoked" } else { "signed_in" },
             obtained_at: Some(s.obtained_at),
             refreshed_at: s.refreshed_at,
-            access_expires_at: held,
             detail: s.revoked,
             ..base
         },
@@ -449,8 +439,8 @@ mod tests {
         let names: Vec<_> =
             std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
-        assert_eq!(status_of(&path, "contracts", None).state, "signed_in");
-        assert_eq!(status_of(&token_path(dir.path(), "other"), "other", None).state, "not_signed_in");
+        assert_eq!(status_of(&path, "contracts").state, "signed_in");
+        assert_eq!(status_of(&token_path(dir.path(), "other"), "other").state, "not_signed_in");
     }
 
     #[test]

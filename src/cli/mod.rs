@@ -523,9 +523,7 @@ fn oauth(ctx: &Ctx, cmd: OauthCmd, out: &mut impl Write) -> Result<i32, Failure>
             let state_dir = ctx.state_dir();
             let statuses: Vec<crate::auth::TokenStatus> = oauth_accounts
                 .iter()
-                .map(|a| {
-                    crate::auth::tokens::status_of(&crate::auth::tokens::token_path(&state_dir, &a.name), &a.name, None)
-                })
+                .map(|a| crate::auth::tokens::status_of(&crate::auth::tokens::token_path(&state_dir, &a.name), &a.name))
                 .collect();
             if ctx.json {
                 for s in &statuses {
@@ -630,11 +628,8 @@ fn check_config(ctx: &Ctx, connect: bool, out: &mut impl Write) -> Result<i32, F
             writeln!(out, "{path}: still to do at the provider: {}", f.todo).context("cannot write to stdout")?;
         }
         for a in ctx.config.accounts.iter().filter(|a| a.auth == crate::config::AuthMethod::Oauth2) {
-            let status = crate::auth::tokens::status_of(
-                &crate::auth::tokens::token_path(&ctx.state_dir(), &a.name),
-                &a.name,
-                None,
-            );
+            let status =
+                crate::auth::tokens::status_of(&crate::auth::tokens::token_path(&ctx.state_dir(), &a.name), &a.name);
             if status.state != "signed_in" {
                 writeln!(
                     out,
