@@ -524,45 +524,42 @@ async fn login_with_token(
             None => text.trim().to_owned(),
         },
     };
-    let timeout = || ConnectError::Protocol {
-        endpoint: endpoint.to_owned(),
-        what: "login",
-        reason: format!("no answer within {} s", AUTH_TIMEOUT.as_secs()),
+    // One attempt's outcome: logged in, refused (with the connection back, for a retry), or any
+    // other trouble (a temporary RFC 5530 code, a broken connection, no answer).
+    enum Failed {
+        Refused { client: Box<Client>, text: String, challenge: Option<String> },
+        Other(ConnectError),
+    }
+    type Attempt =
+        (Result<Result<Session, (async_imap::error::Error, Client)>, tokio::time::error::Elapsed>, Option<String>);
+    let outcome = |(r, challenge): Attempt| -> Result<Session, Failed> {
+        let other = |reason: String| {
+            Failed::Other(ConnectError::Protocol { endpoint: endpoint.to_owned(), what: "login", reason })
+        };
+        match r {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err((async_imap::error::Error::No(t) | async_imap::error::Error::Bad(t), _))) if temporary(&t) => {
+                Err(other(t.trim().to_owned()))
+            }
+            Ok(Err((async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text), client))) => {
+                Err(Failed::Refused { client: Box::new(client), text, challenge })
+            }
+            Ok(Err((e, _))) => Err(other(e.to_string())),
+            Err(_) => Err(other(format!("no answer within {} s", AUTH_TIMEOUT.as_secs()))),
+        }
     };
-    match attempt(client, token.to_owned()).await {
-        (Ok(Ok(s)), _) => Ok(s),
-        (Ok(Err((async_imap::error::Error::No(text), client))), challenge) if !temporary(&text) => {
+    match outcome(attempt(client, token.to_owned()).await) {
+        Ok(s) => Ok(s),
+        Err(Failed::Other(e)) => Err(e),
+        Err(Failed::Refused { client, text, challenge }) => {
             debug!(mechanism = name, reason = %text.trim(), "Token refused; refreshing it once");
             let fresh = source.access_token(true).await.map_err(|e| ConnectError::oauth(&e))?;
-            match attempt(client, fresh).await {
-                (Ok(Ok(s)), _) => Ok(s),
-                (Ok(Err((async_imap::error::Error::No(t) | async_imap::error::Error::Bad(t), _))), c)
-                    if temporary(&t) =>
-                {
-                    let _ = c;
-                    Err(ConnectError::Protocol {
-                        endpoint: endpoint.to_owned(),
-                        what: "login",
-                        reason: t.trim().to_owned(),
-                    })
-                }
-                (Ok(Err((async_imap::error::Error::No(t) | async_imap::error::Error::Bad(t), _))), c) => {
-                    Err(refused(&t, c.or(challenge)))
-                }
-                (Ok(Err((e, _))), _) => {
-                    Err(ConnectError::Protocol { endpoint: endpoint.to_owned(), what: "login", reason: e.to_string() })
-                }
-                (Err(_), _) => Err(timeout()),
+            match outcome(attempt(*client, fresh).await) {
+                Ok(s) => Ok(s),
+                Err(Failed::Other(e)) => Err(e),
+                Err(Failed::Refused { text, challenge: again, .. }) => Err(refused(&text, again.or(challenge))),
             }
         }
-        (Ok(Err((async_imap::error::Error::No(t) | async_imap::error::Error::Bad(t), _))), _) if temporary(&t) => {
-            Err(ConnectError::Protocol { endpoint: endpoint.to_owned(), what: "login", reason: t.trim().to_owned() })
-        }
-        (Ok(Err((async_imap::error::Error::No(t) | async_imap::error::Error::Bad(t), _))), c) => Err(refused(&t, c)),
-        (Ok(Err((e, _))), _) => {
-            Err(ConnectError::Protocol { endpoint: endpoint.to_owned(), what: "login", reason: e.to_string() })
-        }
-        (Err(_), _) => Err(timeout()),
     }
 }
 
