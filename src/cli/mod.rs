@@ -410,7 +410,7 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
                 // record for a watched mailbox.
                 eprintln!("hecto-watch: warning: the daemon is not running: nothing is reading these mailboxes now; shown is the state it last recorded");
             }
-            Ok(if reply.all_readable { 0 } else { 1 })
+            Ok(if reply.all_readable && reply.storage_fault.is_none() { 0 } else { 1 })
         }
         Command::Status => {
             let rows: Vec<StatusRow> = ctx.request(Request::Status)?;

@@ -116,6 +116,8 @@ pub fn health(out: &mut impl Write, reply: &crate::control::HealthReply, json: b
             daemon_running: bool,
             /// This account's watcher tasks and their last beats (through the daemon only).
             tasks: Vec<&'a crate::health::liveness::TaskBeat>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            storage_fault: Option<&'a crate::store::faults::Fault>,
         }
         for account in &reply.accounts {
             let tasks = reply
@@ -123,7 +125,8 @@ pub fn health(out: &mut impl Write, reply: &crate::control::HealthReply, json: b
                 .iter()
                 .filter(|t| crate::health::liveness::is_account_task(&t.task, &account.account))
                 .collect();
-            json_line(out, &Line { account, daemon_running: reply.daemon_running, tasks })?;
+            let storage_fault = reply.storage_fault.as_ref();
+            json_line(out, &Line { account, daemon_running: reply.daemon_running, tasks, storage_fault })?;
         }
         return Ok(());
     }
@@ -132,6 +135,14 @@ pub fn health(out: &mut impl Write, reply: &crate::control::HealthReply, json: b
     let mut text = String::new();
     if !reply.daemon_running {
         text.push_str("(the daemon is not running: the state as it last recorded it)\n");
+    }
+    if let Some(f) = &reply.storage_fault {
+        text.push_str(&format!(
+            "DATABASE CANNOT BE WRITTEN since {}: {} — nothing is sent or advanced; free space in the \
+             state directory and the daemon restarts by itself\n",
+            kst(f.since),
+            super::table::printable(&f.error)
+        ));
     }
     for a in accounts {
         let state = match a.state {

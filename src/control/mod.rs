@@ -93,6 +93,10 @@ pub struct HealthReply {
     pub tasks: Vec<crate::health::liveness::TaskBeat>,
     pub accounts: Vec<crate::health::AccountHealth>,
     pub all_readable: bool,
+    /// The daemon could not write its database (a full disk): it sends and advances nothing
+    /// until it has restarted (SPEC §9 Durability).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_fault: Option<crate::store::faults::Fault>,
 }
 
 impl Request {
@@ -225,6 +229,7 @@ impl Engine {
                     tasks: self.liveness.as_ref().map(|l| l.tasks()).unwrap_or_default(),
                     all_readable: crate::health::all_readable(&report),
                     accounts: report,
+                    storage_fault: store.fault(),
                 })?
             }
             Request::Retry { keys, all } => {

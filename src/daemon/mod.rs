@@ -10,6 +10,7 @@
 
 pub mod alerting;
 pub mod sd_notify;
+pub mod storage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,7 +72,9 @@ pub async fn run(opts: RunOptions, config: Config, shutdown: CancellationToken) 
     spawn_signal_handlers(shutdown.clone())?;
 
     let mut config = Arc::new(config);
+    let (fault_tx, mut fault_rx) = tokio::sync::mpsc::channel::<String>(1);
     let lasting = Lasting {
+        fault_tx,
         counters: Arc::default(),
         store: store.clone(),
         listener: Arc::new(listener),
@@ -83,6 +86,13 @@ pub async fn run(opts: RunOptions, config: Config, shutdown: CancellationToken) 
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
+            Some(reason) = fault_rx.recv() => {
+                // systemd's Restart=on-failure starts it again, on a database that opens.
+                notifier.notify("STOPPING=1");
+                generation.stop().await;
+                let _ = std::fs::remove_file(&socket_path);
+                anyhow::bail!("{reason}");
+            }
             _ = hup.recv() => {
                 notifier.notify("RELOADING=1");
                 let Some(path) = &opts.config_path else {
@@ -127,7 +137,20 @@ pub async fn run(opts: RunOptions, config: Config, shutdown: CancellationToken) 
     generation.stop().await;
     // Commands fall back to opening the database themselves once the socket is gone.
     let _ = std::fs::remove_file(&socket_path);
-    store.flush().await?;
+    let flushed = store.flush().await;
+    if let Some(fault) = store.fault() {
+        let saved = store.save_sent_unrecorded();
+        anyhow::bail!(
+            "stopped with the database in {} not writable ({}){}",
+            opts.state_dir.display(),
+            fault.error,
+            match saved {
+                Ok(_) => String::new(),
+                Err(e) => format!("; messages sent meanwhile may be sent again: {e:#}"),
+            }
+        );
+    }
+    flushed?;
     tracing::info!("Stopped");
     Ok(())
 }
@@ -148,6 +171,8 @@ fn spawn_signal_handlers(shutdown: CancellationToken) -> anyhow::Result<()> {
 
 /// What outlives a configuration generation.
 struct Lasting {
+    /// Where a generation's storage watch says that the daemon must restart.
+    fault_tx: tokio::sync::mpsc::Sender<String>,
     store: Store,
     listener: Arc<UnixListener>,
     /// systemd's notification socket.
@@ -160,7 +185,7 @@ struct Lasting {
 }
 
 fn start(opts: &RunOptions, config: &Arc<Config>, lasting: &Lasting, reloaded: bool) -> anyhow::Result<Generation> {
-    let Lasting { store, listener, notifier, drain_lock, counters, shutdown } = lasting;
+    let Lasting { store, listener, notifier, drain_lock, counters, shutdown, fault_tx } = lasting;
     let cancel = shutdown.child_token();
     let tracker = TaskTracker::new();
     let calendar = Arc::new(Calendar::from_config(&config.calendar)?);
@@ -196,6 +221,15 @@ fn start(opts: &RunOptions, config: &Arc<Config>, lasting: &Lasting, reloaded: b
         tracker.spawn(crate::http::serve(http_listener, token, engine.clone(), counters.clone(), cancel.clone()));
     }
     tracker.spawn(supervise(engine.clone(), liveness.clone(), notifier.clone(), reloaded, cancel.clone()));
+    tracker.spawn({
+        let watch = storage::watch(store.clone(), config.clone(), sender.clone(), notifier.clone(), cancel.clone());
+        let fault_tx = fault_tx.clone();
+        async move {
+            if let Some(reason) = watch.await {
+                let _ = fault_tx.send(reason).await;
+            }
+        }
+    });
     spawn_looping(&liveness, &tracker, "alerts", TASK_BOUND, &cancel, {
         let (liveness, cancel) = (liveness.clone(), cancel.clone());
         move |beat| async move {

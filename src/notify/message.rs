@@ -46,6 +46,22 @@ pub fn build(entry: &OutboxEntry, rendered: &Rendered, from: &Mailbox) -> Result
         .map_err(|e| BuildError::Build(e.to_string()))
 }
 
+/// A plain-text message that is not in the outbox: the one alert sent while the database cannot
+/// be written (SPEC §9 Durability). Marked as ours like every other.
+pub fn direct(from: &Mailbox, to: &[String], tag: &str, subject: &str, text: &str) -> Result<Message, BuildError> {
+    if to.is_empty() {
+        return Err(BuildError::NoRecipients);
+    }
+    let mut b = Message::builder()
+        .from(from.clone())
+        .subject(subject)
+        .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(HEADER), tag.to_owned()));
+    for a in to {
+        b = b.to(a.parse::<Mailbox>().map_err(|_| BuildError::BadAddress(a.clone()))?);
+    }
+    b.body(text.to_owned()).map_err(|e| BuildError::Build(e.to_string()))
+}
+
 /// The domain of the From address (for the Message-ID).
 pub fn domain(from: &Mailbox) -> String {
     from.email.domain().to_ascii_lowercase()

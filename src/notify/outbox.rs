@@ -126,6 +126,22 @@ pub struct Notifier<D: Deliver> {
     /// Beaten once per message a drain handles: a drain of many messages through a slow SMTP
     /// server is progress, not a wedged task (the daemon's watchdog, SPEC §9).
     progress: Heartbeat,
+    /// The addresses of watched accounts (lower case): a message to one of them that may have
+    /// been delivered before a crash is looked for there before it is resent.
+    watched: Vec<String>,
+}
+
+/// How long a message that may have been delivered before a crash (see [`in_doubt`]) waits for
+/// its copy to show up in a watched mailbox before it is resent (with the same Message-ID).
+pub const IN_DOUBT_WAIT: chrono::Duration = chrono::Duration::minutes(10);
+
+/// When an entry that was being handed to the SMTP server when the process ended is resent:
+/// `None` — now (nobody watched receives it, so nothing can tell); `Some(t)` — at `t`, unless
+/// the daemon reads its copy in a watched INBOX before (then it is recorded as sent).
+pub fn in_doubt(e: &OutboxEntry, watched: &[String]) -> Option<DateTime<Utc>> {
+    let since = e.sending_since?;
+    let to_watched = e.to.iter().chain(&e.cc).any(|a| watched.iter().any(|w| w.eq_ignore_ascii_case(a.trim())));
+    to_watched.then(|| since + IN_DOUBT_WAIT)
 }
 
 /// Held by whoever drains an outbox.
@@ -143,7 +159,14 @@ impl<D: Deliver> Notifier<D> {
             drain_lock: DrainLock::default(),
             reminder_hours: None,
             progress: Heartbeat::none(),
+            watched: Vec::new(),
         }
+    }
+
+    /// The watched accounts' addresses (see [`in_doubt`]).
+    pub fn with_watched_addresses(mut self, addresses: Vec<String>) -> Self {
+        self.watched = addresses.into_iter().map(|a| a.trim().to_lowercase()).filter(|a| a.contains('@')).collect();
+        self
     }
 
     /// Beat `progress` for every message a drain handles (and so for whoever waits on the drain
@@ -189,6 +212,14 @@ impl<D: Deliver> Notifier<D> {
         &self.deliver
     }
 
+    /// Send a message that has no outbox entry (so nothing records it and nothing retries it):
+    /// only for telling the operators that the outbox itself cannot be written.
+    pub async fn send_unrecorded(&self, to: &[String], tag: &str, subject: &str, text: &str) -> anyhow::Result<()> {
+        let msg = message::direct(&self.from, to, tag, subject, text)?;
+        self.deliver.deliver(&msg).await?;
+        Ok(())
+    }
+
     /// Send every entry due at `now`, oldest first. Stops early (between messages) when `cancel`
     /// fires. Database errors end the drain; SMTP errors are recorded per entry.
     pub async fn drain(&self, now: DateTime<Utc>, cancel: &CancellationToken) -> anyhow::Result<Vec<Outcome>> {
@@ -203,6 +234,13 @@ impl<D: Deliver> Notifier<D> {
         cancel: &CancellationToken,
     ) -> anyhow::Result<(Vec<Outcome>, Option<DateTime<Utc>>)> {
         let _one_at_a_time = self.drain_lock.lock().await;
+        if let Some(fault) = self.store.fault() {
+            // Nothing is sent while the database cannot record it (SPEC §9 Durability); the
+            // daemon restarts once the disk has room.
+            debug!(error = %fault.error, "Not sending: the database could not be written");
+            return Ok((Vec::new(), None));
+        }
+        let unrecorded = self.store.sent_unrecorded();
         // Reminders held outside the sending hours are neither sent nor woken for: the next
         // tick of the schedule inside the hours drains them.
         let reminders = self.reminders_allowed(now);
@@ -211,8 +249,17 @@ impl<D: Deliver> Notifier<D> {
             .outbox_entries()?
             .into_iter()
             .filter(|e| e.status == Delivery::Pending && (reminders || e.kind != NoticeKind::Reminder))
+            .filter(|e| !unrecorded.sent.contains_key(&e.key))
             .partition(|e| is_due(e, now));
         let mut next = waiting.iter().filter_map(|e| e.next_attempt_at).min();
+        // In doubt and looked for in a watched mailbox first: not yet.
+        due.retain(|e| match in_doubt(e, &self.watched) {
+            Some(t) if t > now => {
+                next = Some(next.map_or(t, |n| n.min(t)));
+                false
+            }
+            _ => true,
+        });
         due.sort_by(|a, b| (a.created_at, &a.key).cmp(&(b.created_at, &b.key)));
         let mut outcomes = Vec::new();
         for entry in due {
@@ -271,18 +318,39 @@ impl<D: Deliver> Notifier<D> {
             Ok(m) => m,
             Err(e) => return self.give_up(entry, e.to_string()).await.map(Some),
         };
+        if let Some(since) = entry.sending_since {
+            info!(since = %since.to_rfc3339(), message_id = %rendered.message_id, "Resending a message that may have been delivered before the last stop (same Message-ID)");
+        }
+        // On disk before the server sees the message: a crash from here until the outcome is
+        // recorded leaves the mark, and the next run knows the message may have been delivered.
+        // A database that cannot take this write sends nothing.
+        entry.sending_since = Some(now);
+        self.store.put_outbox(&entry)?;
+        self.store.flush().await?;
         entry.attempts = entry.attempts.saturating_add(1);
         debug!(attempt = entry.attempts, message_id = %rendered.message_id, "Sending");
         match self.deliver.deliver(&msg).await {
             Ok(()) => {
+                super::crash_after("accepted");
                 entry.status = Delivery::Sent;
                 entry.sent_at = Some(now);
                 entry.last_error = None;
                 entry.next_attempt_at = None;
-                self.store.put_outbox(&entry)?;
+                entry.sending_since = None;
                 // Right after the server accepted: this flush is what keeps a key from being
-                // sent twice.
-                self.store.flush().await?;
+                // sent twice. When it fails the key is remembered, so this process never sends
+                // it again, and written down for the next one once the disk has room.
+                let recorded = match self.store.put_outbox(&entry) {
+                    Ok(()) => self.store.flush().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = recorded {
+                    self.store.remember_sent_unrecorded(&entry.key, now);
+                    // A small file may still fit where sled's write did not; the daemon writes it
+                    // again once there is room, and a one-shot command may get no later chance.
+                    let _ = self.store.save_sent_unrecorded();
+                    return Err(e.context(format!("{} was sent but cannot be recorded as sent", entry.key)));
+                }
                 info!(
                     message_id = %rendered.message_id,
                     to = entry.to.len(),
@@ -294,6 +362,7 @@ impl<D: Deliver> Notifier<D> {
             }
             Err(err) => {
                 let permanent = err.is_permanent();
+                entry.sending_since = None;
                 entry.last_error = Some(err.to_string());
                 if permanent && entry.attempts >= self.policy.permanent_tries {
                     entry.status = Delivery::Failed;
@@ -323,6 +392,7 @@ impl<D: Deliver> Notifier<D> {
     async fn give_up(&self, mut entry: OutboxEntry, why: String) -> anyhow::Result<Outcome> {
         warn!(error = %why, "Notice cannot be sent, giving up (see `hecto-watch reminders --failed`)");
         entry.status = Delivery::Failed;
+        entry.sending_since = None;
         entry.last_error = Some(why);
         entry.next_attempt_at = None;
         self.store.put_outbox(&entry)?;

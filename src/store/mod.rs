@@ -19,6 +19,7 @@
 //! Applying one mail is one multi-tree transaction whose closure does no I/O and no logging (sled
 //! may run it more than once); callers flush before acknowledging work that must survive a crash.
 
+pub mod faults;
 pub mod folders;
 pub mod outbox;
 
@@ -178,6 +179,8 @@ pub struct Store {
     /// The merchants as matching sees them, for the `merchants_gen` they were read at: decoding
     /// every merchant for every Hecto mail cost 0.25 s per mail at 100,000 merchants.
     for_matching: Arc<Mutex<Option<MatchingList>>>,
+    /// The first storage error this process hit (see [`faults`]).
+    fault: faults::FaultCell,
 }
 
 /// `merchants_gen` and every merchant as of it.
@@ -305,6 +308,7 @@ impl Store {
         std::fs::create_dir_all(dir).with_context(|| {
             format!("cannot create the state directory {} — check --state-dir and permissions", dir.display())
         })?;
+        faults::remove_incomplete_snapshots(dir)?;
         let db = sled::Config::new().path(dir).open().map_err(|e| match &e {
             sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
                 anyhow::Error::new(InUse(dir.display().to_string()))
@@ -326,6 +330,7 @@ impl Store {
             path: dir.to_owned(),
             db,
             for_matching: Arc::default(),
+            fault: faults::FaultCell::default(),
         };
         match store.meta.get(b"schema_version")? {
             None => {
@@ -342,7 +347,89 @@ impl Store {
                 }
             }
         }
+        store.apply_sent_unrecorded()?;
         Ok(store)
+    }
+
+    /// Mark as sent what an earlier process sent but could not record (see [`faults`]), then
+    /// remove the file.
+    fn apply_sent_unrecorded(&self) -> anyhow::Result<()> {
+        let Some(file) = faults::read_sent_unrecorded(&self.path)? else {
+            return Ok(());
+        };
+        for (key, at) in &file.sent {
+            if let Some(mut e) = self.outbox_entry(key)? {
+                e.status = Delivery::Sent;
+                e.sent_at = Some(*at);
+                e.sending_since = None;
+                e.next_attempt_at = None;
+                e.last_error = None;
+                self.outbox.insert(key.as_bytes(), enc(&e))?;
+            }
+        }
+        self.db.flush().context("cannot flush the database to disk")?;
+        let path = faults::sent_unrecorded_path(&self.path);
+        std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        tracing::info!(
+            messages = file.sent.len(),
+            "Recorded as sent what the previous run sent during a storage fault"
+        );
+        Ok(())
+    }
+
+    /// The storage error this process hit, if any: from then on nothing is sent or advanced
+    /// (SPEC §9 Durability).
+    pub fn fault(&self) -> Option<faults::Fault> {
+        self.fault.get()
+    }
+
+    /// A message the SMTP server accepted whose "sent" record could not be written: never sent
+    /// again by this process, and written for the next by [`Store::save_sent_unrecorded`].
+    pub fn remember_sent_unrecorded(&self, key: &str, at: DateTime<Utc>) {
+        self.fault.remember_sent(key, at);
+    }
+
+    pub fn sent_unrecorded(&self) -> faults::SentUnrecorded {
+        self.fault.sent_unrecorded()
+    }
+
+    /// Write what [`Store::remember_sent_unrecorded`] holds next to the database, for the next
+    /// open to apply. Needs a little room on the disk.
+    pub fn save_sent_unrecorded(&self) -> anyhow::Result<usize> {
+        let sent = self.sent_unrecorded();
+        if !sent.sent.is_empty() {
+            faults::write_sent_unrecorded(&self.path, &sent)?;
+        }
+        Ok(sent.sent.len())
+    }
+
+    /// Our own message, read back from a watched mailbox: the proof that a message in doubt
+    /// (handed to the server when the last run ended, see [`OutboxEntry::sending_since`]) was
+    /// delivered, so it is recorded as sent instead of being resent.
+    fn confirm_delivered(&self, message_id: &str, now: DateTime<Utc>) -> anyhow::Result<Option<String>> {
+        let bare = |m: &str| m.trim().trim_start_matches('<').trim_end_matches('>').to_owned();
+        let wanted = bare(message_id);
+        for e in self.outbox_entries()? {
+            let in_doubt = e.status == Delivery::Pending && e.sending_since.is_some();
+            if in_doubt && e.rendered.as_ref().is_some_and(|r| bare(&r.message_id) == wanted) {
+                let mut e = e;
+                e.status = Delivery::Sent;
+                e.sent_at = e.sending_since.or(Some(now));
+                e.sending_since = None;
+                e.next_attempt_at = None;
+                self.put_outbox(&e)?;
+                return Ok(Some(e.key));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `r`, remembering a storage error in it.
+    fn noted<T>(&self, r: anyhow::Result<T>) -> anyhow::Result<T> {
+        if let Err(e) = &r {
+            self.fault.note(e);
+        }
+        r
     }
 
     pub fn path(&self) -> &Path {
@@ -350,13 +437,13 @@ impl Store {
     }
 
     pub async fn flush(&self) -> anyhow::Result<()> {
-        self.db.flush_async().await.context("cannot flush the database to disk")?;
-        Ok(())
+        let r = self.db.flush_async().await.context("cannot flush the database to disk");
+        self.noted(r).map(drop)
     }
 
     pub fn flush_blocking(&self) -> anyhow::Result<()> {
-        self.db.flush().context("cannot flush the database to disk")?;
-        Ok(())
+        let r = self.db.flush().context("cannot flush the database to disk");
+        self.noted(r).map(drop)
     }
 
     fn is_empty(&self) -> bool {
@@ -483,7 +570,8 @@ impl Store {
     /// Move a folder's cursor past mail that needed no processing (forward only within one
     /// UIDVALIDITY; a new UIDVALIDITY replaces it).
     pub fn advance_cursor(&self, account: &str, folder: &str, to: Cursor) -> anyhow::Result<()> {
-        self.cursors.transaction(|cursors| tx_advance_cursor(cursors, account, folder, to)).map_err(flatten_tx_error)
+        let r = self.cursors.transaction(|cursors| tx_advance_cursor(cursors, account, folder, to));
+        self.noted(r.map_err(flatten_tx_error))
     }
 
     /// Every merchant, as of `gen`: from memory while `merchants_gen` has not moved.
@@ -659,11 +747,18 @@ impl Store {
             Ok(applied)
         });
         match result {
-            Ok(a) => Ok(a),
+            Ok(a) => {
+                if let (true, Some(mid)) = (a.own_mail, &mail.message_id) {
+                    if let Some(key) = self.confirm_delivered(mid, now)? {
+                        tracing::info!(key = %key, "A message in doubt after the last stop was found delivered; not resending it");
+                    }
+                }
+                Ok(a)
+            }
             Err(TransactionError::Abort(e)) if e.is::<StaleMatch>() => {
                 self.apply_mail(mail, source, rules, operators, now)
             }
-            Err(e) => Err(flatten_tx_error(e)),
+            Err(e) => self.noted(Err(flatten_tx_error(e))),
         }
     }
 
@@ -679,7 +774,8 @@ impl Store {
 
     /// Insert entries whose key is not there yet; returns the keys inserted. One transaction.
     pub fn enqueue(&self, entries: &[OutboxEntry]) -> anyhow::Result<Vec<String>> {
-        self.outbox
+        let r = self
+            .outbox
             .transaction(|outbox| {
                 let mut added = Vec::new();
                 for e in entries {
@@ -690,13 +786,14 @@ impl Store {
                 }
                 Ok(added)
             })
-            .map_err(flatten_tx_error)
+            .map_err(flatten_tx_error);
+        self.noted(r)
     }
 
     /// Replace an existing outbox entry (delivery state, rendering).
     pub fn put_outbox(&self, entry: &OutboxEntry) -> anyhow::Result<()> {
-        self.outbox.insert(entry.key.as_bytes(), enc(entry))?;
-        Ok(())
+        let r = self.outbox.insert(entry.key.as_bytes(), enc(entry)).map_err(anyhow::Error::from);
+        self.noted(r).map(drop)
     }
 
     // ---- export / import ----------------------------------------------------------------------

@@ -130,6 +130,11 @@ pub struct OutboxEntry {
     pub last_error: Option<String>,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub sent_at: Option<DateTime<Utc>>,
+    /// Set (and on disk) just before the message is handed to the SMTP server, cleared with the
+    /// outcome: an entry still carrying it after a restart may have been delivered (a crash
+    /// between the server's "250" and the "sent" record), see [`crate::notify::outbox`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending_since: Option<DateTime<Utc>>,
 }
 
 impl OutboxEntry {
@@ -159,6 +164,7 @@ impl OutboxEntry {
             last_error: None,
             next_attempt_at: None,
             sent_at: None,
+            sending_since: None,
         }
     }
 
