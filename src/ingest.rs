@@ -56,6 +56,14 @@ impl Ingest {
         self.clock
     }
 
+    /// Our own messages `keys`, seen in a watched folder by the header pass: delivered.
+    pub fn confirm_delivered(&self, keys: &[String]) -> anyhow::Result<()> {
+        for key in keys {
+            self.store.confirm_delivered(key, self.clock.now())?;
+        }
+        Ok(())
+    }
+
     /// Notified whenever a committed mail queued something in the outbox.
     pub fn outbox_ready(&self) -> Arc<tokio::sync::Notify> {
         self.outbox_ready.clone()

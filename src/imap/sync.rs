@@ -77,7 +77,9 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// marker is deliberately not asked for: a header field that (almost) no mail has still costs
 /// Dovecot ~20 % more per mail, and our few own mails that look Hecto-ish are simply fetched in
 /// full, where the classifier sees the marker and the ingest ignores them.
-pub const HEADER_FIELDS: &str = "FROM TO CC";
+/// `X-Hecto-Watch` marks our own messages: its value (the outbox key) proves a delivery that a
+/// crash left in doubt, without reading the mail.
+pub const HEADER_FIELDS: &str = "FROM TO CC X-HECTO-WATCH";
 
 /// Why a folder pass stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -863,17 +865,24 @@ async fn fetch_headers(
     let rules = ctx.ingest.rules();
     let keep = |uid: u32| (first..=last).contains(&uid);
     let mut seen: Vec<Seen> = Vec::new();
+    let mut own: Vec<String> = Vec::new();
     let collect = fast_fetch::uid_fetch_headers(conn, set, HEADER_FIELDS, |uid, header| {
         if !keep(uid) {
             return; // a mail outside the range: never asked for
         }
         let needs_body = match header.filter(|h| has_from(h)) {
-            Some(header) => {
-                !prefilter.certainly_not_hecto(header) && {
-                    let c = crate::mail::classify(header, rules);
-                    !c.self_sent && (c.kind.is_hecto() || c.unparseable)
+            Some(header) => match crate::mail::own_key(header) {
+                Some(key) => {
+                    own.push(key);
+                    false
                 }
-            }
+                None => {
+                    !prefilter.certainly_not_hecto(header) && {
+                        let c = crate::mail::classify(header, rules);
+                        !c.self_sent() && (c.kind.is_hecto() || c.unparseable)
+                    }
+                }
+            },
             // A flag change announced meanwhile, or a server that left the section out or gave
             // it without a From: if no header for this UID comes at all, the whole mail is read.
             None => true,
@@ -882,6 +891,7 @@ async fn fetch_headers(
     });
     // The whole batch shares one generous deadline on top of the per-read one.
     let completion = net_within(ctx, "UID FETCH (headers)", IO_TIMEOUT * 5, collect).await?;
+    ctx.ingest.confirm_delivered(&own).map_err(SyncError::Store)?;
     // One verdict per UID; one with a header wins over a header-less one.
     seen.sort_unstable_by_key(|s| (s.uid, !s.header));
     seen.dedup_by_key(|s| s.uid);

@@ -143,13 +143,19 @@ pub struct Classified {
     pub text: String,
     /// Hex SHA-256 of the raw bytes: the identity of a mail without a Message-ID.
     pub content_hash: String,
-    /// The mail carries our own `X-Hecto-Watch` header: the ingest ignores it.
-    pub self_sent: bool,
+    /// The value of our own `X-Hecto-Watch` header (the outbox key it was sent under): the ingest
+    /// ignores the mail, and takes it as proof of delivery (see `Store::confirm_delivered`).
+    pub own_key: Option<String>,
     /// The parser could not make sense of the bytes (or panicked); everything else is empty.
     pub unparseable: bool,
 }
 
 impl Classified {
+    /// Sent by hecto-watch itself (it carries our `X-Hecto-Watch` header).
+    pub fn self_sent(&self) -> bool {
+        self.own_key.is_some()
+    }
+
     /// The identity used for de-duplication: the Message-ID, else the content hash.
     pub fn identity(&self) -> String {
         match &self.message_id {
@@ -217,7 +223,7 @@ impl Classified {
             date: None,
             text: String::new(),
             content_hash,
-            self_sent: false,
+            own_key: None,
             unparseable: true,
         }
     }
@@ -258,6 +264,18 @@ pub fn classify(raw: &[u8], rules: &Rules) -> Classified {
 
 /// The raw value bytes of a header as text (unfolding is left to the consumers, which treat
 /// CR/LF as white space).
+/// The value of our own `X-Hecto-Watch` header in a header section (`FROM TO CC X-HECTO-WATCH`
+/// of the header pass), without parsing the rest: the outbox key the message was sent under.
+pub fn own_key(header: &[u8]) -> Option<String> {
+    let name = SELF_HEADER.as_bytes();
+    header.split(|&b| b == b'\n').find_map(|line| {
+        let rest = line.get(name.len()..)?;
+        (line[..name.len()].eq_ignore_ascii_case(name) && rest.first() == Some(&b':'))
+            .then(|| String::from_utf8_lossy(&rest[1..]).trim().to_owned())
+            .filter(|k| !k.is_empty())
+    })
+}
+
 fn raw_value<'m>(raw: &'m [u8], h: &mail_parser::Header<'_>) -> Cow<'m, str> {
     String::from_utf8_lossy(raw.get(h.offset_start as usize..h.offset_end as usize).unwrap_or_default())
 }
@@ -312,7 +330,7 @@ fn examine(
     let mut recipients: Vec<String> = Vec::new();
     let mut auth_values: Vec<Cow<'_, str>> = Vec::new();
     let mut spam_header = false;
-    let mut self_sent = false;
+    let mut own_key = None;
     for h in &root.headers {
         match &h.name {
             HeaderName::From if from.is_none() => from = h.value.as_address().and_then(|a| a.first()),
@@ -336,7 +354,7 @@ fn examine(
                     let v = raw_value(raw_msg, h);
                     spam_header |= v.trim_start().get(..3).is_some_and(|p| p.eq_ignore_ascii_case("yes"));
                 } else if name.eq_ignore_ascii_case(SELF_HEADER) {
-                    self_sent = true;
+                    own_key = Some(raw_value(raw_msg, h).trim().to_owned());
                 }
             }
         }
@@ -408,7 +426,7 @@ fn examine(
         date: message.date().and_then(to_chrono),
         text,
         content_hash: content_hash.to_owned(),
-        self_sent,
+        own_key,
         unparseable: false,
     })
 }
@@ -479,11 +497,21 @@ X-Hecto-Watch: reminder\nContent-Type: text/plain; charset=utf-8\n\nMID: shop_00
         assert_eq!(c.sender_name.as_deref(), Some("헥토파이낸셜"));
         assert_eq!(c.recipients, vec!["a@merchant.example", "b@merchant.example", "c@other.example"]);
         assert_eq!(c.message_id.as_deref(), Some("id-1@hectofinancial.co.kr"));
-        assert!(c.self_sent);
+        assert!(c.self_sent());
+        assert_eq!(c.own_key.as_deref(), Some("reminder"));
         assert_eq!(c.date.map(|d| d.to_rfc3339()).as_deref(), Some("2024-05-14T10:21:03+09:00"));
         assert_eq!(c.text, "[헥토파이낸셜] 계약완료 안내\nMID: shop_0001\n\n");
         assert_eq!(c.content_hash, hex::encode(sha2::Sha256::digest(HECTO_MAIL.as_bytes())));
         assert_eq!(c.identity(), "mid:id-1@hectofinancial.co.kr");
+    }
+
+    #[test]
+    fn own_key_reads_our_header_from_the_header_pass_and_nothing_else() {
+        let h = b"From: a@b.test\r\nx-hecto-watch:  spam/acme/00aa \r\nTo: c@d.test\r\n\r\n";
+        assert_eq!(own_key(h).as_deref(), Some("spam/acme/00aa"));
+        assert_eq!(own_key(b"X-Hecto-Watcher: x\r\nFrom: a@b.test\r\n"), None, "another header");
+        assert_eq!(own_key(b"From: a@b.test\r\nX-Hecto-Watch:\r\n"), None, "empty");
+        assert_eq!(own_key(b"From: X-Hecto-Watch: k\r\n"), None, "not at a line's start");
     }
 
     #[test]

@@ -665,6 +665,88 @@ pub(crate) mod tests {
         assert_eq!(n.deliverer().sent.lock().unwrap().len(), 1, "only the try before the pause");
     }
 
+    /// An entry marked as being sent when the last run ended (a crash between "250" and the
+    /// "sent" record).
+    fn in_doubt_entry(n: &Notifier<Script>, since: DateTime<Utc>) -> crate::store::Rendered {
+        n.store().enqueue(&[spam_entry()]).unwrap();
+        let mut e = n.store().outbox_entry("spam/acme/00aa").unwrap().unwrap();
+        let r = n.renderer.render(&e, &n.from_domain).unwrap();
+        e.rendered = Some(r.clone());
+        e.sending_since = Some(since);
+        e.attempts = 1;
+        n.store().put_outbox(&e).unwrap();
+        r
+    }
+
+    fn sent_message_ids(n: &Notifier<Script>) -> Vec<String> {
+        let sent = n.deliverer().sent.lock().unwrap();
+        sent.iter()
+            .map(|raw| mail_parser::MessageParser::default().parse(raw).unwrap().message_id().unwrap().to_owned())
+            .map(|id| format!("<{id}>"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_message_in_doubt_to_nobody_watched_is_resent_at_once_with_its_message_id() {
+        let (_d, n) = setup(vec![]);
+        let since = t("2027-02-08T11:00:05+09:00");
+        let r = in_doubt_entry(&n, since);
+        let out = n.drain(since + chrono::Duration::seconds(30), &CancellationToken::new()).await.unwrap();
+        assert_eq!(out[0].result, OutcomeKind::Sent);
+        assert_eq!(sent_message_ids(&n), [r.message_id]);
+        assert_eq!(n.store().outbox_entry("spam/acme/00aa").unwrap().unwrap().sending_since, None);
+    }
+
+    #[tokio::test]
+    async fn a_message_in_doubt_to_a_watched_mailbox_waits_for_its_copy_there_and_is_then_not_resent() {
+        let (_d, n) = setup(vec![]);
+        let n = n.with_watched_addresses(vec!["Pay@Acme.test".into()]);
+        let since = t("2027-02-08T11:00:05+09:00");
+        let r = in_doubt_entry(&n, since);
+        let cancel = CancellationToken::new();
+        let (out, next) = n.drain_and_next(since + chrono::Duration::minutes(1), &cancel).await.unwrap();
+        assert!(out.is_empty(), "held while its copy may still arrive");
+        assert_eq!(next, Some(since + IN_DOUBT_WAIT), "and looked at again when the wait ends");
+        // The header pass reads our copy in the contact's INBOX.
+        assert!(n.store().confirm_delivered("spam/acme/00aa", since + chrono::Duration::minutes(2)).unwrap());
+        let e = n.store().outbox_entry("spam/acme/00aa").unwrap().unwrap();
+        assert_eq!((e.status, e.sent_at, e.sending_since), (Delivery::Sent, Some(since), None));
+        assert!(!n.store().confirm_delivered("spam/acme/00aa", since).unwrap(), "a sent entry is not in doubt");
+        assert!(n.drain(since + IN_DOUBT_WAIT, &cancel).await.unwrap().is_empty());
+        assert!(sent_message_ids(&n).is_empty(), "never resent: {}", r.message_id);
+    }
+
+    #[tokio::test]
+    async fn a_message_in_doubt_whose_copy_never_shows_is_resent_when_the_wait_ends() {
+        let (_d, n) = setup(vec![]);
+        let n = n.with_watched_addresses(vec!["pay@acme.test".into()]);
+        let since = t("2027-02-08T11:00:05+09:00");
+        let r = in_doubt_entry(&n, since);
+        let out = n.drain(since + IN_DOUBT_WAIT, &CancellationToken::new()).await.unwrap();
+        assert_eq!(out[0].result, OutcomeKind::Sent);
+        assert_eq!(sent_message_ids(&n), [r.message_id], "at least once, with the same Message-ID");
+    }
+
+    #[tokio::test]
+    async fn a_key_sent_but_not_recorded_is_never_resent_and_the_next_open_records_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_d, n) = setup(vec![]);
+            let store = Store::open(dir.path()).unwrap();
+            store.enqueue(&[spam_entry()]).unwrap();
+            let n = Notifier::new(store.clone(), n.deliver, n.renderer, n.from);
+            let at = t("2027-02-08T11:00:05+09:00");
+            store.remember_sent_unrecorded("spam/acme/00aa", at);
+            assert!(n.drain(at, &CancellationToken::new()).await.unwrap().is_empty(), "not sent again");
+            assert!(n.deliverer().sent.lock().unwrap().is_empty());
+            assert_eq!(store.save_sent_unrecorded().unwrap(), 1);
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let e = store.outbox_entry("spam/acme/00aa").unwrap().unwrap();
+        assert_eq!((e.status, e.sent_at), (Delivery::Sent, Some(t("2027-02-08T11:00:05+09:00"))));
+        assert!(!crate::store::faults::sent_unrecorded_path(dir.path()).exists(), "applied once, then removed");
+    }
+
     /// Takes 10 s to deliver (paused time) and counts deliveries.
     struct Slow(std::sync::atomic::AtomicU32);
 

@@ -63,7 +63,7 @@ impl FaultCell {
 }
 
 /// An error from sled or the file system, as opposed to one about the data.
-pub fn is_storage_error(e: &anyhow::Error) -> bool {
+fn is_storage_error(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<sled::Error>().is_some() || c.downcast_ref::<std::io::Error>().is_some())
 }
 

@@ -403,25 +403,27 @@ impl Store {
         Ok(sent.sent.len())
     }
 
-    /// Our own message, read back from a watched mailbox: the proof that a message in doubt
-    /// (handed to the server when the last run ended, see [`OutboxEntry::sending_since`]) was
-    /// delivered, so it is recorded as sent instead of being resent.
-    fn confirm_delivered(&self, message_id: &str, now: DateTime<Utc>) -> anyhow::Result<Option<String>> {
-        let bare = |m: &str| m.trim().trim_start_matches('<').trim_end_matches('>').to_owned();
-        let wanted = bare(message_id);
-        for e in self.outbox_entries()? {
-            let in_doubt = e.status == Delivery::Pending && e.sending_since.is_some();
-            if in_doubt && e.rendered.as_ref().is_some_and(|r| bare(&r.message_id) == wanted) {
-                let mut e = e;
-                e.status = Delivery::Sent;
-                e.sent_at = e.sending_since.or(Some(now));
-                e.sending_since = None;
-                e.next_attempt_at = None;
-                self.put_outbox(&e)?;
-                return Ok(Some(e.key));
-            }
-        }
-        Ok(None)
+    /// Our own message `key` (its `X-Hecto-Watch` value), read back from a watched mailbox: the
+    /// proof that a message in doubt (handed to the server when the last run ended, see
+    /// [`OutboxEntry::sending_since`]) was delivered, so it is recorded as sent instead of being
+    /// resent. Returns whether it was in doubt.
+    pub fn confirm_delivered(&self, key: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        let Some(mut e) = self.outbox_entry(key)? else {
+            return Ok(false);
+        };
+        let Some(since) = e.sending_since.filter(|_| e.status == Delivery::Pending) else {
+            return Ok(false);
+        };
+        e.status = Delivery::Sent;
+        e.sent_at = Some(since.min(now));
+        e.sending_since = None;
+        e.next_attempt_at = None;
+        self.put_outbox(&e)?;
+        tracing::info!(
+            key,
+            "A message that may have been delivered before the last stop is in a watched mailbox; not resending it"
+        );
+        Ok(true)
     }
 
     /// `r`, remembering a storage error in it.
@@ -604,7 +606,7 @@ impl Store {
             _ => None,
         };
         let identity = mail.identity();
-        let relevant = mail.kind.is_hecto() && !mail.self_sent && !mail.unparseable;
+        let relevant = mail.kind.is_hecto() && !mail.self_sent() && !mail.unparseable;
         // Matching needs every merchant, and sled transactions cannot iterate, so match against a
         // snapshot and let the transaction check that no merchant was added/removed meanwhile.
         let (gen, outcome) = if relevant {
@@ -623,7 +625,7 @@ impl Store {
         let trees =
             (&self.meta, &self.merchants, &self.events, &self.seen, &self.unassigned, &self.cursors, &self.outbox);
         let result = trees.transaction(|(meta, merchants, events, seen, unassigned, cursors, outbox)| {
-            let mut applied = Applied { kind: Some(mail.kind), own_mail: mail.self_sent, ..Applied::default() };
+            let mut applied = Applied { kind: Some(mail.kind), own_mail: mail.self_sent(), ..Applied::default() };
             if let Some(c) = cursor {
                 tx_advance_cursor(cursors, &source.account, &source.folder, c)?;
             }
@@ -748,10 +750,8 @@ impl Store {
         });
         match result {
             Ok(a) => {
-                if let (true, Some(mid)) = (a.own_mail, &mail.message_id) {
-                    if let Some(key) = self.confirm_delivered(mid, now)? {
-                        tracing::info!(key = %key, "A message in doubt after the last stop was found delivered; not resending it");
-                    }
+                if let Some(key) = &mail.own_key {
+                    self.confirm_delivered(key, now)?;
                 }
                 Ok(a)
             }
