@@ -1,7 +1,11 @@
 //! The real binary: exit statuses, one-line errors, and bad input that leaves the database as it was.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
+
+mod disk_support;
+
+use disk_support::Tmpfs;
 
 fn hw(state: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hecto-watch"))
@@ -431,40 +435,6 @@ fn check_config_reports_type_semantic_and_file_problems_together() {
 // there, and the database opens again once there is room — including with the empty
 // `snap.*.generating` file sled leaves when its snapshot write hits the full disk. Needs root
 // (`mount -t tmpfs`), as CI runs.
-
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
-            .status()
-            .expect("mount");
-        assert!(ok.success(), "mount -t tmpfs needs root (CI runs as root)");
-        Tmpfs(dir)
-    }
-
-    /// Fill the file system to the last byte.
-    fn fill(&self) -> PathBuf {
-        use std::io::Write;
-        let path = self.0.join("fill");
-        let mut f = std::fs::File::create(&path).unwrap();
-        let chunk = vec![0u8; 4096];
-        while f.write_all(&chunk).is_ok() {}
-        while f.write_all(&[0]).is_ok() {}
-        let _ = f.sync_all();
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
 
 fn add_shop(state: &Path, id: &str) -> Output {
     hw(state, &["merchant", "add", "--id", id, "--name", "상점", "--contact", &format!("{id}@shop.test")])

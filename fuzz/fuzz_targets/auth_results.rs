@@ -8,9 +8,6 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let value = String::from_utf8_lossy(data);
     let parsed = auth_results::parse(&value);
-    assert!(parsed
-        .results
-        .iter()
-        .all(|r| !r.method.is_empty() && !r.result.is_empty()));
+    assert!(parsed.results.iter().all(|r| !r.method.is_empty() && !r.result.is_empty()));
     let _ = auth_results::evaluate([value.as_ref()], &[], Some("hectofinancial.co.kr"));
 });

@@ -303,6 +303,10 @@ pub struct Reminders {
     /// and alerts are not held.
     #[serde(default)]
     pub send_hours: SendHours,
+    /// How long a message that was being sent when the daemon stopped waits for its copy to
+    /// show up in a watched mailbox before it is resent (SPEC §9 Durability); 1 s to 24 h.
+    #[serde(default = "default_in_doubt_wait", deserialize_with = "de_duration")]
+    pub in_doubt_wait: Duration,
 }
 
 /// `"09:00-18:00"`: from the first time (inclusive) to the second (exclusive), Asia/Seoul.
@@ -356,6 +360,9 @@ fn default_repeat() -> u32 {
 fn default_max_reminders() -> u32 {
     3
 }
+fn default_in_doubt_wait() -> Duration {
+    Duration::from_secs(600)
+}
 fn default_hecto_contact() -> String {
     "가맹점 문의 1688-5130, info_F@hecto.co.kr".to_owned()
 }
@@ -375,6 +382,7 @@ impl Default for Reminders {
             hecto_contact: default_hecto_contact(),
             portone_contact: default_portone_contact(),
             send_hours: SendHours::default(),
+            in_doubt_wait: default_in_doubt_wait(),
         }
     }
 }
@@ -590,6 +598,13 @@ impl Config {
             }
         }
         config.validate(&mut problems);
+        // One line per problem, whatever a library's message looks like: the journal shows one
+        // entry per line, and a line break inside a problem would let a file forge the next.
+        for p in &mut problems {
+            if p.contains(['\n', '\r']) {
+                *p = p.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
+            }
+        }
         Some((config, problems))
     }
 
@@ -712,6 +727,10 @@ impl Config {
             Ok(s) => self.schedule = Some(s),
             Err(e) => {
                 self.schedule = None;
+                // The cron crate draws a caret diagram over several lines; its last line says what
+                // is wrong.
+                let e = e.to_string();
+                let e = e.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or_default().to_owned();
                 problems.push(format!(
                     "reminders.schedule: {:?} is not a cron expression with seconds (like \"0 0 9 * * Mon-Fri\"): {e}",
                     self.reminders.schedule
@@ -725,6 +744,9 @@ impl Config {
         }
         if self.reminders.max_reminders > 100 {
             problems.push("reminders.max_reminders: more than 100 reminders is surely a mistake".to_owned());
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&self.reminders.in_doubt_wait) {
+            problems.push("reminders.in_doubt_wait: must be between 1s and 24h".to_owned());
         }
         if self.reminders.repeat_every_business_days == 0 {
             problems.push("reminders.repeat_every_business_days: must be at least 1".to_owned());
@@ -1107,6 +1129,29 @@ x = 1
         }
         let e = Config::parse("[reminders]\nsend_hours = \"18:00-09:00\"\n").err().unwrap().to_string();
         assert!(e.contains("reminders.send_hours"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_cron_schedule_is_one_line_naming_what_is_wrong() {
+        // Found by the `config` fuzz target: the cron crate's caret diagram spans three lines.
+        let e = Config::parse("[reminders]\nschedule = \"0 0 9 * * M2n-Fri\"\n").err().unwrap();
+        assert_eq!(e.problems.len(), 1);
+        let p = &e.problems[0];
+        assert!(
+            !p.contains('\n') && p.contains("reminders.schedule") && p.contains("not a valid day of the week"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn in_doubt_wait_defaults_to_ten_minutes_and_is_bounded() {
+        assert_eq!(Config::parse("").unwrap().reminders.in_doubt_wait, Duration::from_secs(600));
+        let c = Config::parse("[reminders]\nin_doubt_wait = \"5s\"\n").unwrap();
+        assert_eq!(c.reminders.in_doubt_wait, Duration::from_secs(5));
+        for bad in ["0s", "500ms", "25h"] {
+            let e = Config::parse(&format!("[reminders]\nin_doubt_wait = \"{bad}\"\n")).err().unwrap().to_string();
+            assert!(e.contains("reminders.in_doubt_wait"), "{bad}: {e}");
+        }
     }
 
     #[test]

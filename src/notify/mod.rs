@@ -55,15 +55,16 @@ pub fn smtp_notifier(store: Store, config: &Config) -> anyhow::Result<Notifier<S
     let watched = config.accounts.iter().flat_map(|a| std::iter::once(&a.username).chain(&a.addresses)).cloned();
     Ok(Notifier::new(store, deliver, renderer, from)
         .with_sending_hours(config.reminders.send_hours, std::sync::Arc::new(calendar))
-        .with_watched_addresses(watched.collect()))
+        .with_watched_addresses(watched.collect(), config.reminders.in_doubt_wait))
 }
 
 /// The environment variable of the crash hook used by the exactly-once tests.
 pub const CRASH_ENV: &str = "HECTO_WATCH_TEST_CRASH_AFTER";
 
 /// Test hook: abort the process right after `point` (`enqueue`: due reminders enqueued and
-/// flushed; `render`: an entry rendered and flushed, before it is marked as being sent and handed
-/// to the server; `accepted`: the server accepted it, before "sent" is recorded) when
+/// flushed; `render`: an entry rendered and flushed, before it is marked as being sent; `marked`:
+/// marked and flushed, before it is handed to the server; `accepted`: the server accepted it,
+/// before "sent" is recorded) when
 /// `HECTO_WATCH_TEST_CRASH_AFTER` names it — the state a SIGKILL at that instant would leave,
 /// without racing a signal against the process.
 pub(crate) fn crash_after(point: &str) {

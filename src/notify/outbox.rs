@@ -129,19 +129,21 @@ pub struct Notifier<D: Deliver> {
     /// The addresses of watched accounts (lower case): a message to one of them that may have
     /// been delivered before a crash is looked for there before it is resent.
     watched: Vec<String>,
+    in_doubt_wait: chrono::Duration,
 }
 
 /// How long a message that may have been delivered before a crash (see [`in_doubt`]) waits for
-/// its copy to show up in a watched mailbox before it is resent (with the same Message-ID).
+/// its copy to show up in a watched mailbox before it is resent (with the same Message-ID), unless
+/// `reminders.in_doubt_wait` says otherwise.
 pub const IN_DOUBT_WAIT: chrono::Duration = chrono::Duration::minutes(10);
 
 /// When an entry that was being handed to the SMTP server when the process ended is resent:
 /// `None` — now (nobody watched receives it, so nothing can tell); `Some(t)` — at `t`, unless
 /// the daemon reads its copy in a watched INBOX before (then it is recorded as sent).
-pub fn in_doubt(e: &OutboxEntry, watched: &[String]) -> Option<DateTime<Utc>> {
+pub fn in_doubt(e: &OutboxEntry, watched: &[String], wait: chrono::Duration) -> Option<DateTime<Utc>> {
     let since = e.sending_since?;
     let to_watched = e.to.iter().chain(&e.cc).any(|a| watched.iter().any(|w| w.eq_ignore_ascii_case(a.trim())));
-    to_watched.then(|| since + IN_DOUBT_WAIT)
+    to_watched.then(|| since + wait)
 }
 
 /// Held by whoever drains an outbox.
@@ -160,12 +162,15 @@ impl<D: Deliver> Notifier<D> {
             reminder_hours: None,
             progress: Heartbeat::none(),
             watched: Vec::new(),
+            in_doubt_wait: IN_DOUBT_WAIT,
         }
     }
 
-    /// The watched accounts' addresses (see [`in_doubt`]).
-    pub fn with_watched_addresses(mut self, addresses: Vec<String>) -> Self {
+    /// The watched accounts' addresses, and how long a message in doubt to one of them waits
+    /// for its copy (see [`in_doubt`]).
+    pub fn with_watched_addresses(mut self, addresses: Vec<String>, wait: std::time::Duration) -> Self {
         self.watched = addresses.into_iter().map(|a| a.trim().to_lowercase()).filter(|a| a.contains('@')).collect();
+        self.in_doubt_wait = chrono::Duration::from_std(wait).unwrap_or(IN_DOUBT_WAIT);
         self
     }
 
@@ -253,7 +258,7 @@ impl<D: Deliver> Notifier<D> {
             .partition(|e| is_due(e, now));
         let mut next = waiting.iter().filter_map(|e| e.next_attempt_at).min();
         // In doubt and looked for in a watched mailbox first: not yet.
-        due.retain(|e| match in_doubt(e, &self.watched) {
+        due.retain(|e| match in_doubt(e, &self.watched, self.in_doubt_wait) {
             Some(t) if t > now => {
                 next = Some(next.map_or(t, |n| n.min(t)));
                 false
@@ -327,10 +332,13 @@ impl<D: Deliver> Notifier<D> {
         entry.sending_since = Some(now);
         self.store.put_outbox(&entry)?;
         self.store.flush().await?;
+        super::crash_after("marked");
         entry.attempts = entry.attempts.saturating_add(1);
         debug!(attempt = entry.attempts, message_id = %rendered.message_id, "Sending");
+        let handing_over = std::time::Instant::now();
         match self.deliver.deliver(&msg).await {
             Ok(()) => {
+                let accepted = std::time::Instant::now();
                 super::crash_after("accepted");
                 entry.status = Delivery::Sent;
                 entry.sent_at = Some(now);
@@ -351,11 +359,16 @@ impl<D: Deliver> Notifier<D> {
                     let _ = self.store.save_sent_unrecorded();
                     return Err(e.context(format!("{} was sent but cannot be recorded as sent", entry.key)));
                 }
+                // The two windows a crash could hit (scripts/bench-kill-sending reads them): handing
+                // the message over (a crash there leaves it in doubt) and accepted-but-unrecorded
+                // (a crash there resends it).
                 info!(
                     message_id = %rendered.message_id,
                     to = entry.to.len(),
                     cc = entry.cc.len(),
                     attempt = entry.attempts,
+                    smtp_us = accepted.duration_since(handing_over).as_micros() as u64,
+                    record_us = accepted.elapsed().as_micros() as u64,
                     "Notice sent"
                 );
                 Ok(Some(Outcome::of(&entry, OutcomeKind::Sent)))
@@ -700,7 +713,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_message_in_doubt_to_a_watched_mailbox_waits_for_its_copy_there_and_is_then_not_resent() {
         let (_d, n) = setup(vec![]);
-        let n = n.with_watched_addresses(vec!["Pay@Acme.test".into()]);
+        let n = n.with_watched_addresses(vec!["Pay@Acme.test".into()], IN_DOUBT_WAIT.to_std().unwrap());
         let since = t("2027-02-08T11:00:05+09:00");
         let r = in_doubt_entry(&n, since);
         let cancel = CancellationToken::new();
@@ -719,7 +732,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_message_in_doubt_whose_copy_never_shows_is_resent_when_the_wait_ends() {
         let (_d, n) = setup(vec![]);
-        let n = n.with_watched_addresses(vec!["pay@acme.test".into()]);
+        let n = n.with_watched_addresses(vec!["pay@acme.test".into()], IN_DOUBT_WAIT.to_std().unwrap());
         let since = t("2027-02-08T11:00:05+09:00");
         let r = in_doubt_entry(&n, since);
         let out = n.drain(since + IN_DOUBT_WAIT, &CancellationToken::new()).await.unwrap();

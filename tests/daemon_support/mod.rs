@@ -144,6 +144,18 @@ impl Daemon {
         }
     }
 
+    /// Wait (bounded) for the daemon to exit on its own; its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "the daemon did not exit within {within:?}; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL: no chance to finish anything.
     pub fn kill(mut self) {
         let _ = self.child.kill();
