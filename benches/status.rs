@@ -26,7 +26,8 @@ fn seed(store: &Store, now: DateTime<Utc>) {
             Merchant {
                 id: format!("m{i:06}"),
                 name: format!("주식회사 테스트상점{i}"),
-                contact: format!("pay{i}@shop{}.example", i % 5000),
+                contacts: vec![format!("pay{i}@shop{}.example", i % 5000)],
+                language: None,
                 business_no: None,
                 mids: vec![],
                 stage: stages[i % stages.len()],

@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Asia::Seoul;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, FolderChoice};
+use crate::config::{Config, FolderChoice, Language};
 use crate::health::AccountHealth;
 use crate::merchant::{self, input, Event, FolderRole, Merchant, Stage};
 use crate::schedule::{due, Calendar, StatusRow};
@@ -19,11 +19,17 @@ use crate::store::{CheckedMailbox, Delivery, NoticeKind, OutboxEntry, Refused, S
 pub struct NewMerchant {
     pub id: String,
     pub name: String,
-    pub contact: String,
+    #[serde(alias = "contact", deserialize_with = "merchant::one_or_many")]
+    pub contacts: Vec<String>,
     pub business_no: Option<String>,
     pub mids: Vec<String>,
     /// RFC 3339 or `YYYY-MM-DD` (Asia/Seoul); default now.
     pub applied_at: Option<String>,
+    #[serde(default)]
+    pub language: Option<Language>,
+    /// Register even when the business number or a MID is already another merchant's.
+    #[serde(default)]
+    pub force: bool,
 }
 
 fn bad(msg: String) -> anyhow::Error {
@@ -44,22 +50,38 @@ pub fn parse_time(raw: &str, what: &str) -> anyhow::Result<DateTime<Utc>> {
 }
 
 pub fn merchant_add(store: &Store, new: &NewMerchant, now: DateTime<Utc>) -> anyhow::Result<Merchant> {
-    let id = input::merchant_id(&new.id).map_err(bad)?;
-    if new.name.trim().is_empty() {
-        return Err(bad("merchant name must not be empty".into()));
+    let m = new_merchant(new, now).map_err(bad)?;
+    if !new.force {
+        if let Some(clash) = identity_clash(&m, &store.merchants()?) {
+            return Err(bad(clash));
+        }
     }
-    let contact = input::contact(&new.contact).map_err(bad)?;
-    let business_no = new.business_no.as_deref().map(input::business_no).transpose().map_err(bad)?;
-    let mids = new.mids.iter().map(|m| input::mid(m)).collect::<Result<Vec<_>, _>>().map_err(bad)?;
-    let name = input::name(&new.name).map_err(bad)?;
+    store.add_merchant(&m, None, now)?;
+    Ok(m)
+}
+
+/// The merchant `new` describes, checked by the rules of `merchant add` (one line when not).
+pub fn new_merchant(new: &NewMerchant, now: DateTime<Utc>) -> Result<Merchant, String> {
+    let id = input::merchant_id(&new.id)?;
+    if new.name.trim().is_empty() {
+        return Err("merchant name must not be empty".into());
+    }
+    let contacts = input::contacts(&new.contacts)?;
+    let business_no = new.business_no.as_deref().map(input::business_no).transpose()?;
+    let mut mids: Vec<String> = new.mids.iter().map(|m| input::mid(m)).collect::<Result<_, _>>()?;
+    mids.dedup();
+    let name = input::name(&new.name)?;
     let applied_at = match &new.applied_at {
-        Some(raw) => input::operator_date(parse_time(raw, "--applied-at")?, now, "--applied-at").map_err(bad)?,
+        Some(raw) => {
+            input::operator_date(parse_time(raw, "applied_at").map_err(|e| e.to_string())?, now, "applied_at")?
+        }
         None => now,
     };
-    let m = Merchant {
+    Ok(Merchant {
         id,
         name,
-        contact,
+        contacts,
+        language: new.language,
         business_no,
         mids,
         stage: Stage::Applied,
@@ -69,9 +91,121 @@ pub fn merchant_add(store: &Store, new: &NewMerchant, now: DateTime<Utc>) -> any
         card_approvals: BTreeMap::new(),
         created_at: now,
         paused: false,
-    };
-    store.add_merchant(&m, None, now)?;
-    Ok(m)
+    })
+}
+
+/// `merchant edit`: checked as a whole first (so a refusal names the problem, and nothing is
+/// half-changed), then applied to the stored record inside the transaction.
+pub fn merchant_edit(
+    store: &Store,
+    id: &str,
+    e: &merchant::Edit,
+    force: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Merchant> {
+    let m = merchant_get(store, id)?;
+    let (new, _) = merchant::edit(&m, e, now).map_err(bad)?;
+    if !force {
+        // Only what this edit brings in: a number already shared (registered with --force)
+        // does not block changing the name.
+        let probe = Merchant {
+            business_no: new.business_no.clone().filter(|_| new.business_no != m.business_no),
+            mids: new.mids.iter().filter(|x| !m.mids.contains(x)).cloned().collect(),
+            ..new.clone()
+        };
+        if let Some(clash) = identity_clash(&probe, &store.merchants()?) {
+            return Err(bad(clash));
+        }
+    }
+    store.update_merchant(id, |old| match merchant::edit(old, e, now) {
+        Ok((m, event)) => (m, vec![event]),
+        // Changed meanwhile so that the edit no longer applies: leave it.
+        Err(_) => (old.clone(), Vec::new()),
+    })
+}
+
+/// One row of `merchant import FILE.csv`, with its line in the file (for the error messages).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportRow {
+    pub line: u64,
+    pub merchant: NewMerchant,
+}
+
+/// `merchant import`: every row checked — by the rules of `merchant add`, against the merchants
+/// already there and against the other rows — before anything is written; then all of them in
+/// one transaction (`dry_run`: none). A refusal names every bad row with its line.
+pub fn merchant_import(
+    store: &Store,
+    rows: &[ImportRow],
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<Merchant>> {
+    if rows.is_empty() {
+        return Err(bad("no merchants in the file (only a header row?)".into()));
+    }
+    let existing = store.merchants()?;
+    let mut ok: Vec<Merchant> = Vec::new();
+    let mut lines: BTreeMap<String, u64> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for row in rows {
+        let m = match new_merchant(&row.merchant, now) {
+            Ok(m) => m,
+            Err(e) => {
+                problems.push(format!("line {}: {e}", row.line));
+                continue;
+            }
+        };
+        if existing.iter().any(|x| x.id == m.id) {
+            problems.push(format!("line {}: merchant {} already exists (`merchant edit` changes it)", row.line, m.id));
+            continue;
+        }
+        if let Some(first) = lines.get(&m.id) {
+            problems.push(format!("line {}: merchant {} is already on line {first}", row.line, m.id));
+            continue;
+        }
+        let known: Vec<Merchant> = existing.iter().chain(ok.iter()).cloned().collect();
+        if let Some(clash) = identity_clash(&m, &known) {
+            problems.push(format!("line {}: {clash}", row.line));
+            continue;
+        }
+        lines.insert(m.id.clone(), row.line);
+        ok.push(m);
+    }
+    if !problems.is_empty() {
+        let n = problems.len();
+        return Err(bad(format!(
+            "{n} bad row{}, nothing was imported:\n  {}",
+            if n == 1 { "" } else { "s" },
+            problems.join("\n  ")
+        )));
+    }
+    if !dry_run {
+        store.add_merchants(&ok, now)?;
+    }
+    Ok(ok)
+}
+
+/// Another merchant with `m`'s business number or one of its MIDs: matching by that signal
+/// would be ambiguous, so it needs `--force` (and `merchant list` then shows the clash).
+pub fn identity_clash(m: &Merchant, all: &[Merchant]) -> Option<String> {
+    for other in all.iter().filter(|o| o.id != m.id) {
+        if m.business_no.is_some() && m.business_no == other.business_no {
+            return Some(format!(
+                "business number {} is already merchant {}'s: two merchants with one number make matching \
+                 ambiguous (give --force if they really share it)",
+                m.business_no.as_deref().unwrap_or_default(),
+                other.id
+            ));
+        }
+        if let Some(mid) = m.mids.iter().find(|x| other.mids.contains(x)) {
+            return Some(format!(
+                "MID {mid} is already merchant {}'s: two merchants with one MID make matching ambiguous \
+                 (give --force if they really share it)",
+                other.id
+            ));
+        }
+    }
+    None
 }
 
 pub fn merchant_get(store: &Store, id: &str) -> anyhow::Result<Merchant> {
@@ -203,9 +337,12 @@ pub fn check_import(data: &crate::store::Export, now: DateTime<Utc>) -> Result<(
             return Err(format!("{p}.id: {:?} appears twice", m.id));
         }
         input::name(&m.name).map_err(|e| format!("{p}.name: {e}"))?;
-        let contact = input::contact(&m.contact).map_err(|e| format!("{p}.contact: {e}"))?;
-        if contact != m.contact {
-            return Err(format!("{p}.contact: {:?} must be written as {contact:?} (trimmed, lower-case)", m.contact));
+        let contacts = input::contacts(&m.contacts).map_err(|e| format!("{p}.contacts: {e}"))?;
+        if contacts != m.contacts {
+            return Err(format!(
+                "{p}.contacts: {:?} must be written as {contacts:?} (trimmed, lower-case, each once)",
+                m.contacts
+            ));
         }
         if let Some(b) = &m.business_no {
             if input::business_no(b).ok().as_deref() != Some(b.as_str()) {
@@ -367,10 +504,11 @@ mod tests {
         NewMerchant {
             id: "acme".into(),
             name: "주식회사 에이씨미".into(),
-            contact: "Pay@Acme.test".into(),
+            contacts: vec!["Pay@Acme.test".into()],
             business_no: Some("123-45-67891".into()),
             mids: vec![],
             applied_at: Some("2026-11-23".into()),
+            ..Default::default()
         }
     }
 

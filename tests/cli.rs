@@ -377,7 +377,7 @@ fn import_refuses_a_bad_record_by_its_json_path_and_writes_nothing() {
     type Change = Box<dyn Fn(&mut serde_json::Value)>;
     let cases: Vec<(&str, Change)> = vec![
         ("merchants[0].id", Box::new(|v| v["merchants"][0]["id"] = "a b/c".into())),
-        ("merchants[0].contact", Box::new(|v| v["merchants"][0]["contact"] = "not-an-address".into())),
+        ("merchants[0].contacts", Box::new(|v| v["merchants"][0]["contacts"] = serde_json::json!(["not-an-address"]))),
         ("merchants[0].business_no", Box::new(|v| v["merchants"][0]["business_no"] = "1234567890".into())),
         ("merchants[0].stage_since", Box::new(|v| v["merchants"][0]["stage_since"] = "+262142-12-31T00:00:00Z".into())),
         ("merchants[0].applied_at", Box::new(|v| v["merchants"][0]["applied_at"] = "1900-01-01T00:00:00Z".into())),

@@ -61,7 +61,7 @@ fn one_unreachable_account_holds_back_neither_ready_nor_the_other_accounts_mail_
             let m = hecto_watch::ops::NewMerchant {
                 id: id.into(),
                 name: id.to_uppercase(),
-                contact: contact.clone(),
+                contacts: vec![contact.clone()],
                 applied_at: applied.map(str::to_owned),
                 ..Default::default()
             };

@@ -87,11 +87,12 @@ fn sigkill_during_a_burst_of_200_deliveries_applies_every_mail_and_notice_once()
             let m = hecto_watch::ops::NewMerchant {
                 id: format!("m{i:03}"),
                 name: format!("상점{i:03}"),
-                contact: user.clone(),
+                contacts: vec![user.clone()],
                 business_no: Some(business_no(220_810_000 + i as u64)),
                 mids: vec![],
                 // Applied now: no guidance reminder is due, so every X-Hecto-Watch mail is a spam notice.
                 applied_at: None,
+                ..Default::default()
             };
             hecto_watch::ops::merchant_add(&store, &m, chrono::Utc::now()).unwrap();
         }

@@ -293,3 +293,39 @@ async fn reminders_go_only_on_business_days_inside_the_sending_hours() {
     assert_eq!(mails.len(), 1, "exactly the one reminder, after the holiday: {mails:?}");
     assert_eq!(mails[0].x_hecto_watch.as_deref(), Some(key));
 }
+
+#[tokio::test]
+async fn a_merchant_with_two_contacts_and_its_own_language_gets_one_reminder_in_that_language_at_both() {
+    let stack = Stack::shared();
+    let env = Env::new(stack, "multi"); // [reminders] language = "ko"
+    let second = stack.fresh_user("multi-2");
+    env.ok(
+        0,
+        &[
+            "merchant",
+            "add",
+            "--id",
+            "acme",
+            "--name",
+            "에이씨미",
+            "--contact",
+            &env.contact,
+            "--contact",
+            &second,
+            "--language",
+            "en",
+            "--applied-at",
+            "2027-02-05T10:00:00+09:00",
+        ],
+    );
+    let out = env.remind("2027-02-15T09:00:00+09:00", 0);
+    assert!(out.contains("sent     reminder/acme/guidance@20270205/001"), "{out}");
+    for user in [&env.contact, &second] {
+        let mails = stack.after_barrier(user).await;
+        assert_eq!(mails.len(), 1, "one message, at each contact: {mails:?}");
+        let m = &mails[0];
+        assert_eq!(m.to, vec![env.contact.clone(), second.clone()]);
+        assert!(m.subject.starts_with("[Action needed] 에이씨미"), "the merchant's language: {}", m.subject);
+        assert!(!m.text.contains("헥토파이낸셜 계약 안내"), "{}", m.text);
+    }
+}

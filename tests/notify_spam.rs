@@ -84,7 +84,7 @@ async fn the_sender_task_sends_the_spam_notice_within_seconds_of_the_scan_and_on
         &NewMerchant {
             id: "acme".into(),
             name: "에이씨미".into(),
-            contact: env.contact.clone(),
+            contacts: vec![env.contact.clone()],
             applied_at: Some("2027-02-05".into()),
             ..NewMerchant::default()
         },

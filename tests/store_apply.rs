@@ -22,10 +22,11 @@ fn add(store: &Store, id: &str, contact: &str, bn: Option<&str>) -> Merchant {
     let m = NewMerchant {
         id: id.into(),
         name: format!("{id} 상사"),
-        contact: contact.into(),
+        contacts: vec![contact.into()],
         business_no: bn.map(str::to_owned),
         mids: vec![],
         applied_at: Some("2026-11-02T10:00:00+09:00".into()),
+        ..Default::default()
     };
     ops::merchant_add(store, &m, t("2026-11-02T10:00:00+09:00")).unwrap()
 }
@@ -155,7 +156,7 @@ fn matching_sees_merchants_added_removed_and_changed_since_the_last_mail() {
     // A changed contact address (same merchant, other identity).
     s.update_merchant("alpha", |old| {
         let mut m = old.clone();
-        m.contact = "moved@corp.test".into();
+        m.contacts = vec!["moved@corp.test".into()];
         (m, vec![])
     })
     .unwrap();

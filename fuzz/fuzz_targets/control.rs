@@ -26,10 +26,11 @@ static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
         let m = hecto_watch::ops::NewMerchant {
             id: id.into(),
             name: format!("{id} 상점"),
-            contact: format!("{id}@shop.test"),
+            contacts: vec![format!("{id}@shop.test")],
             business_no: Some(business_no.into()),
             mids: vec![],
             applied_at: None,
+            ..Default::default()
         };
         hecto_watch::ops::merchant_add(&store, &m, *NOW).expect("seed merchant");
     }

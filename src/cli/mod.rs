@@ -3,6 +3,7 @@
 //! Data goes to stdout, logs to stderr; `--json` gives machine output. Exit status 0 on success,
 //! 1 on a runtime failure, 2 on bad usage or configuration, with a one-line reason on stderr.
 
+pub mod merchant_csv;
 mod online;
 mod print;
 mod table;
@@ -150,9 +151,9 @@ pub enum MerchantCmd {
         id: String,
         #[arg(long)]
         name: String,
-        /// The contact address on the Hecto application
-        #[arg(long)]
-        contact: String,
+        /// A contact address on the Hecto application (repeatable: reminders go to all)
+        #[arg(long = "contact", value_name = "EMAIL", required = true)]
+        contacts: Vec<String>,
         /// 사업자등록번호 (123-45-67891)
         #[arg(long)]
         business_no: Option<String>,
@@ -162,6 +163,54 @@ pub enum MerchantCmd {
         /// When the application was made (2026-11-02 or RFC 3339) [default: now]
         #[arg(long)]
         applied_at: Option<String>,
+        /// The language of this merchant's reminders (ko, en) [default: reminders.language]
+        #[arg(long, value_name = "LANG")]
+        language: Option<crate::config::Language>,
+        /// Register even when the business number or a MID is already another merchant's
+        #[arg(long)]
+        force: bool,
+    },
+    /// Change a merchant's name, contacts, business number, MIDs or language (the timeline
+    /// records what changed)
+    Edit {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Add a contact address (repeatable)
+        #[arg(long = "add-contact", value_name = "EMAIL")]
+        add_contacts: Vec<String>,
+        /// Remove a contact address (repeatable; one must remain)
+        #[arg(long = "remove-contact", value_name = "EMAIL")]
+        remove_contacts: Vec<String>,
+        /// 사업자등록번호 (123-45-67891)
+        #[arg(long)]
+        business_no: Option<String>,
+        /// Add a MID (repeatable)
+        #[arg(long = "mid")]
+        mids: Vec<String>,
+        /// Remove a MID (repeatable)
+        #[arg(long = "remove-mid")]
+        remove_mids: Vec<String>,
+        /// The language of this merchant's reminders (ko, en)
+        #[arg(long, value_name = "LANG")]
+        language: Option<crate::config::Language>,
+        /// Why, kept in the timeline
+        #[arg(long)]
+        note: Option<String>,
+        /// Accept a business number or MID that is already another merchant's
+        #[arg(long)]
+        force: bool,
+    },
+    /// Register many merchants from a CSV file (header row: id,name,contact,business_no,mid,
+    /// applied_at,language; several contacts or MIDs separated by ';'); every row is checked
+    /// first and nothing is written unless all are valid
+    Import {
+        /// UTF-8 (with or without a BOM) or CP949, as Excel in Korea saves it
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Check the rows and show what would be added, writing nothing
+        #[arg(long)]
+        dry_run: bool,
     },
     /// List merchants
     List,
@@ -683,10 +732,53 @@ fn classify(ctx: &Ctx, files: &[PathBuf], out: &mut impl Write) -> Result<i32, F
 
 fn merchant(ctx: &Ctx, cmd: MerchantCmd, out: &mut impl Write) -> Result<i32, Failure> {
     match cmd {
-        MerchantCmd::Add { id, name, contact, business_no, mids, applied_at } => {
-            let new = ops::NewMerchant { id, name, contact, business_no, mids, applied_at };
+        MerchantCmd::Add { id, name, contacts, business_no, mids, applied_at, language, force } => {
+            let new = ops::NewMerchant { id, name, contacts, business_no, mids, applied_at, language, force };
             let m: Merchant = ctx.request(Request::MerchantAdd(new))?;
             print::merchants(out, std::slice::from_ref(&m), ctx.json)?;
+        }
+        MerchantCmd::Edit {
+            id,
+            name,
+            add_contacts,
+            remove_contacts,
+            business_no,
+            mids,
+            remove_mids,
+            language,
+            note,
+            force,
+        } => {
+            let edit = crate::merchant::Edit {
+                name,
+                add_contacts,
+                remove_contacts,
+                business_no,
+                add_mids: mids,
+                remove_mids,
+                language,
+                note,
+            };
+            let m: Merchant = ctx.request(Request::MerchantEdit { id, edit, force })?;
+            print::merchants(out, std::slice::from_ref(&m), ctx.json)?;
+        }
+        MerchantCmd::Import { file, dry_run } => {
+            let bytes =
+                std::fs::read(&file).map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?;
+            let rows = merchant_csv::parse(&bytes).map_err(|e| Failure::usage(format!("{}: {e}", file.display())))?;
+            let added: Vec<Merchant> = ctx
+                .request(Request::MerchantImport { rows, dry_run })
+                .map_err(|f| Failure { message: format!("{}: {}", file.display(), f.message), ..f })?;
+            print::merchants(out, &added, ctx.json)?;
+            if !ctx.json {
+                let n = added.len();
+                let what = format!("{n} merchant{}", if n == 1 { "" } else { "s" });
+                if dry_run {
+                    eprintln!("{}: every row is valid; would add {what} (nothing written: --dry-run)", file.display());
+                } else {
+                    eprintln!("{}: added {what}", file.display());
+                }
+            }
         }
         MerchantCmd::List => {
             let list: Vec<Merchant> = ctx.request(Request::MerchantList)?;

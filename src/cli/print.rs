@@ -292,14 +292,27 @@ pub fn merchants(out: &mut impl Write, list: &[Merchant], json: bool) -> Result<
         }
         return Ok(());
     }
+    // A business number or MID two merchants share (registered with --force) makes matching
+    // by it ambiguous: marked, so the operator sees why such mail stays unassigned.
+    let mut uses: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for m in list {
+        for x in m.business_no.iter().chain(&m.mids) {
+            *uses.entry(x.as_str()).or_default() += 1;
+        }
+    }
+    let mark = |x: &str, shown: String| if uses.get(x) > Some(&1) { format!("{shown} (shared!)") } else { shown };
     let mut t = Table::new(&["ID", "NAME", "CONTACT", "BUSINESS NO", "MIDS", "STAGE", "SINCE"]);
     for m in list {
         t.row(vec![
             m.id.clone(),
             m.name.clone(),
-            m.contact.clone(),
-            m.business_no.as_deref().map_or("-".into(), format_business_no),
-            if m.mids.is_empty() { "-".into() } else { m.mids.join(",") },
+            m.contacts.join(", "),
+            m.business_no.as_deref().map_or("-".into(), |b| mark(b, format_business_no(b))),
+            if m.mids.is_empty() {
+                "-".into()
+            } else {
+                m.mids.iter().map(|x| mark(x, x.clone())).collect::<Vec<_>>().join(",")
+            },
             if m.paused { format!("{} (paused)", m.stage.id()) } else { m.stage.id().to_owned() },
             kst(m.stage_since),
         ]);
@@ -326,7 +339,8 @@ pub fn merchant_detail(
     }
     let m = &d.merchant;
     let mut s = String::new();
-    s.push_str(&format!("{}  {}  <{}>\n", clean(&m.id), clean(&m.name), clean(&m.contact)));
+    let contacts: Vec<String> = m.contacts.iter().map(|c| format!("<{}>", clean(c))).collect();
+    s.push_str(&format!("{}  {}  {}\n", clean(&m.id), clean(&m.name), contacts.join(", ")));
     s.push_str(&format!("  stage:        {} ({}) since {}\n", m.stage.id(), m.stage.korean(), kst(m.stage_since)));
     s.push_str(&format!("  applied:      {}\n", kst(m.applied_at)));
     s.push_str(&format!("  business no:  {}\n", m.business_no.as_deref().map_or("-".into(), format_business_no)));

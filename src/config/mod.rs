@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 pub use secret::Secret;
 
@@ -270,12 +270,32 @@ fn default_smtp_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Language {
     #[default]
     Ko,
     En,
+}
+
+impl Language {
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::Ko => "ko",
+            Language::En => "en",
+        }
+    }
+}
+
+impl std::str::FromStr for Language {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Language, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "ko" => Ok(Language::Ko),
+            "en" => Ok(Language::En),
+            _ => Err(format!("language {s:?} must be ko or en")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -60,6 +60,18 @@ pub enum Request {
     MerchantRemove {
         id: String,
     },
+    MerchantEdit {
+        id: String,
+        edit: crate::merchant::Edit,
+        #[serde(default)]
+        force: bool,
+    },
+    /// `merchant import FILE.csv`: the rows, each with its line in the file.
+    MerchantImport {
+        rows: Vec<ops::ImportRow>,
+        #[serde(default)]
+        dry_run: bool,
+    },
     /// `merchant pause` (`paused`) / `merchant resume`.
     MerchantPause {
         id: String,
@@ -184,6 +196,18 @@ impl Engine {
                 let m = ops::merchant_pause(store, id, *paused, note.clone(), now)?;
                 store.flush_blocking()?;
                 json(m)?
+            }
+            Request::MerchantEdit { id, edit, force } => {
+                let m = ops::merchant_edit(store, id, edit, *force, now)?;
+                store.flush_blocking()?;
+                json(m)?
+            }
+            Request::MerchantImport { rows, dry_run } => {
+                let added = ops::merchant_import(store, rows, *dry_run, now)?;
+                if !dry_run {
+                    store.flush_blocking()?;
+                }
+                json(added)?
             }
             Request::MerchantRemove { id } => {
                 let m = store.remove_merchant(id)?;

@@ -181,7 +181,7 @@ pub fn merchant(health: &[AccountHealth], d: &MerchantDetail, now: DateTime<Utc>
         stage_id = m.stage.id(),
         since = esc(&kst(m.stage_since)),
         applied = esc(&kst(m.applied_at)),
-        contact = esc(&m.contact),
+        contact = esc(&m.contacts.join(", ")),
         bno = esc(m.business_no.as_deref().unwrap_or("-")),
         mids = if m.mids.is_empty() { "-".into() } else { esc(&m.mids.join(", ")) },
         spam = if m.found_in_spam { "yes" } else { "no" },

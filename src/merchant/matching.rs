@@ -26,7 +26,7 @@ pub fn match_mail<'a>(mail: &Classified, merchants: impl IntoIterator<Item = &'a
         None => Vec::new(),
     };
     let mut candidates: Vec<&Merchant> =
-        all.iter().copied().filter(|m| addresses.iter().any(|a| a.eq_ignore_ascii_case(&m.contact))).collect();
+        all.iter().copied().filter(|m| addresses.iter().any(|a| m.has_contact(a))).collect();
     let mut rule = vec!["contact"];
 
     if candidates.is_empty() {

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::config::Language;
 use crate::mail::{Classified, Direction, MailKind, Rules};
 pub use matching::{match_mail, MatchOutcome};
 pub use stage::Stage;
@@ -21,8 +22,14 @@ pub use stage::Stage;
 pub struct Merchant {
     pub id: String,
     pub name: String,
-    /// The contact address on the Hecto application, lower-cased.
-    pub contact: String,
+    /// The contact addresses on the Hecto application, lower-cased; at least one. Matching treats
+    /// each the same, reminders go to all of them (SPEC §4). Records written before there could
+    /// be several carry one `contact`.
+    #[serde(alias = "contact", deserialize_with = "one_or_many")]
+    pub contacts: Vec<String>,
+    /// The language of this merchant's reminders and notices; `None`: `[reminders] language`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<Language>,
     /// 사업자등록번호, 10 digits.
     pub business_no: Option<String>,
     /// MIDs given by the operator or found in Hecto's 계약완료 mail.
@@ -40,6 +47,27 @@ pub struct Merchant {
     /// The operator paused this merchant's reminders (`merchant pause`); mail still moves it.
     #[serde(default)]
     pub paused: bool,
+}
+
+/// A string or a list of strings, as a list: the field that held one contact now holds several.
+pub fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+impl Merchant {
+    /// Whether `address` is one of this merchant's contacts.
+    pub fn has_contact(&self, address: &str) -> bool {
+        self.contacts.iter().any(|c| c.eq_ignore_ascii_case(address.trim()))
+    }
 }
 
 /// Where a change came from.
@@ -80,6 +108,10 @@ pub enum Change {
         companies: Vec<String>,
     },
     FoundInSpam,
+    /// `merchant edit`: what changed, one line each ("contact added: pay@acme.test").
+    Edited {
+        changes: Vec<String>,
+    },
     /// `merchant pause` / `merchant resume`: reminders stopped or started again.
     RemindersPaused,
     RemindersResumed,
@@ -100,6 +132,7 @@ impl Change {
             Change::MidsRecorded { mids } => format!("MIDs recorded: {}", mids.join(", ")),
             Change::CardApproval { companies } => format!("card approval: {}", companies.join(", ")),
             Change::FoundInSpam => "found in spam folder".to_owned(),
+            Change::Edited { changes } => format!("edited: {}", changes.join("; ")),
             Change::RemindersPaused => "reminders paused".to_owned(),
             Change::RemindersResumed => "reminders resumed".to_owned(),
             Change::MailRecorded { kind, reason } => format!("{} mail ({reason})", kind.as_str()),
@@ -286,6 +319,100 @@ pub fn advance(
     (m, event)
 }
 
+/// What `merchant edit` changes; an empty field leaves that part as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Edit {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub add_contacts: Vec<String>,
+    #[serde(default)]
+    pub remove_contacts: Vec<String>,
+    #[serde(default)]
+    pub business_no: Option<String>,
+    #[serde(default)]
+    pub add_mids: Vec<String>,
+    #[serde(default)]
+    pub remove_mids: Vec<String>,
+    #[serde(default)]
+    pub language: Option<Language>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// `merchant edit`: the merchant with `e` applied and the event naming each change. Refused (one
+/// line) when a value is invalid, a contact or MID to remove is not there, the last contact would
+/// go, or nothing would change.
+pub fn edit(merchant: &Merchant, e: &Edit, now: DateTime<Utc>) -> Result<(Merchant, Event), String> {
+    let mut m = merchant.clone();
+    let mut changes = Vec::new();
+    if let Some(name) = &e.name {
+        let name = input::name(name)?;
+        if name != m.name {
+            changes.push(format!("name: {} → {name}", m.name));
+            m.name = name;
+        }
+    }
+    for c in &e.remove_contacts {
+        let c = input::contact(c)?;
+        let Some(i) = m.contacts.iter().position(|x| *x == c) else {
+            return Err(format!("{c} is not a contact of merchant {} (it has {})", m.id, m.contacts.join(", ")));
+        };
+        m.contacts.remove(i);
+        changes.push(format!("contact removed: {c}"));
+    }
+    for c in &e.add_contacts {
+        let c = input::contact(c)?;
+        if !m.contacts.contains(&c) {
+            m.contacts.push(c.clone());
+            changes.push(format!("contact added: {c}"));
+        }
+    }
+    if m.contacts.is_empty() {
+        return Err(format!("merchant {} must keep at least one contact (add the new one first)", m.id));
+    }
+    input::contacts(&m.contacts)?;
+    if let Some(b) = &e.business_no {
+        let b = input::business_no(b)?;
+        if m.business_no.as_deref() != Some(b.as_str()) {
+            changes.push(format!("business number: {} → {b}", m.business_no.as_deref().unwrap_or("-")));
+            m.business_no = Some(b);
+        }
+    }
+    for x in &e.remove_mids {
+        let Some(i) = m.mids.iter().position(|y| y == x) else {
+            return Err(format!("MID {x:?} is not one of merchant {}'s", m.id));
+        };
+        m.mids.remove(i);
+        changes.push(format!("MID removed: {x}"));
+    }
+    for x in &e.add_mids {
+        let x = input::mid(x)?;
+        if !m.mids.contains(&x) {
+            m.mids.push(x.clone());
+            changes.push(format!("MID added: {x}"));
+        }
+    }
+    if let Some(l) = e.language {
+        if m.language != Some(l) {
+            let name = |l: Option<Language>| l.map_or("the configured one", |l| l.code());
+            changes.push(format!("language: {} → {}", name(m.language), l.code()));
+            m.language = Some(l);
+        }
+    }
+    if changes.is_empty() {
+        return Err(format!("merchant {}: nothing to change (it already is so)", m.id));
+    }
+    let event = Event {
+        merchant: m.id.clone(),
+        at: now,
+        recorded_at: now,
+        change: Change::Edited { changes },
+        evidence: Evidence::Operator { note: e.note.clone() },
+    };
+    Ok((m, event))
+}
+
 /// `merchant pause` (`paused`) or `merchant resume`: the merchant with its reminders stopped or
 /// started again, and the event; `None` when it already is so.
 pub fn set_paused(
@@ -365,6 +492,21 @@ pub mod input {
         Ok(t)
     }
 
+    /// A merchant's contacts: 1–10 addresses, each checked as [`contact`], each once.
+    pub fn contacts(raw: &[String]) -> Result<Vec<String>, String> {
+        if raw.is_empty() || raw.len() > 10 {
+            return Err(format!("a merchant has 1–10 contact addresses (got {})", raw.len()));
+        }
+        let mut out: Vec<String> = Vec::new();
+        for c in raw {
+            let c = contact(c)?;
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn contact(raw: &str) -> Result<String, String> {
         let addr = raw.trim().to_lowercase();
         match addr.parse::<lettre::Address>() {
@@ -405,7 +547,8 @@ pub(crate) mod tests {
         Merchant {
             id: id.into(),
             name: format!("{id} 주식회사"),
-            contact: contact.into(),
+            contacts: vec![contact.into()],
+            language: None,
             business_no: None,
             mids: vec![],
             stage: Stage::Applied,

@@ -92,7 +92,7 @@ mod tests {
             },
             Utc::now(),
         )
-        .to_contact("pay@acme.test", &["ops@example.test".into()])
+        .to_contacts(&["pay@acme.test".into()], &["ops@example.test".into()])
     }
 
     fn rendered() -> Rendered {

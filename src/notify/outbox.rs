@@ -538,7 +538,7 @@ pub(crate) mod tests {
             },
             t("2027-02-08T11:00:00+09:00"),
         )
-        .to_contact("pay@acme.test", &["ops@example.test".into()])
+        .to_contacts(&["pay@acme.test".into()], &["ops@example.test".into()])
     }
 
     #[test]
@@ -638,7 +638,7 @@ pub(crate) mod tests {
         let new = crate::ops::NewMerchant {
             id: "acme".into(),
             name: "에이씨미".into(),
-            contact: "pay@acme.test".into(),
+            contacts: vec!["pay@acme.test".into()],
             applied_at: Some("2027-02-05T10:00:00+09:00".into()),
             ..Default::default()
         };

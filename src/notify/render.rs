@@ -151,6 +151,9 @@ pub struct Renderer {
     hecto_contact: String,
     portone_contact: String,
     templates: BTreeMap<&'static str, MessageTemplates>,
+    /// The same for the other language, for merchants whose own language differs from
+    /// `[reminders] language` (`merchant edit --language`).
+    other: Option<Box<Renderer>>,
 }
 
 fn lang_code(l: Language) -> &'static str {
@@ -173,9 +176,26 @@ fn split_subject<'a>(text: &'a str, what: &str) -> Result<(&'a str, &'a str), St
 }
 
 impl Renderer {
-    /// Load the templates for `[reminders] language`, overriding built-ins with files found in
-    /// `templates_dir`. Reports every broken template at once.
+    /// Load the templates of both languages (`[reminders] language` first), overriding built-ins
+    /// with files found in `templates_dir`. Reports every broken template at once.
     pub fn new(r: &Reminders) -> anyhow::Result<Renderer> {
+        let other = match r.language {
+            Language::Ko => Language::En,
+            Language::En => Language::Ko,
+        };
+        let (main, second) = (Renderer::single(r), Renderer::single(&Reminders { language: other, ..r.clone() }));
+        match (main, second) {
+            (Ok(mut main), Ok(second)) => {
+                main.other = Some(Box::new(second));
+                Ok(main)
+            }
+            (Err(a), Err(b)) => bail!("{a:#}; {b:#}"),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
+    }
+
+    /// The templates of `r.language` alone.
+    fn single(r: &Reminders) -> anyhow::Result<Renderer> {
         let lang = lang_code(r.language);
         let mut problems = Vec::new();
         let mut templates = BTreeMap::new();
@@ -229,11 +249,17 @@ impl Renderer {
             hecto_contact: r.hecto_contact.clone(),
             portone_contact: r.portone_contact.clone(),
             templates,
+            other: None,
         })
     }
 
     /// Render an entry. `from_domain` is the domain of `[smtp] from`, for the Message-ID.
     pub fn render(&self, entry: &OutboxEntry, from_domain: &str) -> anyhow::Result<Rendered> {
+        if let (Some(l), Some(other)) = (entry.language, &self.other) {
+            if l != self.language {
+                return other.render(entry, from_domain);
+            }
+        }
         let ko = self.language == Language::Ko;
         let mut v: BTreeMap<&str, String> = BTreeMap::new();
         let merchant_id = entry.merchant.clone().unwrap_or_default();
@@ -481,7 +507,7 @@ mod tests {
             },
             t("2027-02-15T09:00:00+09:00"),
         )
-        .to_contact("pay@acme.test", &["ops@example.test".into()])
+        .to_contacts(&["pay@acme.test".into()], &["ops@example.test".into()])
     }
 
     fn card_review() -> OutboxEntry {

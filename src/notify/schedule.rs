@@ -151,10 +151,11 @@ mod tests {
         let acme = crate::ops::NewMerchant {
             id: "acme".into(),
             name: "에이씨미".into(),
-            contact: "pay@acme.test".into(),
+            contacts: vec!["pay@acme.test".into()],
             business_no: None,
             mids: Vec::new(),
             applied_at: Some("2027-02-01T10:00:00+09:00".into()),
+            ..Default::default()
         };
         crate::ops::merchant_add(&store, &acme, t("2027-02-01T10:00:00+09:00")).unwrap();
         let spam = super::super::outbox::tests::spam_entry();

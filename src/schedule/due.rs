@@ -151,13 +151,14 @@ pub fn due_reminders(
             // Only the guidance mail is looked for in the contact's mailbox; the card review's
             // outcome comes from Hecto or the card companies by other ways too.
             checked: (d.window == Window::Guidance)
-                .then(|| mailboxes.checked.get(&m.contact.to_lowercase()).cloned())
+                .then(|| m.contacts.iter().find_map(|c| mailboxes.checked.get(&c.to_lowercase()).cloned()))
                 .flatten(),
         };
         let key = reminder_key(&m.id, &instance, n + 1);
         out.push(
             OutboxEntry::pending(key, NoticeKind::Reminder, Some(m.id.clone()), instance, n + 1, facts, now)
-                .to_contact(&m.contact, &reminders.operators),
+                .to_contacts(&m.contacts, &reminders.operators)
+                .in_language(m.language),
         );
     }
     out

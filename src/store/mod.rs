@@ -189,7 +189,7 @@ type MatchingList = (u64, Arc<Vec<Merchant>>);
 /// Whether two records of a merchant describe the same merchant for matching (SPEC §4: contact,
 /// business number, MIDs, company name); a stage change does not.
 fn same_identity(a: &Merchant, b: &Merchant) -> bool {
-    a.contact == b.contact && a.business_no == b.business_no && a.mids == b.mids && a.name == b.name
+    a.contacts == b.contacts && a.business_no == b.business_no && a.mids == b.mids && a.name == b.name
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -487,6 +487,31 @@ impl Store {
             .map_err(flatten_tx_error)
     }
 
+    /// Register several merchants in one transaction (`merchant import`): all or none.
+    pub fn add_merchants(&self, list: &[Merchant], now: DateTime<Utc>) -> anyhow::Result<()> {
+        (&self.meta, &self.merchants, &self.events)
+            .transaction(|(meta, merchants, events)| {
+                for m in list {
+                    if merchants.get(m.id.as_bytes())?.is_some() {
+                        return abort(Refused::Duplicate(m.id.clone()).into());
+                    }
+                    merchants.insert(m.id.as_bytes(), enc(m))?;
+                    let event = Event {
+                        merchant: m.id.clone(),
+                        at: m.applied_at,
+                        recorded_at: now,
+                        change: Change::Registered { stage: m.stage },
+                        evidence: merchant::Evidence::Operator { note: Some("merchant import".into()) },
+                    };
+                    let seq = tx_next_seq(meta)?;
+                    events.insert(event_key(&m.id, seq), enc(&event))?;
+                }
+                tx_bump_merchants_gen(meta)?;
+                Ok(())
+            })
+            .map_err(flatten_tx_error)
+    }
+
     /// Change a merchant record and append events, in one transaction (operator changes).
     /// `change` gets the record as stored inside the transaction, so a mail applied meanwhile is
     /// not overwritten; it must be pure (sled may run it more than once). Returns the new record.
@@ -682,7 +707,8 @@ impl Store {
                             },
                             now,
                         )
-                        .to_contact(&effect.merchant.contact, operators);
+                        .to_contacts(&effect.merchant.contacts, operators)
+                        .in_language(effect.merchant.language);
                         if outbox.get(key.as_bytes())?.is_none() {
                             outbox.insert(key.as_bytes(), enc(&entry))?;
                             applied.enqueued.push(key);

@@ -135,6 +135,9 @@ pub struct OutboxEntry {
     /// between the server's "250" and the "sent" record), see [`crate::notify::outbox`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sending_since: Option<DateTime<Utc>>,
+    /// The merchant's own language, when it has one; rendering falls back to `[reminders]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<crate::config::Language>,
 }
 
 impl OutboxEntry {
@@ -165,13 +168,21 @@ impl OutboxEntry {
             next_attempt_at: None,
             sent_at: None,
             sending_since: None,
+            language: None,
         }
     }
 
     /// Addressed to the merchant's contact with the operators in Cc (SPEC §5).
-    pub fn to_contact(mut self, contact: &str, operators: &[String]) -> Self {
-        self.to = vec![contact.to_owned()];
-        self.cc = operators.iter().filter(|o| !o.eq_ignore_ascii_case(contact)).cloned().collect();
+    /// To the merchant's contacts, the operators in copy (unless one of them is a contact).
+    pub fn to_contacts(mut self, contacts: &[String], operators: &[String]) -> Self {
+        self.to = contacts.to_vec();
+        self.cc = operators.iter().filter(|o| !contacts.iter().any(|c| c.eq_ignore_ascii_case(o))).cloned().collect();
+        self
+    }
+
+    /// Rendered in the merchant's own language (`None`: `[reminders] language`).
+    pub fn in_language(mut self, language: Option<crate::config::Language>) -> Self {
+        self.language = language;
         self
     }
 

@@ -189,10 +189,11 @@ pub fn add_merchant(store: &Store, id: &str, contact: &str) {
     let new = hecto_watch::ops::NewMerchant {
         id: id.to_owned(),
         name: format!("{id} 주식회사"),
-        contact: contact.to_owned(),
+        contacts: vec![contact.to_owned()],
         business_no: None,
         mids: Vec::new(),
         applied_at: Some((now - chrono::Duration::days(2)).to_rfc3339()),
+        ..Default::default()
     };
     hecto_watch::ops::merchant_add(store, &new, now).expect("merchant add");
 }

@@ -1,0 +1,240 @@
+//! The operator's merchant commands through the real binary (issue 12): several contacts and a
+//! language per merchant, `merchant edit` with its timeline, business numbers and MIDs that two
+//! merchants would share, and `merchant import FILE.csv` — offline, and through a running daemon.
+
+mod daemon_support;
+
+use std::path::Path;
+use std::process::Output;
+
+use daemon_support::{cli, Daemon};
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(state: &Path, args: &[&str]) -> String {
+    let o = cli(state, args);
+    assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    stdout(&o)
+}
+
+/// Exit 2 with one `hecto-watch:` line (and, for an import, the bad rows under it).
+fn refused(state: &Path, args: &[&str]) -> String {
+    let o = cli(state, args);
+    assert_eq!(o.status.code(), Some(2), "{args:?} must be refused: {}{}", stdout(&o), stderr(&o));
+    stderr(&o)
+}
+
+fn merchants(state: &Path) -> Vec<serde_json::Value> {
+    ok(state, &["--json", "merchant", "list"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn timeline(state: &Path, id: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(&ok(state, &["--json", "merchant", "show", id])).unwrap();
+    v["events"].as_array().unwrap().iter().map(|e| e["change"].to_string()).collect()
+}
+
+#[test]
+fn several_contacts_and_a_language_are_kept_and_reminders_go_to_every_contact() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    ok(
+        state,
+        &[
+            "merchant",
+            "add",
+            "--id",
+            "acme",
+            "--name",
+            "에이씨미",
+            "--contact",
+            "Pay@Acme.test",
+            "--contact",
+            "ops@acme.test",
+            "--contact",
+            "pay@acme.test",
+            "--language",
+            "en",
+            "--applied-at",
+            "2027-02-05",
+        ],
+    );
+    let m = &merchants(state)[0];
+    assert_eq!(m["contacts"], serde_json::json!(["pay@acme.test", "ops@acme.test"]), "lower-cased, each once");
+    assert_eq!(m["language"], "en");
+    let due = ok(state, &["--json", "--now", "2027-02-15T10:00:00+09:00", "reminders"]);
+    let r: serde_json::Value = serde_json::from_str(due.lines().next().unwrap()).unwrap();
+    assert_eq!(r["to"], serde_json::json!(["pay@acme.test", "ops@acme.test"]), "{r}");
+    assert!(refused(
+        state,
+        &["merchant", "add", "--id", "b", "--name", "b", "--contact", "b@b.test", "--language", "fr"]
+    )
+    .contains("ko or en"));
+}
+
+#[test]
+fn merchant_edit_records_each_change_and_refuses_what_cannot_or_would_not_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    ok(state, &["merchant", "add", "--id", "acme", "--name", "에이씨미", "--contact", "pay@acme.test"]);
+    ok(
+        state,
+        &[
+            "merchant",
+            "edit",
+            "acme",
+            "--name",
+            "주식회사 에이씨미",
+            "--add-contact",
+            "new@acme.test",
+            "--remove-contact",
+            "pay@acme.test",
+            "--business-no",
+            "220-81-62517",
+            "--mid",
+            "acme_mid1",
+            "--language",
+            "en",
+            "--note",
+            "typo in the application",
+        ],
+    );
+    let m = &merchants(state)[0];
+    assert_eq!(m["name"], "주식회사 에이씨미");
+    assert_eq!(m["contacts"], serde_json::json!(["new@acme.test"]));
+    assert_eq!((m["business_no"].as_str(), m["mids"][0].as_str()), (Some("2208162517"), Some("acme_mid1")));
+    let events = timeline(state, "acme");
+    assert_eq!(events.len(), 2, "registered, then one edit: {events:?}");
+    for change in [
+        "name: 에이씨미 → 주식회사 에이씨미",
+        "contact removed: pay@acme.test",
+        "contact added: new@acme.test",
+        "MID added: acme_mid1",
+        "language: the configured one → en",
+    ] {
+        assert!(events[1].contains(change), "{change}: {}", events[1]);
+    }
+    let text = ok(state, &["merchant", "show", "acme"]);
+    assert!(text.contains("typo in the application"), "the note is shown: {text}");
+
+    for (args, why) in [
+        (vec!["--name", "주식회사 에이씨미"], "nothing to change"),
+        (vec!["--remove-contact", "new@acme.test"], "at least one contact"),
+        (vec!["--remove-contact", "nobody@acme.test"], "is not a contact"),
+        (vec!["--remove-mid", "zzzz"], "is not one of"),
+        (vec!["--business-no", "220-81-62518"], "check digit"),
+        (vec!["--add-contact", "not-an-address"], "not a mail address"),
+    ] {
+        let mut all = vec!["merchant", "edit", "acme"];
+        all.extend(&args);
+        let err = refused(state, &all);
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    assert_eq!(timeline(state, "acme").len(), 2, "a refused edit records nothing");
+    assert!(refused(state, &["merchant", "edit", "nobody", "--name", "x"]).contains("nobody"));
+}
+
+#[test]
+fn a_business_number_or_mid_another_merchant_has_needs_force_and_is_then_marked_in_the_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let add = |id: &str, extra: &[&str]| {
+        let mut a = vec!["merchant", "add", "--id", id, "--name", id, "--contact", "shared@agency.test"];
+        a.extend(extra);
+        cli(state, &a)
+    };
+    assert_eq!(add("acme", &["--business-no", "2208162517", "--mid", "acme_mid1"]).status.code(), Some(0));
+    let o = add("beta", &["--business-no", "220-81-62517"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("already merchant acme's") && stderr(&o).contains("--force"), "{}", stderr(&o));
+    let o = add("beta", &["--mid", "acme_mid1"]);
+    assert!(stderr(&o).contains("MID acme_mid1 is already merchant acme's"), "{}", stderr(&o));
+    ok(state, &["merchant", "add", "--id", "delta", "--name", "d", "--contact", "d@d.test"]);
+    assert!(refused(state, &["merchant", "edit", "delta", "--business-no", "2208162517"])
+        .contains("already merchant acme's"));
+    assert_eq!(add("beta", &["--business-no", "2208162517", "--force"]).status.code(), Some(0));
+    ok(state, &["merchant", "edit", "beta", "--name", "Beta"]);
+    let list = ok(state, &["merchant", "list"]);
+    let marked: Vec<&str> = list.lines().filter(|l| l.contains("(shared!)")).collect();
+    assert_eq!(marked.len(), 2, "both merchants with the shared number are marked:\n{list}");
+}
+
+const GOOD_CSV: &str = "id,name,contact,business_no,mid,applied_at,language\n\
+    acme,주식회사 에이씨미,pay@acme.test;ops@acme.test,220-81-62517,acme_mid1,2026-11-02,en\n\
+    beta,\"Beta, Inc.\",b@beta.test,,,,\n";
+
+#[test]
+fn merchant_import_checks_every_row_first_names_each_bad_line_and_writes_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let csv = dir.path().join("merchants.csv");
+    ok(&state, &["merchant", "add", "--id", "old", "--name", "old", "--contact", "old@old.test"]);
+
+    std::fs::write(
+        &csv,
+        "id,name,contact\nacme,에이씨미,pay@acme.test\nbad id,x,x@x.test\nbeta,b,not-an-address\nacme,again,a@a.test\nold,o,o@o.test\n",
+    )
+    .unwrap();
+    let err = refused(&state, &["merchant", "import", csv.to_str().unwrap()]);
+    assert!(err.contains("4 bad rows, nothing was imported"), "{err}");
+    for line in [
+        "line 3: merchant id",
+        "line 4: contact",
+        "line 5: merchant acme is already on line 2",
+        "line 6: merchant old already exists",
+    ] {
+        assert!(err.contains(line), "{line}: {err}");
+    }
+    assert_eq!(merchants(&state).len(), 1, "nothing written");
+
+    std::fs::write(&csv, format!("\u{feff}{GOOD_CSV}")).unwrap();
+    let o = cli(&state, &["merchant", "import", "--dry-run", csv.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("would add 2 merchants") && stdout(&o).contains("acme"), "{}", stderr(&o));
+    assert_eq!(merchants(&state).len(), 1, "--dry-run writes nothing");
+    let o = cli(&state, &["merchant", "import", csv.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("added 2 merchants"), "{}", stderr(&o));
+    let all = merchants(&state);
+    let acme = all.iter().find(|m| m["id"] == "acme").unwrap();
+    assert_eq!(acme["contacts"], serde_json::json!(["pay@acme.test", "ops@acme.test"]));
+    assert_eq!((acme["language"].as_str(), acme["business_no"].as_str()), (Some("en"), Some("2208162517")));
+    assert_eq!(acme["applied_at"], "2026-11-01T15:00:00Z", "a date is midnight in Seoul");
+    assert_eq!(all.iter().find(|m| m["id"] == "beta").unwrap()["name"], "Beta, Inc.");
+    // Importing the same file again: every row exists now.
+    assert!(refused(&state, &["merchant", "import", csv.to_str().unwrap()]).contains("2 bad rows"));
+
+    // CP949, as Excel in Korea saves "CSV".
+    let (cp949, _, _) = encoding_rs::EUC_KR.encode("id,name,contact\ngamma,감마상점,g@gamma.test\n");
+    std::fs::write(&csv, &cp949).unwrap();
+    ok(&state, &["merchant", "import", csv.to_str().unwrap()]);
+    assert_eq!(merchants(&state).iter().find(|m| m["id"] == "gamma").unwrap()["name"], "감마상점");
+
+    let err = refused(&state, &["merchant", "import", dir.path().join("missing.csv").to_str().unwrap()]);
+    assert!(err.contains("cannot read"), "{err}");
+    std::fs::write(&csv, "id,name\nx,y\n").unwrap();
+    assert!(refused(&state, &["merchant", "import", csv.to_str().unwrap()]).contains("\"contact\" is missing"));
+}
+
+#[test]
+fn import_and_edit_go_through_the_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "", &[]);
+    d.wait_ready();
+    let csv = dir.path().join("merchants.csv");
+    std::fs::write(&csv, GOOD_CSV).unwrap();
+    let o = d.cli(&["merchant", "import", csv.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = d.cli(&["merchant", "edit", "beta", "--add-contact", "b2@beta.test"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let list = d.json(&["merchant", "list"]);
+    assert_eq!(list.len(), 2);
+    let beta = list.iter().find(|m| m["id"] == "beta").unwrap();
+    assert_eq!(beta["contacts"], serde_json::json!(["b@beta.test", "b2@beta.test"]));
+    assert_eq!(d.terminate().0, Some(0));
+}
