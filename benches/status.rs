@@ -50,6 +50,7 @@ fn seed(store: &Store, now: DateTime<Utc>) {
         cursors: vec![],
         outbox: vec![],
         folders: BTreeMap::new(),
+        removed: vec![],
     };
     store.import(&data).expect("seed");
 }

@@ -238,3 +238,31 @@ fn import_and_edit_go_through_the_running_daemon() {
     assert_eq!(beta["contacts"], serde_json::json!(["b@beta.test", "b2@beta.test"]));
     assert_eq!(d.terminate().0, Some(0));
 }
+
+#[test]
+fn remove_then_add_with_the_same_id_starts_an_empty_timeline_and_the_old_one_is_kept_in_the_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    ok(state, &["merchant", "add", "--id", "acme", "--name", "에이씨미", "--contact", "pay@acme.test"]);
+    ok(state, &["merchant", "advance", "acme", "guidance_received", "--note", "the first one"]);
+    ok(state, &["merchant", "pause", "acme"]);
+    assert_eq!(timeline(state, "acme").len(), 3);
+    ok(state, &["merchant", "remove", "acme"]);
+    ok(state, &["merchant", "add", "--id", "acme", "--name", "에이씨미", "--contact", "new@acme.test"]);
+    let events = timeline(state, "acme");
+    assert_eq!(events.len(), 1, "only its own registration: {events:?}");
+    assert!(events[0].contains("registered"), "{events:?}");
+    let export: serde_json::Value = serde_json::from_str(&ok(state, &["export"])).unwrap();
+    let removed = export["removed"].as_array().unwrap();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0]["merchant"]["contacts"], serde_json::json!(["pay@acme.test"]));
+    assert_eq!(removed[0]["events"].as_array().unwrap().len(), 3, "the old timeline, kept");
+    // The export, archive included, imports into a new directory as it was.
+    let file = dir.path().join("backup.json");
+    std::fs::write(&file, export.to_string()).unwrap();
+    let other = dir.path().join("other");
+    ok(&other, &["import", file.to_str().unwrap()]);
+    let again: serde_json::Value = serde_json::from_str(&ok(&other, &["export"])).unwrap();
+    assert_eq!(again["removed"], export["removed"]);
+    assert_eq!(timeline(&other, "acme").len(), 1);
+}

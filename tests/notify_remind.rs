@@ -329,3 +329,32 @@ async fn a_merchant_with_two_contacts_and_its_own_language_gets_one_reminder_in_
         assert!(!m.text.contains("헥토파이낸셜 계약 안내"), "{}", m.text);
     }
 }
+
+#[tokio::test]
+async fn remind_once_over_implicit_tls_submission_delivers_and_check_config_connects_there() {
+    // Port 465 in the wild (Naver, Daum, Kakao, Gmail): TLS from the first byte, then AUTH.
+    let stack = Stack::shared();
+    let env = Env::new(stack, "smtps");
+    env.write_config(&notify_support::ConfigOpts {
+        stack,
+        operators: vec![env.ops.clone()],
+        smtp: Some(format!(
+            "host = \"127.0.0.1\"\nport = {}\ntls = \"implicit\"\nca_file = \"{}\"\nusername = \"ops@{d}\"\n\
+             password = {{ value = \"{}\" }}\nfrom = \"Hecto Watch <noreply@{d}>\"\ntimeout = \"20s\"\n",
+            stack.port("MAILSTACK_SUBMISSIONS_PORT"),
+            stack.ca_file(),
+            stack.password(),
+            d = notify_support::DOMAIN,
+        )),
+        language: "ko",
+    });
+    env.add_merchant("acme", "에이씨미", "2027-02-05T10:00:00+09:00");
+    let key = "reminder/acme/guidance@20270205/001";
+    let out = env.remind("2027-02-15T09:00:00+09:00", 0);
+    assert!(out.contains(&format!("sent     {key}")), "{out}");
+    let mails = stack.after_barrier(&env.contact).await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].message_id, expected_message_id(key));
+    let checked = env.ok(0, &["check-config", "--connect"]);
+    assert!(checked.contains("smtp"), "{checked}");
+}

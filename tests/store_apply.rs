@@ -162,7 +162,7 @@ fn matching_sees_merchants_added_removed_and_changed_since_the_last_mail() {
     .unwrap();
     assert!(apply("new@corp.test", "k3@hecto", 3).unassigned);
     assert_eq!(apply("moved@corp.test", "k4@hecto", 4).merchant.as_deref(), Some("alpha"));
-    s.remove_merchant("alpha").unwrap();
+    s.remove_merchant("alpha", chrono::Utc::now()).unwrap();
     assert!(apply("moved@corp.test", "k5@hecto", 5).unassigned);
 }
 

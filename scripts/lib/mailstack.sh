@@ -25,6 +25,8 @@ ms_init_vars() {
     MS_IMAPS_PORT="${MS_IMAPS_PORT:-${MAILSTACK_IMAPS_PORT:-10993}}"
     MS_SMTP_PORT="${MS_SMTP_PORT:-${MAILSTACK_SMTP_PORT:-10025}}"
     MS_SUBMISSION_PORT="${MS_SUBMISSION_PORT:-${MAILSTACK_SUBMISSION_PORT:-10587}}"
+    # Submission over implicit TLS (RFC 8314, port 465 in the wild: Naver, Daum, Kakao, Gmail).
+    MS_SUBMISSIONS_PORT="${MS_SUBMISSIONS_PORT:-${MAILSTACK_SUBMISSIONS_PORT:-$((MS_SUBMISSION_PORT - 122))}}"
     MS_LMTP_PORT="${MS_LMTP_PORT:-${MAILSTACK_LMTP_PORT:-10024}}"
     # The tests' own OAuth identity provider (scripts/mailstack.d/idp.py), which Dovecot's oauth2
     # passdb asks to introspect tokens: Dovecot's IMAP port + 37 by default (10180).
@@ -201,6 +203,7 @@ ms_render() { # template destination
     sed -e "s|@DIR@|$MS_DIR|g" \
         -e "s|@IMAP_PORT@|$MS_IMAP_PORT|g" -e "s|@IMAPS_PORT@|$MS_IMAPS_PORT|g" \
         -e "s|@SMTP_PORT@|$MS_SMTP_PORT|g" -e "s|@SUBMISSION_PORT@|$MS_SUBMISSION_PORT|g" \
+        -e "s|@SUBMISSIONS_PORT@|$MS_SUBMISSIONS_PORT|g" \
         -e "s|@LMTP_PORT@|$MS_LMTP_PORT|g" -e "s|@VMAIL_UID@|${MS_VMAIL_UID:-}|g" \
         -e "s|@VMAIL_GID@|${MS_VMAIL_GID:-}|g" -e "s|@CYRUS_IMAP_PORT@|$MS_CYRUS_IMAP_PORT|g" \
         -e "s|@CYRUS_IMAPS_PORT@|$MS_CYRUS_IMAPS_PORT|g" -e "s|@CYRUS_BIN@|$MS_CYRUS_BIN|g" \
@@ -291,6 +294,7 @@ ms_write_ports() {
         echo "MS_IMAPS_PORT=$MS_IMAPS_PORT"
         echo "MS_SMTP_PORT=$MS_SMTP_PORT"
         echo "MS_SUBMISSION_PORT=$MS_SUBMISSION_PORT"
+        echo "MS_SUBMISSIONS_PORT=$MS_SUBMISSIONS_PORT"
         echo "MS_LMTP_PORT=$MS_LMTP_PORT"
         echo "MS_IDP_PORT=$MS_IDP_PORT"
         echo "MS_CYRUS_IMAP_PORT=$MS_CYRUS_IMAP_PORT"
@@ -460,7 +464,7 @@ ms_start_postfix() {
         return 0
     fi
     local p
-    for p in "$MS_SMTP_PORT" "$MS_SUBMISSION_PORT"; do
+    for p in "$MS_SMTP_PORT" "$MS_SUBMISSION_PORT" "$MS_SUBMISSIONS_PORT"; do
         ms_port_open "$p" && ms_die "port $p is taken by another process (set MAILSTACK_*_PORT, or stop it)"
     done
     # set-permissions creates the queue's subdirectories with the owners postfix wants.
@@ -470,6 +474,7 @@ ms_start_postfix() {
         ms_die "postfix did not start; see $MS_DIR/postfix/postfix.log"
     ms_wait_port "$MS_SMTP_PORT" || ms_die "postfix SMTP port $MS_SMTP_PORT did not open in 30 s; see $MS_DIR/postfix/postfix.log"
     ms_wait_port "$MS_SUBMISSION_PORT" || ms_die "postfix submission port $MS_SUBMISSION_PORT did not open"
+    ms_wait_port "$MS_SUBMISSIONS_PORT" || ms_die "postfix submissions port $MS_SUBMISSIONS_PORT did not open"
 }
 
 ms_stop_postfix() {
@@ -554,7 +559,7 @@ ms_cmd_start() {
     ms_start_dovecot
     ms_start_postfix
     ms_start_cyrus
-    ms_log "running in $MS_DIR (IMAP $MS_IMAP_PORT, IMAPS $MS_IMAPS_PORT, SMTP $MS_SMTP_PORT, submission $MS_SUBMISSION_PORT; Cyrus IMAP $MS_CYRUS_IMAP_PORT, IMAPS $MS_CYRUS_IMAPS_PORT)"
+    ms_log "running in $MS_DIR (IMAP $MS_IMAP_PORT, IMAPS $MS_IMAPS_PORT, SMTP $MS_SMTP_PORT, submission $MS_SUBMISSION_PORT, submissions $MS_SUBMISSIONS_PORT; Cyrus IMAP $MS_CYRUS_IMAP_PORT, IMAPS $MS_CYRUS_IMAPS_PORT)"
 }
 
 ms_cmd_stop() {
@@ -646,6 +651,7 @@ export MAILSTACK_IMAP_PORT=$MS_IMAP_PORT
 export MAILSTACK_IMAPS_PORT=$MS_IMAPS_PORT
 export MAILSTACK_SMTP_PORT=$MS_SMTP_PORT
 export MAILSTACK_SUBMISSION_PORT=$MS_SUBMISSION_PORT
+export MAILSTACK_SUBMISSIONS_PORT=$MS_SUBMISSIONS_PORT
 export MAILSTACK_LMTP_PORT=$MS_LMTP_PORT
 export MAILSTACK_IDP_URL='http://127.0.0.1:$MS_IDP_PORT'
 export MAILSTACK_CA_FILE='$MS_DIR/tls/ca.pem'

@@ -210,7 +210,7 @@ impl Engine {
                 json(added)?
             }
             Request::MerchantRemove { id } => {
-                let m = store.remove_merchant(id)?;
+                let m = store.remove_merchant(id, now)?;
                 store.flush_blocking()?;
                 json(m)?
             }

@@ -22,6 +22,7 @@
 pub mod faults;
 pub mod folders;
 pub mod outbox;
+pub mod removed;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -132,6 +133,9 @@ pub struct Export {
     /// Folder roles last detected per account.
     #[serde(default)]
     pub folders: BTreeMap<String, Vec<(String, FolderRole)>>,
+    /// Merchants removed, with the timeline and outbox entries they had.
+    #[serde(default)]
+    pub removed: Vec<removed::RemovedMerchant>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -176,6 +180,8 @@ pub struct Store {
     folders: sled::Tree,
     folder_status: sled::Tree,
     outages: sled::Tree,
+    /// Merchants removed, with their events and outbox entries (see [`removed`]).
+    removed: sled::Tree,
     /// The merchants as matching sees them, for the `merchants_gen` they were read at: decoding
     /// every merchant for every Hecto mail cost 0.25 s per mail at 100,000 merchants.
     for_matching: Arc<Mutex<Option<MatchingList>>>,
@@ -327,6 +333,7 @@ impl Store {
             folders: open("folders")?,
             folder_status: open("folder_status")?,
             outages: open("outages")?,
+            removed: open("removed")?,
             path: dir.to_owned(),
             db,
             for_matching: Arc::default(),
@@ -449,7 +456,7 @@ impl Store {
     }
 
     fn is_empty(&self) -> bool {
-        [&self.merchants, &self.events, &self.seen, &self.unassigned, &self.cursors, &self.outbox]
+        [&self.merchants, &self.events, &self.seen, &self.unassigned, &self.cursors, &self.outbox, &self.removed]
             .iter()
             .all(|t| t.is_empty())
     }
@@ -534,30 +541,6 @@ impl Store {
                     let seq = tx_next_seq(meta)?;
                     events.insert(event_key(id, seq), enc(e))?;
                 }
-                Ok(m)
-            })
-            .map_err(flatten_tx_error)
-    }
-
-    /// Remove a merchant. Its events stay (evidence is kept forever); its pending outbox entries
-    /// are dropped so nobody is reminded about a merchant that no longer exists.
-    pub fn remove_merchant(&self, id: &str) -> anyhow::Result<Merchant> {
-        let pending: Vec<Vec<u8>> = self
-            .outbox_entries()?
-            .into_iter()
-            .filter(|e| e.merchant.as_deref() == Some(id) && e.status == Delivery::Pending)
-            .map(|e| e.key.into_bytes())
-            .collect();
-        (&self.meta, &self.merchants, &self.outbox)
-            .transaction(|(meta, merchants, outbox)| {
-                let Some(m) = tx_get::<Merchant>(merchants, "merchant", id.as_bytes())? else {
-                    return abort(Refused::UnknownMerchant(id.to_owned()).into());
-                };
-                merchants.remove(id.as_bytes())?;
-                for k in &pending {
-                    outbox.remove(k.as_slice())?;
-                }
-                tx_bump_merchants_gen(meta)?;
                 Ok(m)
             })
             .map_err(flatten_tx_error)
@@ -865,6 +848,7 @@ impl Store {
             cursors,
             outbox: self.outbox_entries()?,
             folders: self.folder_roles()?,
+            removed: self.removed_merchants()?,
         })
     }
 
@@ -912,6 +896,9 @@ impl Store {
             .map_err(flatten_tx_error)?;
         for (account, roles) in &data.folders {
             self.set_folder_roles(account, roles)?;
+        }
+        for r in &data.removed {
+            self.removed.insert(removed::removed_key(&r.merchant.id, r.removed_at), enc(r))?;
         }
         Ok(())
     }

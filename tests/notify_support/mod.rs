@@ -82,6 +82,7 @@ impl Stack {
             ("MAILSTACK_IMAPS_PORT".into(), (port_base + 993).to_string()),
             ("MAILSTACK_SMTP_PORT".into(), (port_base + 25).to_string()),
             ("MAILSTACK_SUBMISSION_PORT".into(), (port_base + 587).to_string()),
+            ("MAILSTACK_SUBMISSIONS_PORT".into(), (port_base + 465).to_string()),
             ("MAILSTACK_LMTP_PORT".into(), (port_base + 24).to_string()),
         ];
         run_script(&extra, &["start"]);
