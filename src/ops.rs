@@ -270,11 +270,95 @@ pub fn status(store: &Store, config: &Config, cal: &Calendar, now: DateTime<Utc>
     Ok(due::status(&store.merchants()?, &config.windows, cal, now))
 }
 
+/// One line of `outbox`: a message sent, waiting or given up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRow {
+    pub key: String,
+    pub kind: String,
+    pub merchant: Option<String>,
+    pub status: Delivery,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Known once the message has been rendered (at its first try).
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+}
+
+impl OutboxRow {
+    fn of(e: &OutboxEntry) -> OutboxRow {
+        OutboxRow {
+            key: e.key.clone(),
+            kind: e.kind.as_str().to_owned(),
+            merchant: e.merchant.clone(),
+            status: e.status,
+            to: e.to.clone(),
+            cc: e.cc.clone(),
+            created_at: e.created_at,
+            sent_at: e.sent_at,
+            attempts: e.attempts,
+            last_error: e.last_error.clone(),
+            next_attempt_at: e.next_attempt_at,
+            message_id: e.rendered.as_ref().map(|r| r.message_id.clone()),
+            subject: e.rendered.as_ref().map(|r| r.subject.clone()),
+        }
+    }
+}
+
+/// `outbox [--pending|--sent|--failed]`: oldest first.
+pub fn outbox(store: &Store, status: Option<Delivery>) -> anyhow::Result<Vec<OutboxRow>> {
+    let mut entries: Vec<OutboxEntry> =
+        store.outbox_entries()?.into_iter().filter(|e| status.is_none_or(|s| e.status == s)).collect();
+    entries.sort_by(|a, b| (a.created_at, &a.key).cmp(&(b.created_at, &b.key)));
+    Ok(entries.iter().map(OutboxRow::of).collect())
+}
+
+/// `outbox show KEY`: the message as sent (or as it will be: rendered now as a preview when it
+/// has not been tried yet — the real one is rendered and kept at its first try).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    #[serde(flatten)]
+    pub row: OutboxRow,
+    pub from: Option<String>,
+    pub text: String,
+    pub preview: bool,
+}
+
+pub fn outbox_show(store: &Store, config: &Config, key: &str) -> anyhow::Result<OutboxMessage> {
+    let Some(entry) = store.outbox_entry(key)? else {
+        return Err(bad(format!("no outbox entry {key:?} (see `hecto-watch outbox`)")));
+    };
+    let from = config.smtp.as_ref().map(|s| s.from.clone());
+    let (rendered, preview) = match &entry.rendered {
+        Some(r) => (r.clone(), false),
+        None => {
+            let domain = from
+                .as_deref()
+                .and_then(|f| f.parse::<lettre::message::Mailbox>().ok())
+                .map_or_else(|| "hecto-watch.invalid".to_owned(), |m| m.email.domain().to_ascii_lowercase());
+            let renderer = crate::notify::render::Renderer::new(&config.reminders)?;
+            (renderer.render(&entry, &domain)?, true)
+        }
+    };
+    let mut row = OutboxRow::of(&entry);
+    row.message_id = Some(rendered.message_id.clone());
+    row.subject = Some(rendered.subject.clone());
+    Ok(OutboxMessage { row, from, text: rendered.text, preview })
+}
+
 /// One line of `reminders`: something that would be sent now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DueItem {
     pub merchant: Option<String>,
+    /// `guidance` or `card_review` for a reminder; what the notice is about otherwise (`spam`,
+    /// `unassigned`, `suspicious`, an account).
     pub window: String,
+    /// The date (Asia/Seoul) the reminder's window opened; `None` for a notice.
+    pub window_opened: Option<NaiveDate>,
     pub kind: String,
     pub n: u32,
     pub to: Vec<String>,
@@ -286,9 +370,15 @@ pub struct DueItem {
 
 impl DueItem {
     fn from_entry(e: &OutboxEntry, state: &str) -> DueItem {
+        // An entry's window is its instance: `guidance@20261102`.
+        let (window, opened) = match e.window.split_once('@') {
+            Some((w, d)) => (w.to_owned(), NaiveDate::parse_from_str(d, "%Y%m%d").ok()),
+            None => (e.window.clone(), None),
+        };
         DueItem {
             merchant: e.merchant.clone(),
-            window: e.window.clone(),
+            window,
+            window_opened: opened,
             kind: e.kind.as_str().to_owned(),
             n: e.n,
             to: e.to.clone(),

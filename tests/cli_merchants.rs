@@ -266,3 +266,83 @@ fn remove_then_add_with_the_same_id_starts_an_empty_timeline_and_the_old_one_is_
     assert_eq!(again["removed"], export["removed"]);
     assert_eq!(timeline(&other, "acme").len(), 1);
 }
+
+#[test]
+fn reminders_json_names_the_window_and_the_date_it_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    ok(
+        state,
+        &[
+            "merchant",
+            "add",
+            "--id",
+            "acme",
+            "--name",
+            "에이씨미",
+            "--contact",
+            "pay@acme.test",
+            "--applied-at",
+            "2027-02-05",
+        ],
+    );
+    ok(
+        state,
+        &[
+            "merchant",
+            "add",
+            "--id",
+            "beta",
+            "--name",
+            "베타",
+            "--contact",
+            "b@beta.test",
+            "--applied-at",
+            "2027-01-04",
+        ],
+    );
+    ok(state, &["merchant", "advance", "beta", "card_review_requested", "--at", "2027-01-20"]);
+    let due = ok(state, &["--json", "--now", "2027-02-15T10:00:00+09:00", "reminders"]);
+    let rows: Vec<serde_json::Value> = due.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let of = |id: &str| rows.iter().find(|r| r["merchant"] == id).unwrap_or_else(|| panic!("{id}: {due}")).clone();
+    assert_eq!(
+        (of("acme")["window"].as_str(), of("acme")["window_opened"].as_str()),
+        (Some("guidance"), Some("2027-02-05"))
+    );
+    assert_eq!(
+        (of("beta")["window"].as_str(), of("beta")["window_opened"].as_str()),
+        (Some("card_review"), Some("2027-01-20"))
+    );
+    assert_eq!(of("acme")["kind"], "reminder");
+    let text = ok(state, &["--now", "2027-02-15T10:00:00+09:00", "reminders"]);
+    assert!(text.contains("guidance since 2027-02-05"), "{text}");
+}
+
+#[test]
+fn outbox_lists_what_waits_and_show_renders_a_preview_of_a_message_not_tried_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    ok(state, &["merchant", "add", "--id", "dalbit", "--name", "달빛상점", "--contact", "pay@dalbitshop.co.kr"]);
+    let eml = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mail/guidance_euckr_b.eml");
+    ok(state, &["import-mail", "--folder", "Junk", eml.to_str().unwrap()]);
+    let rows: Vec<serde_json::Value> =
+        ok(state, &["--json", "outbox", "--pending"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let key = rows[0]["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("spam/dalbit/"), "{key}");
+    assert_eq!(
+        (rows[0]["status"].as_str(), rows[0]["to"][0].as_str()),
+        (Some("pending"), Some("pay@dalbitshop.co.kr"))
+    );
+    assert!(rows[0]["message_id"].is_null(), "not rendered before its first try");
+    assert_eq!(ok(state, &["--json", "outbox", "--sent"]), "", "nothing sent");
+    let text = ok(state, &["outbox"]);
+    assert!(text.contains("pending") && text.contains(&key), "{text}");
+
+    let shown = ok(state, &["outbox", "show", &key]);
+    assert!(shown.contains("preview") && shown.contains("To: pay@dalbitshop.co.kr"), "{shown}");
+    assert!(shown.contains("Subject: ") && shown.contains(&format!("X-Hecto-Watch: {key}")), "{shown}");
+    assert!(shown.contains("스팸"), "the Korean notice text: {shown}");
+    assert!(refused(state, &["outbox", "show", "nothing/here"]).contains("no outbox entry"));
+    assert!(cli(state, &["outbox", "--sent", "--failed"]).status.code() == Some(2), "one filter at a time");
+}

@@ -358,3 +358,23 @@ async fn remind_once_over_implicit_tls_submission_delivers_and_check_config_conn
     let checked = env.ok(0, &["check-config", "--connect"]);
     assert!(checked.contains("smtp"), "{checked}");
 }
+
+#[tokio::test]
+async fn outbox_shows_what_was_sent_when_and_with_which_message_id() {
+    let stack = Stack::shared();
+    let env = Env::new(stack, "obx");
+    env.add_merchant("acme", "에이씨미", "2027-02-05T10:00:00+09:00");
+    let key = "reminder/acme/guidance@20270205/001";
+    env.remind("2027-02-15T09:00:00+09:00", 0);
+    let rows: Vec<serde_json::Value> =
+        env.ok(0, &["--json", "outbox", "--sent"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["key"], key);
+    assert_eq!(rows[0]["message_id"], format!("<{}>", expected_message_id(key)));
+    assert!(rows[0]["sent_at"].is_string() && rows[0]["attempts"] == 1, "{}", rows[0]);
+    let shown = env.ok(0, &["outbox", "show", key]);
+    assert!(!shown.contains("preview"), "as sent: {shown}");
+    let mails = stack.after_barrier(&env.contact).await;
+    assert!(shown.contains(&format!("Subject: {}", mails[0].subject)), "the subject as received: {shown}");
+    assert!(shown.contains(&format!("Message-ID: <{}>", mails[0].message_id)), "{shown}");
+}

@@ -92,6 +92,21 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// What was sent, to whom, when and with which Message-ID, and what waits (oldest first)
+    #[command(args_conflicts_with_subcommands = true)]
+    Outbox {
+        #[command(subcommand)]
+        show: Option<OutboxCmd>,
+        /// Only the messages waiting to be sent (or retried)
+        #[arg(long, group = "which")]
+        pending: bool,
+        /// Only the messages sent
+        #[arg(long, group = "which")]
+        sent: bool,
+        /// Only the messages given up on (see `retry`)
+        #[arg(long, group = "which")]
+        failed: bool,
+    },
     /// Put messages that failed permanently back into the outbox, to be sent at the next tick
     Retry {
         /// Outbox keys (see `reminders --failed`)
@@ -129,6 +144,15 @@ pub struct RemindersArgs {
     /// List the messages that failed permanently instead
     #[arg(long)]
     pub failed: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCmd {
+    /// One message with its headers and text, as sent (or, not tried yet, as it would be)
+    Show {
+        #[arg(value_name = "KEY")]
+        key: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -477,6 +501,20 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
             Ok(0)
         }
         Command::Remind { once } => remind(&ctx, once, &mut out),
+        Command::Outbox { show: Some(OutboxCmd::Show { key }), .. } => {
+            let m: ops::OutboxMessage = ctx.request(Request::OutboxShow { key })?;
+            print::outbox_message(&mut out, &m, ctx.json)?;
+            Ok(0)
+        }
+        Command::Outbox { show: None, pending, sent, failed } => {
+            use crate::store::Delivery;
+            let status = [(pending, Delivery::Pending), (sent, Delivery::Sent), (failed, Delivery::Failed)]
+                .into_iter()
+                .find_map(|(on, s)| on.then_some(s));
+            let rows: Vec<ops::OutboxRow> = ctx.request(Request::Outbox { status })?;
+            print::outbox(&mut out, &rows, ctx.json)?;
+            Ok(0)
+        }
         Command::Retry { keys, all } => {
             let back: Vec<OutboxEntry> = ctx.request(Request::Retry { keys, all })?;
             print::retried(&mut out, &back, ctx.json)?;

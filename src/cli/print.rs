@@ -208,7 +208,10 @@ pub fn due(out: &mut impl Write, items: &[DueItem], json: bool) -> Result<(), Fa
         t.row(vec![
             i.kind.clone(),
             or_dash(i.merchant.as_deref()),
-            i.window.clone(),
+            match i.window_opened {
+                Some(d) => format!("{} since {d}", i.window),
+                None => i.window.clone(),
+            },
             i.n.to_string(),
             i.to.join(", "),
             if i.cc.is_empty() { "-".into() } else { i.cc.join(", ") },
@@ -233,6 +236,75 @@ pub fn failed(out: &mut impl Write, entries: &[OutboxEntry], json: bool) -> Resu
         t.row(vec![e.key.clone(), e.to.join(", "), e.attempts.to_string(), or_dash(e.last_error.as_deref())]);
     }
     w(out, &t.render())
+}
+
+/// `outbox`: one row per message, oldest first.
+pub fn outbox(out: &mut impl Write, rows: &[crate::ops::OutboxRow], json: bool) -> Result<(), Failure> {
+    use crate::store::Delivery;
+    if json {
+        for r in rows {
+            json_line(out, r)?;
+        }
+        return Ok(());
+    }
+    if rows.is_empty() {
+        return w(out, "the outbox is empty\n");
+    }
+    let mut t = Table::new(&["STATUS", "KEY", "TO", "WHEN", "MESSAGE-ID"]);
+    for r in rows {
+        let when = match r.status {
+            Delivery::Sent => r.sent_at.map_or("-".into(), |t| format!("sent {}", kst(t))),
+            Delivery::Failed => format!("gave up after {}", plural(r.attempts, "try", "tries")),
+            Delivery::Pending => match r.next_attempt_at {
+                Some(t) => format!("retry {} ({})", kst(t), plural(r.attempts, "try", "tries")),
+                None => "next tick".into(),
+            },
+        };
+        let status = match r.status {
+            Delivery::Pending => "pending",
+            Delivery::Sent => "sent",
+            Delivery::Failed => "failed",
+        };
+        t.row(vec![status.into(), r.key.clone(), r.to.join(", "), when, or_dash(r.message_id.as_deref())]);
+    }
+    w(out, &t.render())
+}
+
+/// `N thing` / `N things`.
+pub fn plural(n: u32, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `outbox show KEY`: the headers and the text.
+pub fn outbox_message(out: &mut impl Write, m: &crate::ops::OutboxMessage, json: bool) -> Result<(), Failure> {
+    if json {
+        return json_line(out, m);
+    }
+    let r = &m.row;
+    let mut s = String::new();
+    if m.preview {
+        s.push_str("(not tried yet: rendered now as a preview; the message is rendered and kept at its first try)\n");
+    }
+    s.push_str(&format!("From: {}\n", clean(m.from.as_deref().unwrap_or("-"))));
+    s.push_str(&format!("To: {}\n", clean(&r.to.join(", "))));
+    if !r.cc.is_empty() {
+        s.push_str(&format!("Cc: {}\n", clean(&r.cc.join(", "))));
+    }
+    s.push_str(&format!("Subject: {}\n", clean(r.subject.as_deref().unwrap_or_default())));
+    s.push_str(&format!("Message-ID: {}\n", clean(r.message_id.as_deref().unwrap_or_default())));
+    s.push_str(&format!("X-Hecto-Watch: {}\n", clean(&r.key)));
+    let state = match (r.status, r.sent_at) {
+        (crate::store::Delivery::Sent, Some(t)) => format!("sent {}", kst(t)),
+        (crate::store::Delivery::Failed, _) => format!("failed: {}", clean(r.last_error.as_deref().unwrap_or("-"))),
+        _ => "pending".to_owned(),
+    };
+    s.push_str(&format!("Status: {state}\n\n"));
+    // The body keeps its line breaks; every other control character is replaced.
+    for line in m.text.lines() {
+        s.push_str(&clean(line));
+        s.push('\n');
+    }
+    w(out, &s)
 }
 
 /// `remind --once`: one line per message tried.

@@ -84,6 +84,13 @@ pub enum Request {
         mails: Vec<MailFile>,
     },
     Export,
+    /// `outbox [--pending|--sent|--failed]`.
+    Outbox {
+        status: Option<crate::store::Delivery>,
+    },
+    OutboxShow {
+        key: String,
+    },
     /// One reminder tick: enqueue what is due, send everything due (`remind --once`).
     Remind,
     /// Put failed or waiting outbox entries back to pending.
@@ -122,6 +129,8 @@ impl Request {
                 | Request::MerchantList
                 | Request::MerchantShow { .. }
                 | Request::Export
+                | Request::Outbox { .. }
+                | Request::OutboxShow { .. }
                 | Request::Health
         )
     }
@@ -186,6 +195,8 @@ impl Engine {
                 json(m)?
             }
             Request::MerchantList => json(store.merchants()?)?,
+            Request::Outbox { status } => json(ops::outbox(store, *status)?)?,
+            Request::OutboxShow { key } => json(ops::outbox_show(store, config, key)?)?,
             Request::MerchantShow { id } => json(ops::merchant_show(store, config, cal, id)?)?,
             Request::MerchantAdvance { id, stage, at, note } => {
                 let m = ops::merchant_advance(store, id, stage, at.as_deref(), note.clone(), now)?;
