@@ -132,6 +132,13 @@ pub enum Command {
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// The non-business days of a year (Korean public holidays, substitute and temporary
+    /// holidays, election days, extra_holidays) and the years the calendar data covers
+    Calendar {
+        /// The year to list [default: this year in Seoul]
+        #[arg(value_name = "YEAR")]
+        year: Option<i32>,
+    },
     /// Load an export into an empty state directory
     Import {
         #[arg(value_name = "FILE")]
@@ -461,6 +468,12 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::CheckConfig { connect } => check_config(&ctx, connect, &mut out),
+        Command::Calendar { year } => {
+            let cal = ctx.calendar()?;
+            let year = year.unwrap_or_else(|| chrono::Datelike::year(&crate::schedule::calendar::kst_date(ctx.now())));
+            print::calendar(&mut out, &cal, year, ctx.json)?;
+            Ok(0)
+        }
         Command::Scan { once: true } => online::scan_once(&ctx, &mut out),
         Command::Scan { once: false } => {
             Err(Failure::usage("scan needs --once (the daemon `hecto-watch run` watches continuously)"))
@@ -728,7 +741,23 @@ fn check_config(ctx: &Ctx, connect: bool, out: &mut impl Write) -> Result<i32, F
                 .context("cannot write to stdout")?;
             }
         }
-        writeln!(out, "{source}: ok ({} accounts)", ctx.config.accounts.len()).context("cannot write to stdout")?;
+        // Business days are counted from the data file: a year it does not cover counts every
+        // weekday, holidays included (the daemon warns too, once a day).
+        if let Ok(cal) = ctx.calendar() {
+            let this = chrono::Datelike::year(&crate::schedule::calendar::kst_date(ctx.now()));
+            for y in [this, this + 1].into_iter().filter(|y| !cal.covered_years().contains(y)) {
+                writeln!(
+                    out,
+                    "warning: the holiday calendar does not cover {y} (it covers {}): update hecto-watch or set \
+                     calendar.holidays_file, or every weekday of {y} counts as a business day",
+                    print::years(cal.covered_years())
+                )
+                .context("cannot write to stdout")?;
+            }
+        }
+        let n = ctx.config.accounts.len();
+        writeln!(out, "{source}: ok ({n} account{})", if n == 1 { "" } else { "s" })
+            .context("cannot write to stdout")?;
         Ok(0)
     } else {
         let errors = ConfigErrors { file: ctx.config.source.clone(), problems };

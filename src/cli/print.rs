@@ -238,6 +238,63 @@ pub fn failed(out: &mut impl Write, entries: &[OutboxEntry], json: bool) -> Resu
     w(out, &t.render())
 }
 
+/// `2024–2027`, or `2024, 2026` when there is a gap.
+pub fn years(covered: &std::collections::BTreeSet<i32>) -> String {
+    let (Some(first), Some(last)) = (covered.first(), covered.last()) else { return "no year".into() };
+    if i64::from(*last) - i64::from(*first) + 1 == covered.len() as i64 {
+        if first == last {
+            first.to_string()
+        } else {
+            format!("{first}–{last}")
+        }
+    } else {
+        covered.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// `calendar [YEAR]`.
+pub fn calendar(out: &mut impl Write, cal: &crate::schedule::Calendar, year: i32, json: bool) -> Result<(), Failure> {
+    let days = cal.holidays_in(year);
+    let covered = cal.covered_years().contains(&year);
+    if json {
+        #[derive(serde::Serialize)]
+        struct Day<'a> {
+            date: chrono::NaiveDate,
+            weekday: String,
+            #[serde(flatten)]
+            holiday: &'a crate::schedule::calendar::Holiday,
+        }
+        #[derive(serde::Serialize)]
+        struct Year<'a> {
+            year: i32,
+            covered: bool,
+            covered_years: &'a std::collections::BTreeSet<i32>,
+            days: Vec<Day<'a>>,
+        }
+        let days =
+            days.iter().map(|h| Day { date: h.date, weekday: h.date.format("%a").to_string(), holiday: h }).collect();
+        return json_line(out, &Year { year, covered, covered_years: cal.covered_years(), days });
+    }
+    let mut s = format!(
+        "{year}: {}; the data covers {}. Saturdays and Sundays are non-business days too.\n",
+        if covered {
+            plural(days.len() as u32, "holiday", "holidays")
+        } else {
+            "NOT COVERED — every weekday counts as a business day".to_owned()
+        },
+        years(cal.covered_years())
+    );
+    let mut t = Table::new(&["DATE", "DAY", "KIND", "NAME"]);
+    for h in &days {
+        let kind = serde_json::to_value(h.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        t.row(vec![h.date.to_string(), h.date.format("%a").to_string(), kind, h.name.clone()]);
+    }
+    if !days.is_empty() {
+        s.push_str(&t.render());
+    }
+    w(out, &s)
+}
+
 /// `outbox`: one row per message, oldest first.
 pub fn outbox(out: &mut impl Write, rows: &[crate::ops::OutboxRow], json: bool) -> Result<(), Failure> {
     use crate::store::Delivery;

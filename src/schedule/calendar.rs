@@ -18,7 +18,7 @@ pub const BUILTIN_HOLIDAYS: &str = include_str!("../../config/holidays-kr.toml")
 /// How far a business-day walk may go before we call the data broken (≈ 2 years of days).
 const MAX_WALK_DAYS: u32 = 800;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HolidayKind {
     Public,
@@ -30,7 +30,7 @@ pub enum HolidayKind {
     Extra,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Holiday {
     pub date: NaiveDate,
@@ -127,6 +127,15 @@ impl Calendar {
 
     pub fn covered_years(&self) -> &BTreeSet<i32> {
         &self.covered
+    }
+
+    /// The holidays of `year` (weekends are non-business days too, and not listed), by date.
+    pub fn holidays_in(&self, year: i32) -> Vec<&Holiday> {
+        let (Some(from), Some(to)) = (NaiveDate::from_ymd_opt(year, 1, 1), NaiveDate::from_ymd_opt(year, 12, 31))
+        else {
+            return Vec::new();
+        };
+        self.holidays.range(from..=to).map(|(_, h)| h).collect()
     }
 
     pub fn holiday(&self, date: NaiveDate) -> Option<&Holiday> {

@@ -1,6 +1,7 @@
-//! The operator's merchant commands through the real binary (issue 12): several contacts and a
-//! language per merchant, `merchant edit` with its timeline, business numbers and MIDs that two
-//! merchants would share, and `merchant import FILE.csv` — offline, and through a running daemon.
+//! The operator's workflow through the real binary (issue 12): several contacts and a language
+//! per merchant, `merchant edit` with its timeline, business numbers and MIDs that two merchants
+//! would share, `merchant import FILE.csv`, `outbox`, `reminders --json`'s windows and
+//! `calendar` — offline, and through a running daemon.
 
 mod daemon_support;
 
@@ -345,4 +346,34 @@ fn outbox_lists_what_waits_and_show_renders_a_preview_of_a_message_not_tried_yet
     assert!(shown.contains("스팸"), "the Korean notice text: {shown}");
     assert!(refused(state, &["outbox", "show", "nothing/here"]).contains("no outbox entry"));
     assert!(cli(state, &["outbox", "--sent", "--failed"]).status.code() == Some(2), "one filter at a time");
+}
+
+#[test]
+fn calendar_lists_a_years_holidays_with_names_and_kinds_and_check_config_warns_of_an_uncovered_year() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let text = ok(state, &["calendar", "2027"]);
+    assert!(text.contains("the data covers 2024–2027"), "{text}");
+    assert!(text.contains("2027-02-09") && text.contains("substitute"), "설날's substitute day: {text}");
+    let v: serde_json::Value = serde_json::from_str(&ok(state, &["--json", "calendar", "2026"])).unwrap();
+    assert_eq!((v["year"].as_i64(), v["covered"].as_bool()), (Some(2026), Some(true)));
+    let days = v["days"].as_array().unwrap();
+    let chuseok = days.iter().find(|d| d["date"] == "2026-09-25").expect("추석 2026");
+    assert_eq!((chuseok["kind"].as_str(), chuseok["weekday"].as_str()), (Some("public"), Some("Fri")));
+    assert!(chuseok["name"].as_str().unwrap().contains("추석"), "{chuseok}");
+    let v: serde_json::Value = serde_json::from_str(&ok(state, &["--json", "calendar", "2030"])).unwrap();
+    assert_eq!(v["covered"], false);
+    assert!(ok(state, &["calendar", "2030"]).contains("NOT COVERED"));
+    // The current year by the clock.
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(state, &["--json", "--now", "2025-03-01T00:00:00+09:00", "calendar"])).unwrap();
+    assert_eq!(v["year"], 2025);
+
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "").unwrap();
+    let check = |now: &str| ok(state, &["--config", cfg.to_str().unwrap(), "--now", now, "check-config"]);
+    let now = check("2026-12-01T10:00:00+09:00");
+    assert!(!now.contains("warning") && now.contains("ok (0 accounts)"), "{now}");
+    let later = check("2027-06-01T10:00:00+09:00");
+    assert!(later.contains("warning: the holiday calendar does not cover 2028"), "{later}");
 }
