@@ -270,6 +270,82 @@ pub fn status(store: &Store, config: &Config, cal: &Calendar, now: DateTime<Utc>
     Ok(due::status(&store.merchants()?, &config.windows, cal, now))
 }
 
+/// One line of `unassigned list` (SPEC §7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnassignedRow {
+    pub id: u64,
+    pub account: String,
+    pub folder: String,
+    pub message_id: Option<String>,
+    pub date: Option<DateTime<Utc>>,
+    pub subject: String,
+    pub kind: String,
+    pub sender: Option<String>,
+    pub recipients: Vec<String>,
+    pub candidates: Vec<String>,
+    pub business_numbers: Vec<String>,
+    pub mids: Vec<String>,
+    /// Why no single merchant matched.
+    pub reason: String,
+    pub recorded_at: DateTime<Utc>,
+    /// `open`, `assigned` or `dismissed`.
+    pub status: String,
+    pub resolution: Option<crate::store::unassigned::Resolution>,
+}
+
+impl UnassignedRow {
+    fn of(id: u64, u: &crate::store::UnassignedMail) -> UnassignedRow {
+        use crate::store::unassigned::Resolution;
+        UnassignedRow {
+            id,
+            account: u.source.account.clone(),
+            folder: u.source.folder.clone(),
+            message_id: u.message_id.clone(),
+            date: u.date,
+            subject: u.subject.clone(),
+            kind: u.kind.as_str().to_owned(),
+            sender: u.sender.clone(),
+            recipients: u.recipients.clone(),
+            candidates: u.candidates.clone(),
+            business_numbers: u.business_numbers.clone(),
+            mids: u.mids.clone(),
+            reason: u.reason.clone(),
+            recorded_at: u.recorded_at,
+            status: match &u.resolution {
+                None => "open",
+                Some(Resolution::Assigned { .. }) => "assigned",
+                Some(Resolution::Dismissed { .. }) => "dismissed",
+            }
+            .to_owned(),
+            resolution: u.resolution.clone(),
+        }
+    }
+}
+
+/// `unassigned list [--all]`: the mails waiting (`all`: resolved ones too), oldest first.
+pub fn unassigned_list(store: &Store, all: bool) -> anyhow::Result<Vec<UnassignedRow>> {
+    Ok(store
+        .unassigned_mails()?
+        .iter()
+        .filter(|(_, u)| all || u.resolution.is_none())
+        .map(|(id, u)| UnassignedRow::of(*id, u))
+        .collect())
+}
+
+/// `unassigned show ID`: the row and the mail's text as classified.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnassignedDetail {
+    #[serde(flatten)]
+    pub row: UnassignedRow,
+    pub text: String,
+}
+
+pub fn unassigned_show(store: &Store, id: u64) -> anyhow::Result<UnassignedDetail> {
+    let u = store.unassigned_mail(id)?;
+    let text = u.mail.as_ref().map(|m| m.text.clone()).unwrap_or_default();
+    Ok(UnassignedDetail { row: UnassignedRow::of(id, &u), text })
+}
+
 /// One line of `outbox`: a message sent, waiting or given up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxRow {

@@ -377,3 +377,95 @@ fn calendar_lists_a_years_holidays_with_names_and_kinds_and_check_config_warns_o
     let later = check("2027-06-01T10:00:00+09:00");
     assert!(later.contains("warning: the holiday calendar does not cover 2028"), "{later}");
 }
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mail").join(name).to_str().unwrap().to_owned()
+}
+
+fn lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn an_unassigned_mail_is_listed_shown_and_assigned_as_if_it_had_matched_or_dismissed_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    // A merchant whose contact is not the mail's recipient: nothing matches either mail.
+    ok(state, &["merchant", "add", "--id", "dalbit", "--name", "다른이름", "--contact", "other@dalbit.test"]);
+    ok(state, &["import-mail", "--folder", "Junk", &fixture("guidance_euckr_b.eml")]);
+    ok(state, &["import-mail", "--folder", "INBOX", &fixture("guidance_cp949_label_qp.eml")]);
+    let open = lines(&ok(state, &["--json", "unassigned", "list"]));
+    assert_eq!(open.len(), 2, "{open:?}");
+    let (spam, inbox) = (&open[0], &open[1]);
+    for field in
+        ["id", "account", "folder", "message_id", "date", "subject", "kind", "candidates", "business_numbers", "mids"]
+    {
+        assert!(spam.get(field).is_some(), "{field} in {spam}");
+    }
+    assert_eq!(
+        (spam["folder"].as_str(), spam["kind"].as_str(), spam["status"].as_str()),
+        (Some("Junk"), Some("guidance"), Some("open"))
+    );
+    let (spam_id, inbox_id) = (spam["id"].to_string(), inbox["id"].to_string());
+    // The operators' notice names the command that resolves it.
+    let export: serde_json::Value = serde_json::from_str(&ok(state, &["export"])).unwrap();
+    let notice = export["outbox"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "operator_notice" && e["facts"]["folder"] == "Junk")
+        .unwrap()
+        .clone();
+    assert!(
+        notice["facts"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("hecto-watch unassigned assign {spam_id} MERCHANT")),
+        "{notice}"
+    );
+    let shown = ok(state, &["unassigned", "show", &spam_id]);
+    assert!(shown.contains("found in:     import: Junk") || shown.contains("Junk"), "{shown}");
+    assert!(shown.contains(&format!("hecto-watch unassigned assign {spam_id} MERCHANT")), "{shown}");
+
+    let out = ok(state, &["unassigned", "assign", &spam_id, "dalbit", "--note", "shared inbox"]);
+    assert!(out.contains("guidance_received") && out.contains("queued spam/dalbit/"), "{out}");
+    let m = &merchants(state)[0];
+    assert_eq!((m["stage"].as_str(), m["found_in_spam"].as_bool()), (Some("guidance_received"), Some(true)));
+    let events = timeline(state, "dalbit");
+    assert!(events.iter().any(|e| e.contains("guidance_received")), "{events:?}");
+    let v: serde_json::Value = serde_json::from_str(&ok(state, &["--json", "merchant", "show", "dalbit"])).unwrap();
+    let evidence: Vec<String> = v["events"].as_array().unwrap().iter().map(|e| e["evidence"].to_string()).collect();
+    assert!(
+        evidence.iter().any(|e| e.contains("assigned by operator") && e.contains("Junk")),
+        "the mail's evidence: {evidence:?}"
+    );
+    assert!(refused(state, &["unassigned", "assign", &spam_id, "dalbit"]).contains("already assigned to dalbit"));
+    assert!(refused(state, &["unassigned", "dismiss", &spam_id]).contains("already assigned"));
+
+    ok(state, &["unassigned", "dismiss", &inbox_id, "--note", "a test mail"]);
+    assert!(refused(state, &["unassigned", "dismiss", &inbox_id]).contains("already dismissed"));
+    assert!(refused(state, &["unassigned", "assign", &inbox_id, "dalbit"]).contains("already dismissed"));
+    assert_eq!(ok(state, &["--json", "unassigned", "list"]), "", "both off the list");
+    let all = lines(&ok(state, &["--json", "unassigned", "list", "--all"]));
+    assert_eq!(all.iter().map(|r| r["status"].as_str().unwrap()).collect::<Vec<_>>(), ["assigned", "dismissed"]);
+    assert!(refused(state, &["unassigned", "show", "999"]).contains("no unassigned mail 999"));
+    assert!(refused(state, &["unassigned", "assign", "999", "dalbit"]).contains("no unassigned mail 999"));
+}
+
+#[test]
+fn unassigned_commands_go_through_the_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "", &[]);
+    d.wait_ready();
+    d.add_merchant("dalbit", "다른이름", "other@dalbit.test", None);
+    let o = d.cli(&["import-mail", "--folder", "INBOX", &fixture("guidance_euckr_b.eml")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let open = d.json(&["unassigned", "list"]);
+    assert_eq!(open.len(), 1);
+    let id = open[0]["id"].to_string();
+    let o = d.cli(&["unassigned", "assign", &id, "dalbit"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.json(&["status"])[0]["stage"], "guidance_received");
+    assert!(d.json(&["unassigned", "list"]).is_empty());
+    assert_eq!(d.terminate().0, Some(0));
+}

@@ -92,6 +92,9 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// The Hecto mails no merchant could be matched to: list, show, assign to a merchant, dismiss
+    #[command(subcommand)]
+    Unassigned(UnassignedCmd),
     /// What was sent, to whom, when and with which Message-ID, and what waits (oldest first)
     #[command(args_conflicts_with_subcommands = true)]
     Outbox {
@@ -151,6 +154,40 @@ pub struct RemindersArgs {
     /// List the messages that failed permanently instead
     #[arg(long)]
     pub failed: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UnassignedCmd {
+    /// The mails waiting for an operator, oldest first
+    List {
+        /// Also the ones already assigned or dismissed
+        #[arg(long)]
+        all: bool,
+    },
+    /// One mail: where it was, who it was to, what it says, why no merchant matched
+    Show {
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
+    /// Apply the mail to a merchant exactly as if it had matched (stage, MIDs, found in spam and
+    /// its notice); the timeline records "assigned by operator"
+    Assign {
+        #[arg(value_name = "ID")]
+        id: u64,
+        #[arg(value_name = "MERCHANT")]
+        merchant: String,
+        /// Why, kept with the mail
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Set the mail aside (not Hecto's business after all, a duplicate, …)
+    Dismiss {
+        #[arg(value_name = "ID")]
+        id: u64,
+        /// Why, kept with the mail
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -514,6 +551,35 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
             Ok(0)
         }
         Command::Remind { once } => remind(&ctx, once, &mut out),
+        Command::Unassigned(cmd) => {
+            match cmd {
+                UnassignedCmd::List { all } => {
+                    let rows: Vec<ops::UnassignedRow> = ctx.request(Request::UnassignedList { all })?;
+                    print::unassigned(&mut out, &rows, ctx.json)?;
+                }
+                UnassignedCmd::Show { id } => {
+                    let d: ops::UnassignedDetail = ctx.request(Request::UnassignedShow { id })?;
+                    print::unassigned_detail(&mut out, &d, ctx.json)?;
+                }
+                UnassignedCmd::Assign { id, merchant, note } => {
+                    let a: crate::store::unassigned::Assigned =
+                        ctx.request(Request::UnassignedAssign { id, merchant, note })?;
+                    if ctx.json {
+                        print::json_line(&mut out, &a)?;
+                    } else {
+                        print::merchants(&mut out, std::slice::from_ref(&a.merchant), false)?;
+                        for key in &a.enqueued {
+                            writeln!(out, "queued {key}").context("cannot write to stdout")?;
+                        }
+                    }
+                }
+                UnassignedCmd::Dismiss { id, note } => {
+                    let row: ops::UnassignedRow = ctx.request(Request::UnassignedDismiss { id, note })?;
+                    print::unassigned(&mut out, std::slice::from_ref(&row), ctx.json)?;
+                }
+            }
+            Ok(0)
+        }
         Command::Outbox { show: Some(OutboxCmd::Show { key }), .. } => {
             let m: ops::OutboxMessage = ctx.request(Request::OutboxShow { key })?;
             print::outbox_message(&mut out, &m, ctx.json)?;

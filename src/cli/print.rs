@@ -295,6 +295,68 @@ pub fn calendar(out: &mut impl Write, cal: &crate::schedule::Calendar, year: i32
     w(out, &s)
 }
 
+/// `unassigned list`.
+pub fn unassigned(out: &mut impl Write, rows: &[crate::ops::UnassignedRow], json: bool) -> Result<(), Failure> {
+    if json {
+        for r in rows {
+            json_line(out, r)?;
+        }
+        return Ok(());
+    }
+    if rows.is_empty() {
+        return w(out, "no unassigned mail\n");
+    }
+    let mut t = Table::new(&["ID", "STATUS", "DATE", "FOLDER", "KIND", "SUBJECT", "CANDIDATES"]);
+    for r in rows {
+        t.row(vec![
+            r.id.to_string(),
+            r.status.clone(),
+            r.date.map_or("-".into(), kst),
+            format!("{}: {}", r.account, r.folder),
+            r.kind.clone(),
+            r.subject.clone(),
+            if r.candidates.is_empty() { "-".into() } else { r.candidates.join(", ") },
+        ]);
+    }
+    w(out, &t.render())
+}
+
+/// `unassigned show ID`.
+pub fn unassigned_detail(out: &mut impl Write, d: &crate::ops::UnassignedDetail, json: bool) -> Result<(), Failure> {
+    if json {
+        return json_line(out, d);
+    }
+    let r = &d.row;
+    let list = |v: &[String]| if v.is_empty() { "-".to_owned() } else { clean(&v.join(", ")) };
+    let mut s =
+        format!("unassigned mail {} ({})\n", r.id, r.resolution.as_ref().map_or("open".into(), |x| x.describe()));
+    s.push_str(&format!("  subject:      {}\n", clean(&r.subject)));
+    s.push_str(&format!("  from:         {}\n", clean(r.sender.as_deref().unwrap_or("-"))));
+    s.push_str(&format!("  to:           {}\n", list(&r.recipients)));
+    s.push_str(&format!("  date:         {}\n", r.date.map_or("-".into(), kst)));
+    s.push_str(&format!("  found in:     {}: {}\n", clean(&r.account), clean(&r.folder)));
+    s.push_str(&format!("  kind:         {}\n", r.kind));
+    s.push_str(&format!("  message-id:   {}\n", clean(r.message_id.as_deref().unwrap_or("-"))));
+    s.push_str(&format!("  business no:  {}\n", list(&r.business_numbers)));
+    s.push_str(&format!("  MIDs:         {}\n", list(&r.mids)));
+    s.push_str(&format!("  candidates:   {}\n", list(&r.candidates)));
+    s.push_str(&format!("  why:          {}\n", clean(&r.reason)));
+    if r.resolution.is_none() {
+        s.push_str(&format!(
+            "  resolve:      hecto-watch unassigned assign {id} MERCHANT  |  hecto-watch unassigned dismiss {id}\n",
+            id = r.id
+        ));
+    }
+    if !d.text.is_empty() {
+        s.push('\n');
+        for line in d.text.lines().take(40) {
+            s.push_str(&clean(line));
+            s.push('\n');
+        }
+    }
+    w(out, &s)
+}
+
 /// `outbox`: one row per message, oldest first.
 pub fn outbox(out: &mut impl Write, rows: &[crate::ops::OutboxRow], json: bool) -> Result<(), Failure> {
     use crate::store::Delivery;

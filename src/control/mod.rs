@@ -84,6 +84,22 @@ pub enum Request {
         mails: Vec<MailFile>,
     },
     Export,
+    UnassignedList {
+        #[serde(default)]
+        all: bool,
+    },
+    UnassignedShow {
+        id: u64,
+    },
+    UnassignedAssign {
+        id: u64,
+        merchant: String,
+        note: Option<String>,
+    },
+    UnassignedDismiss {
+        id: u64,
+        note: Option<String>,
+    },
     /// `outbox [--pending|--sent|--failed]`.
     Outbox {
         status: Option<crate::store::Delivery>,
@@ -130,6 +146,8 @@ impl Request {
                 | Request::MerchantShow { .. }
                 | Request::Export
                 | Request::Outbox { .. }
+                | Request::UnassignedList { .. }
+                | Request::UnassignedShow { .. }
                 | Request::OutboxShow { .. }
                 | Request::Health
         )
@@ -195,6 +213,25 @@ impl Engine {
                 json(m)?
             }
             Request::MerchantList => json(store.merchants()?)?,
+            Request::UnassignedList { all } => json(ops::unassigned_list(store, *all)?)?,
+            Request::UnassignedShow { id } => json(ops::unassigned_show(store, *id)?)?,
+            Request::UnassignedAssign { id, merchant, note } => {
+                let a = store.assign_unassigned(
+                    *id,
+                    merchant,
+                    note.clone(),
+                    &config.rules,
+                    &config.reminders.operators,
+                    now,
+                )?;
+                store.flush_blocking()?;
+                json(a)?
+            }
+            Request::UnassignedDismiss { id, note } => {
+                store.dismiss_unassigned(*id, note.clone(), now)?;
+                store.flush_blocking()?;
+                json(ops::unassigned_show(store, *id)?.row)?
+            }
             Request::Outbox { status } => json(ops::outbox(store, *status)?)?,
             Request::OutboxShow { key } => json(ops::outbox_show(store, config, key)?)?,
             Request::MerchantShow { id } => json(ops::merchant_show(store, config, cal, id)?)?,

@@ -23,6 +23,7 @@ pub mod faults;
 pub mod folders;
 pub mod outbox;
 pub mod removed;
+pub mod unassigned;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -80,7 +81,7 @@ pub struct SeenMail {
 }
 
 /// A Hecto mail no single merchant could be found for; operators were told once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UnassignedMail {
     pub identity: String,
     pub recorded_at: DateTime<Utc>,
@@ -95,6 +96,13 @@ pub struct UnassignedMail {
     pub mids: Vec<String>,
     pub candidates: Vec<String>,
     pub reason: String,
+    /// The whole classified mail, so `unassigned assign` can apply it as if it had matched
+    /// (records from before it was kept are rebuilt from the fields above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail: Option<Box<Classified>>,
+    /// How an operator took it off the list; `None` while it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<unassigned::Resolution>,
 }
 
 /// What applying one mail did.
@@ -552,8 +560,11 @@ impl Store {
         self.events.scan_prefix(prefix).values().map(|v| dec("event", &v?)).collect()
     }
 
+    /// The unassigned mails still waiting for an operator (not assigned or dismissed).
     pub fn unassigned(&self) -> anyhow::Result<Vec<UnassignedMail>> {
-        self.unassigned.iter().values().map(|v| dec("unassigned mail", &v?)).collect()
+        let all: Vec<UnassignedMail> =
+            self.unassigned.iter().values().map(|v| dec("unassigned mail", &v?)).collect::<anyhow::Result<_>>()?;
+        Ok(all.into_iter().filter(|u| u.resolution.is_none()).collect())
     }
 
     pub fn seen_count(&self) -> usize {
@@ -669,33 +680,16 @@ impl Store {
                     applied.stage_changed = effect.stage_changed;
                     applied.found_in_spam = effect.spam_notice;
                     seen_merchant = Some(id.clone());
-                    let mail_date = merchant::mail_time(mail, source, now);
                     if effect.spam_notice {
-                        let key = format!("spam/{id}/{tag}");
-                        let entry = OutboxEntry::pending(
-                            key.clone(),
-                            NoticeKind::SpamNotice,
-                            Some(id.clone()),
-                            "spam".into(),
-                            1,
-                            NoticeFacts::SpamNotice {
-                                merchant_name: effect.merchant.name.clone(),
-                                account: source.account.clone(),
-                                folder: source.folder.clone(),
-                                subject: mail.subject.clone(),
-                                mail_date,
-                                message_id: mail.message_id.clone(),
-                                kind: mail.kind.as_str().into(),
-                                moved_to_inbox: source.move_to_inbox,
-                            },
+                        applied.enqueued.extend(tx_spam_notice(
+                            outbox,
+                            &effect.merchant,
+                            mail,
+                            source,
+                            &tag,
+                            operators,
                             now,
-                        )
-                        .to_contacts(&effect.merchant.contacts, operators)
-                        .in_language(effect.merchant.language);
-                        if outbox.get(key.as_bytes())?.is_none() {
-                            outbox.insert(key.as_bytes(), enc(&entry))?;
-                            applied.enqueued.push(key);
-                        }
+                        )?);
                     }
                     if mail.kind == MailKind::Suspicious {
                         let key = operator_notice(
@@ -715,6 +709,10 @@ impl Store {
                 MatchOutcome::Unassigned { candidates, reason } => {
                     applied.unassigned = true;
                     let seq = tx_next_seq(meta)?;
+                    let resolve = format!(
+                        "{reason} — `hecto-watch unassigned assign {seq} MERCHANT` applies it to a merchant, \
+                         `hecto-watch unassigned dismiss {seq}` sets it aside"
+                    );
                     let record = UnassignedMail {
                         identity: identity.clone(),
                         recorded_at: now,
@@ -729,20 +727,13 @@ impl Store {
                         mids: mail.mids.clone(),
                         candidates: candidates.clone(),
                         reason: reason.clone(),
+                        mail: Some(Box::new(mail.clone())),
+                        resolution: None,
                     };
                     unassigned.insert(&seq.to_be_bytes(), enc(&record))?;
                     let why = if mail.kind == MailKind::Suspicious { "suspicious" } else { "unassigned" };
-                    let key = operator_notice(
-                        outbox,
-                        mail,
-                        source,
-                        why,
-                        &tag,
-                        reason.clone(),
-                        candidates.clone(),
-                        operators,
-                        now,
-                    )?;
+                    let key =
+                        operator_notice(outbox, mail, source, why, &tag, resolve, candidates.clone(), operators, now)?;
                     applied.enqueued.extend(key);
                 }
             }
@@ -914,6 +905,45 @@ struct StaleMatch;
     "the database in {0} is in use by another process (is `hecto-watch run` running? then the command goes through it)"
 )]
 pub struct InUse(pub String);
+
+/// The spam notice for `merchant`'s mail found in a spam folder, queued once per mail (the key
+/// holds the mail's tag); returns its key when it was queued now.
+fn tx_spam_notice(
+    outbox: &TransactionalTree,
+    merchant: &Merchant,
+    mail: &Classified,
+    source: &MailSource,
+    tag: &str,
+    operators: &[String],
+    now: DateTime<Utc>,
+) -> TxResult<Option<String>> {
+    let key = format!("spam/{}/{tag}", merchant.id);
+    if outbox.get(key.as_bytes())?.is_some() {
+        return Ok(None);
+    }
+    let entry = OutboxEntry::pending(
+        key.clone(),
+        NoticeKind::SpamNotice,
+        Some(merchant.id.clone()),
+        "spam".into(),
+        1,
+        NoticeFacts::SpamNotice {
+            merchant_name: merchant.name.clone(),
+            account: source.account.clone(),
+            folder: source.folder.clone(),
+            subject: mail.subject.clone(),
+            mail_date: merchant::mail_time(mail, source, now),
+            message_id: mail.message_id.clone(),
+            kind: mail.kind.as_str().into(),
+            moved_to_inbox: source.move_to_inbox,
+        },
+        now,
+    )
+    .to_contacts(&merchant.contacts, operators)
+    .in_language(merchant.language);
+    outbox.insert(key.as_bytes(), enc(&entry))?;
+    Ok(Some(key))
+}
 
 #[allow(clippy::too_many_arguments)]
 fn operator_notice(
