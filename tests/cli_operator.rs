@@ -469,3 +469,93 @@ fn unassigned_commands_go_through_the_running_daemon() {
     assert!(d.json(&["unassigned", "list"]).is_empty());
     assert_eq!(d.terminate().0, Some(0));
 }
+
+fn help(args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.push("--help");
+    let o = cli(Path::new("/nonexistent-state"), &all);
+    assert_eq!(o.status.code(), Some(0), "{args:?} --help: {}", stderr(&o));
+    stdout(&o)
+}
+
+#[test]
+fn help_teaches_every_command_has_examples_the_stages_are_listed_and_global_options_have_their_heading() {
+    let commands: &[&[&str]] = &[
+        &["run"],
+        &["check-config"],
+        &["scan"],
+        &["folders"],
+        &["health"],
+        &["oauth"],
+        &["classify"],
+        &["merchant"],
+        &["merchant", "add"],
+        &["merchant", "edit"],
+        &["merchant", "import"],
+        &["merchant", "advance"],
+        &["status"],
+        &["reminders"],
+        &["remind"],
+        &["unassigned"],
+        &["outbox"],
+        &["retry"],
+        &["import-mail"],
+        &["export"],
+        &["calendar"],
+        &["import"],
+        &["completions"],
+        &["man"],
+    ];
+    for c in commands {
+        let text = help(c);
+        assert!(text.contains("Example"), "{c:?} --help has examples:\n{text}");
+        assert!(text.contains("Global options:") && text.contains("--state-dir <DIR>"), "{c:?}:\n{text}");
+    }
+    let advance = help(&["merchant", "advance"]);
+    for stage in ["applied", "guidance_received", "contract_completed", "card_review_requested", "live"] {
+        assert!(advance.contains(stage), "{stage} listed:\n{advance}");
+    }
+    let add = help(&["merchant", "add"]);
+    for v in ["--id <ID>", "--contact <EMAIL>", "--applied-at <DATE>", "--business-no <NUMBER>"] {
+        assert!(add.contains(v), "{v}:\n{add}");
+    }
+    assert!(help(&["scan"]).contains("Usage: hecto-watch scan [OPTIONS] --once"), "--once shown as required");
+    assert!(help(&["remind"]).contains("--once"), "remind");
+    let o = cli(Path::new("/nonexistent-state"), &["--now", "2027-01-01T00:00:00Z", "export"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--now means nothing for `export`"), "{}", stderr(&o));
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish_and_a_man_page_are_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = |shell: &str| ok(dir.path(), &["completions", shell]);
+    // bash: the script loads and registers the completion.
+    let script = dir.path().join("hw.bash");
+    std::fs::write(&script, gen("bash")).unwrap();
+    let o = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p hecto-watch", script.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success() && stdout(&o).contains("hecto-watch"), "{}{}", stdout(&o), stderr(&o));
+    assert!(gen("zsh").starts_with("#compdef hecto-watch"));
+    let fish = gen("fish");
+    assert!(fish.contains("complete -c hecto-watch") && fish.contains("unassigned"), "{fish}");
+    let man = ok(dir.path(), &["man"]);
+    assert!(man.starts_with(".ie") || man.starts_with(".TH"), "roff: {}", &man[..man.len().min(200)]);
+    assert!(man.contains(".TH hecto-watch") && man.contains("merchant"), "{}", &man[..man.len().min(400)]);
+    assert!(refused(dir.path(), &["completions", "tcsh"]).contains("tcsh"), "an unknown shell is refused");
+    let o = std::process::Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(man.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(o.status.success() && o.stderr.is_empty(), "groff reads the page without warnings: {}", stderr(&o));
+}

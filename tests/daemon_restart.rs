@@ -24,7 +24,7 @@ async fn deliver(stack: &notify_support::Stack, to: &str, raw: &[u8]) {
 
 #[test]
 fn dovecot_restarted_under_the_daemon_then_later_mail_is_processed() {
-    let stack = notify_support::Stack::private("daemon-restart", 31000);
+    let stack = notify_support::Stack::private("daemon-restart", 21000);
     let user = stack.fresh_user("restart");
     let dir = tempfile::tempdir().unwrap();
     let config = format!(

@@ -8,7 +8,7 @@ use notify_support::{expected_message_id, Env, Stack};
 
 #[tokio::test]
 async fn postfix_stopped_keeps_the_reminder_queued_with_its_error_then_delivers_it_exactly_once() {
-    let stack = Stack::private("notify-outage", 14600);
+    let stack = Stack::private("notify-outage", 4600);
     let env = Env::new(&stack, "outage");
     env.add_merchant("acme", "에이씨미", "2027-02-05T10:00:00+09:00");
     let key = "reminder/acme/guidance@20270205/001";

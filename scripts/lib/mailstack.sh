@@ -570,6 +570,19 @@ ms_cmd_stop() {
     ms_stop_idp
 }
 
+ms_cmd_clean() {
+    ms_cmd_stop
+    # The tests' private stacks (tests/notify_support: MAILSTACK_DIR-<name>) too.
+    local d
+    for d in "$MS_DIR"-*; do
+        [ -d "$d" ] || continue
+        MAILSTACK_DIR="$d" "${BASH_SOURCE[-1]}" stop >/dev/null 2>&1 || true
+        rm -rf "$d"
+    done
+    rm -rf "$MS_DIR"
+    ms_log "removed $MS_DIR"
+}
+
 ms_cmd_restart_dovecot() {
     ms_lock
     ms_stop_dovecot
@@ -752,6 +765,7 @@ mailstack_main() {
     case "${1:-}" in
     start) ms_cmd_start ;;
     stop) ms_cmd_stop ;;
+    clean) ms_cmd_clean ;;
     restart-dovecot) ms_cmd_restart_dovecot ;;
     stop-dovecot) ms_cmd_stop_dovecot ;;
     start-dovecot) ms_cmd_start_dovecot ;;

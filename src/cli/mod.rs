@@ -31,19 +31,21 @@ use crate::store::{OutboxEntry, Refused, Store};
 #[command(name = "hecto-watch", version, about = "Shepherds merchants through the Hecto Financial contract")]
 pub struct Cli {
     /// Configuration file [default: /etc/hecto-watch/config.toml when it exists, else built-in defaults]
-    #[arg(long, global = true, env = "HECTO_WATCH_CONFIG", value_name = "PATH")]
+    #[arg(long, global = true, env = "HECTO_WATCH_CONFIG", value_name = "FILE", help_heading = "Global options")]
     pub config: Option<PathBuf>,
     /// The sled database directory (overrides [store] path)
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", help_heading = "Global options")]
     pub state_dir: Option<PathBuf>,
-    /// Evaluate as if it were this instant (RFC 3339, e.g. 2027-02-15T09:00:00+09:00)
-    #[arg(long, global = true, value_name = "RFC3339")]
+    /// Evaluate as if it were this instant (RFC 3339, e.g. 2027-02-15T09:00:00+09:00): for run,
+    /// scan, status, reminders, remind, calendar, check-config and the times merchant commands
+    /// record; refused where it means nothing
+    #[arg(long, global = true, value_name = "RFC3339", help_heading = "Global options")]
     pub now: Option<String>,
     /// Machine-readable output: one JSON object per line (or one document)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
     /// Log format on stderr [default: from the config, else text]
-    #[arg(long, global = true, value_parser = ["text", "json"])]
+    #[arg(long, global = true, value_parser = ["text", "json"], help_heading = "Global options")]
     pub log_format: Option<String>,
     #[command(subcommand)]
     pub command: Command,
@@ -52,51 +54,81 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// The daemon: watch every account, send reminders, answer commands on the control socket
+    #[command(after_help = "Examples:\n  hecto-watch --config /etc/hecto-watch/config.toml run\n  \
+                            systemctl start hecto-watch      # the unit in systemd/ runs exactly this")]
     Run,
     /// Validate the configuration and report every problem at once
+    #[command(after_help = "Examples:\n  hecto-watch --config /etc/hecto-watch/config.toml check-config\n  \
+                            hecto-watch check-config --connect      # also log in everywhere")]
     CheckConfig {
         /// Also log in to every IMAP account and the SMTP server
         #[arg(long)]
         connect: bool,
     },
     /// One ingest pass over every watched folder of every account
+    #[command(after_help = "Example:\n  hecto-watch --config /etc/hecto-watch/config.toml scan --once")]
     Scan {
-        /// Scan once and exit (the daemon `run` watches continuously)
-        #[arg(long)]
+        /// Scan once and exit; required (the daemon `run` watches continuously)
+        #[arg(long, required = true)]
         once: bool,
     },
     /// List each account's folders with the role detected (inbox, junk, sent)
+    #[command(after_help = "Example:\n  hecto-watch --config /etc/hecto-watch/config.toml folders")]
     Folders,
     /// Per account and folder: last successful sync, last error and since when, mails seen;
     /// exit 0 when every account is readable, 1 when one is not
+    #[command(after_help = "Examples:\n  hecto-watch health\n  hecto-watch health --json | jq .")]
     Health,
     /// OAuth 2.0 sign-in of the accounts with auth = "oauth2"
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:\n  hecto-watch oauth login m365\n  hecto-watch oauth status --json")]
     Oauth(OauthCmd),
     /// Classify .eml files offline (`-` reads stdin); changes nothing
+    #[command(
+        after_help = "Examples:\n  hecto-watch classify saved/*.eml\n  hecto-watch classify --json - < message.eml"
+    )]
     Classify {
+        /// .eml files, or - for stdin
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
-    /// Manage merchants
-    #[command(subcommand)]
+    /// Manage merchants: add, import, edit, advance, pause, remove
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  hecto-watch merchant add --id acme --name \"주식회사 에이씨미\" --contact pay@acme.example\n  \
+                      hecto-watch merchant import merchants.csv --dry-run\n  hecto-watch merchant show acme"
+    )]
     Merchant(MerchantCmd),
     /// Per merchant: stage, since, deadline, overdue, found in spam
+    #[command(
+        after_help = "Examples:\n  hecto-watch status\n  hecto-watch status --json --now 2027-02-15T09:00:00+09:00"
+    )]
     Status,
     /// What is due now (reminders, spam notices, operator notices), sending nothing
+    #[command(after_help = "Examples:\n  hecto-watch reminders\n  hecto-watch reminders --json      \
+                            # window, window_opened, key, state\n  hecto-watch reminders --failed")]
     Reminders(RemindersArgs),
     /// Send what is due now: one tick of the reminder schedule (enqueue due reminders, then send
     /// everything pending whose retry time has come)
+    #[command(after_help = "Example:\n  hecto-watch --config /etc/hecto-watch/config.toml remind --once")]
     Remind {
-        /// Do exactly one tick and exit (the daemon `run` follows the schedule)
-        #[arg(long)]
+        /// Do exactly one tick and exit; required (the daemon `run` follows the schedule)
+        #[arg(long, required = true)]
         once: bool,
     },
     /// The Hecto mails no merchant could be matched to: list, show, assign to a merchant, dismiss
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  hecto-watch unassigned list\n  hecto-watch unassigned show 12\n  \
+                      hecto-watch unassigned assign 12 acme --note \"shared agency inbox\"\n  \
+                      hecto-watch unassigned dismiss 13 --note \"newsletter\""
+    )]
     Unassigned(UnassignedCmd),
     /// What was sent, to whom, when and with which Message-ID, and what waits (oldest first)
-    #[command(args_conflicts_with_subcommands = true)]
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:\n  hecto-watch outbox --pending\n  hecto-watch outbox --sent --json\n  \
+                      hecto-watch outbox show reminder/acme/guidance@20270205/001"
+    )]
     Outbox {
         #[command(subcommand)]
         show: Option<OutboxCmd>,
@@ -111,6 +143,9 @@ pub enum Command {
         failed: bool,
     },
     /// Put messages that failed permanently back into the outbox, to be sent at the next tick
+    #[command(
+        after_help = "Examples:\n  hecto-watch retry reminder/acme/guidance@20270205/001\n  hecto-watch retry --all"
+    )]
     Retry {
         /// Outbox keys (see `reminders --failed`)
         #[arg(value_name = "KEY", conflicts_with = "all")]
@@ -120,33 +155,54 @@ pub enum Command {
         all: bool,
     },
     /// Feed .eml files through the same pipeline as IMAP mail
+    #[command(after_help = "Examples:\n  hecto-watch import-mail --folder Junk saved/*.eml     \
+                            # counts as found in spam\n  hecto-watch import-mail --folder INBOX --account shop mail.eml")]
     ImportMail {
         /// The folder the mail was in; its role (inbox, junk, sent) comes from the name
         #[arg(long, value_name = "NAME")]
         folder: String,
         /// The account name recorded as evidence
-        #[arg(long, default_value = "import")]
+        #[arg(long, default_value = "import", value_name = "ACCOUNT")]
         account: String,
+        /// .eml files
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
     /// Write the whole database as JSON (stdout, or --output)
+    #[command(
+        after_help = "Examples:\n  hecto-watch export -o backup.json\n  hecto-watch --state-dir /var/lib/hecto-watch export > backup.json"
+    )]
     Export {
+        /// Write here (atomically: a temporary file renamed) instead of stdout
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
     /// The non-business days of a year (Korean public holidays, substitute and temporary
     /// holidays, election days, extra_holidays) and the years the calendar data covers
+    #[command(after_help = "Examples:\n  hecto-watch calendar\n  hecto-watch calendar 2027 --json")]
     Calendar {
         /// The year to list [default: this year in Seoul]
         #[arg(value_name = "YEAR")]
         year: Option<i32>,
     },
     /// Load an export into an empty state directory
+    #[command(after_help = "Example:\n  hecto-watch --state-dir /var/lib/hecto-watch-new import backup.json")]
     Import {
+        /// A file `export` wrote
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Shell completions on stdout
+    #[command(after_help = "Examples:\n  hecto-watch completions bash > /etc/bash_completion.d/hecto-watch\n  \
+                            hecto-watch completions zsh > ~/.zfunc/_hecto-watch\n  \
+                            hecto-watch completions fish > ~/.config/fish/completions/hecto-watch.fish")]
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff) on stdout
+    #[command(after_help = "Example:\n  hecto-watch man > /usr/local/share/man/man1/hecto-watch.1 && man hecto-watch")]
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -177,7 +233,7 @@ pub enum UnassignedCmd {
         #[arg(value_name = "MERCHANT")]
         merchant: String,
         /// Why, kept with the mail
-        #[arg(long)]
+        #[arg(long, value_name = "TEXT")]
         note: Option<String>,
     },
     /// Set the mail aside (not Hecto's business after all, a duplicate, …)
@@ -185,7 +241,7 @@ pub enum UnassignedCmd {
         #[arg(value_name = "ID")]
         id: u64,
         /// Why, kept with the mail
-        #[arg(long)]
+        #[arg(long, value_name = "TEXT")]
         note: Option<String>,
     },
 }
@@ -205,6 +261,7 @@ pub enum OauthCmd {
     /// waits for the grant and keeps the refresh token in the state directory (mode 0600)
     Login {
         /// The account's `name` in the configuration
+        #[arg(value_name = "ACCOUNT")]
         account: String,
     },
     /// Each OAuth account's token state (never a token)
@@ -214,22 +271,29 @@ pub enum OauthCmd {
 #[derive(Debug, Subcommand)]
 pub enum MerchantCmd {
     /// Register a merchant (stage `applied`)
+    #[command(
+        after_help = "Examples:\n  hecto-watch merchant add --id acme --name \"주식회사 에이씨미\" --contact pay@acme.example \\\n      \
+                            --business-no 123-45-67891 --applied-at 2027-02-05\n  \
+                            hecto-watch merchant add --id beta --name Beta --contact a@beta.example --contact b@beta.example --language en"
+    )]
     Add {
-        #[arg(long)]
+        /// 1–64 characters of A–Z, a–z, 0–9, '_', '-', '.'
+        #[arg(long, value_name = "ID")]
         id: String,
-        #[arg(long)]
+        /// The company name as on the application (1–200 characters)
+        #[arg(long, value_name = "NAME")]
         name: String,
         /// A contact address on the Hecto application (repeatable: reminders go to all)
         #[arg(long = "contact", value_name = "EMAIL", required = true)]
         contacts: Vec<String>,
         /// 사업자등록번호 (123-45-67891)
-        #[arg(long)]
+        #[arg(long, value_name = "NUMBER")]
         business_no: Option<String>,
         /// A MID already known (repeatable)
-        #[arg(long = "mid")]
+        #[arg(long = "mid", value_name = "MID")]
         mids: Vec<String>,
         /// When the application was made (2026-11-02 or RFC 3339) [default: now]
-        #[arg(long)]
+        #[arg(long, value_name = "DATE")]
         applied_at: Option<String>,
         /// The language of this merchant's reminders (ko, en) [default: reminders.language]
         #[arg(long, value_name = "LANG")]
@@ -240,9 +304,15 @@ pub enum MerchantCmd {
     },
     /// Change a merchant's name, contacts, business number, MIDs or language (the timeline
     /// records what changed)
+    #[command(
+        after_help = "Examples:\n  hecto-watch merchant edit acme --add-contact ops@acme.example --remove-contact old@acme.example\n  \
+                            hecto-watch merchant edit acme --name \"주식회사 에이씨미\" --language en --note \"typo\""
+    )]
     Edit {
+        #[arg(value_name = "ID")]
         id: String,
-        #[arg(long)]
+        /// The company name (1–200 characters)
+        #[arg(long, value_name = "NAME")]
         name: Option<String>,
         /// Add a contact address (repeatable)
         #[arg(long = "add-contact", value_name = "EMAIL")]
@@ -251,19 +321,19 @@ pub enum MerchantCmd {
         #[arg(long = "remove-contact", value_name = "EMAIL")]
         remove_contacts: Vec<String>,
         /// 사업자등록번호 (123-45-67891)
-        #[arg(long)]
+        #[arg(long, value_name = "NUMBER")]
         business_no: Option<String>,
         /// Add a MID (repeatable)
-        #[arg(long = "mid")]
+        #[arg(long = "mid", value_name = "MID")]
         mids: Vec<String>,
         /// Remove a MID (repeatable)
-        #[arg(long = "remove-mid")]
+        #[arg(long = "remove-mid", value_name = "MID")]
         remove_mids: Vec<String>,
         /// The language of this merchant's reminders (ko, en)
         #[arg(long, value_name = "LANG")]
         language: Option<crate::config::Language>,
         /// Why, kept in the timeline
-        #[arg(long)]
+        #[arg(long, value_name = "TEXT")]
         note: Option<String>,
         /// Accept a business number or MID that is already another merchant's
         #[arg(long)]
@@ -272,6 +342,9 @@ pub enum MerchantCmd {
     /// Register many merchants from a CSV file (header row: id,name,contact,business_no,mid,
     /// applied_at,language; several contacts or MIDs separated by ';'); every row is checked
     /// first and nothing is written unless all are valid
+    #[command(after_help = "Example file:\n  id,name,contact,business_no,mid,applied_at,language\n  \
+                            acme,주식회사 에이씨미,pay@acme.example;ops@acme.example,123-45-67891,,2027-02-05,ko\n\n\
+                            Examples:\n  hecto-watch merchant import merchants.csv --dry-run\n  hecto-watch merchant import merchants.csv")]
     Import {
         /// UTF-8 (with or without a BOM) or CP949, as Excel in Korea saves it
         #[arg(value_name = "FILE")]
@@ -280,31 +353,51 @@ pub enum MerchantCmd {
         #[arg(long)]
         dry_run: bool,
     },
-    /// List merchants
+    /// List merchants (a business number or MID two of them share is marked "(shared!)")
     List,
     /// A merchant with its timeline and evidence
-    Show { id: String },
-    /// Set a merchant's stage (any stage, forward or back)
-    Advance {
+    Show {
+        #[arg(value_name = "ID")]
         id: String,
+    },
+    /// Set a merchant's stage (any stage, forward or back)
+    #[command(
+        after_help = "Examples:\n  hecto-watch merchant advance acme contract_completed --at 2027-02-20 --note \"signed\"\n  \
+                            hecto-watch merchant advance acme applied --at 2027-03-02      # a new application"
+    )]
+    Advance {
+        #[arg(value_name = "ID")]
+        id: String,
+        /// The stage to set
+        #[arg(value_name = "STAGE", value_parser = clap::builder::PossibleValuesParser::new(
+            crate::merchant::Stage::ALL.map(|s| s.id())
+        ))]
         stage: String,
         /// When it happened (2026-11-02 or RFC 3339) [default: now]
-        #[arg(long)]
+        #[arg(long, value_name = "DATE")]
         at: Option<String>,
-        #[arg(long)]
+        /// Why, kept in the timeline
+        #[arg(long, value_name = "TEXT")]
         note: Option<String>,
     },
-    /// Remove a merchant (its events are kept)
-    Remove { id: String },
+    /// Remove a merchant (its timeline and outbox entries are archived, kept in `export`)
+    Remove {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
     /// Stop this merchant's reminders (mail still moves it through the stages)
     Pause {
+        #[arg(value_name = "ID")]
         id: String,
         /// Why, kept in the timeline
-        #[arg(long)]
+        #[arg(long, value_name = "TEXT")]
         note: Option<String>,
     },
     /// Start this merchant's reminders again
-    Resume { id: String },
+    Resume {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
 }
 
 /// An error with the exit status it deserves.
@@ -490,7 +583,39 @@ fn init_logging(config: &Config, format: Option<&str>) {
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
 
+/// The command's name when `--now` means nothing for it (it reads no clock).
+fn ignores_now(c: &Command) -> Option<&'static str> {
+    match c {
+        Command::Classify { .. } => Some("classify"),
+        Command::Folders => Some("folders"),
+        Command::Export { .. } => Some("export"),
+        Command::Outbox { .. } => Some("outbox"),
+        Command::Oauth(_) => Some("oauth"),
+        Command::Completions { .. } => Some("completions"),
+        Command::Man => Some("man"),
+        _ => None,
+    }
+}
+
 pub fn run(cli: Cli) -> Result<i32, Failure> {
+    // Generated from the definitions: no configuration, no database.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "hecto-watch", &mut std::io::stdout());
+            return Ok(0);
+        }
+        Command::Man => {
+            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            let mut out = std::io::stdout().lock();
+            man.render(&mut out).context("cannot write to stdout")?;
+            return Ok(0);
+        }
+        _ => {}
+    }
+    if let (Some(_), Some(name)) = (&cli.now, ignores_now(&cli.command)) {
+        return Err(Failure::usage(format!("--now means nothing for `{name}` (it reads no clock)")));
+    }
     let required =
         matches!(cli.command, Command::CheckConfig { .. } | Command::Run | Command::Scan { .. } | Command::Folders);
     let config = load_config(cli.config.as_deref(), required)?;
@@ -504,6 +629,7 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
     crate::auth::attach(&mut ctx.config, &state_dir);
     let mut out = std::io::stdout().lock();
     match cli.command {
+        Command::Completions { .. } | Command::Man => Ok(0),
         Command::CheckConfig { connect } => check_config(&ctx, connect, &mut out),
         Command::Calendar { year } => {
             let cal = ctx.calendar()?;

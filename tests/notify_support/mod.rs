@@ -73,9 +73,16 @@ impl Stack {
     }
 
     /// A stack of its own (own directory and ports) for a test that stops parts of it; stopped
-    /// when dropped.
-    pub fn private(name: &str, port_base: u16) -> Stack {
-        let dir = std::env::temp_dir().join(format!("hecto-mailstack-{name}"));
+    /// when dropped. Its ports are `offset` above the shared stack's (`MAILSTACK_IMAP_PORT` − 143,
+    /// 10000 by default) and its directory beside the shared one's (`MAILSTACK_DIR`), so a second
+    /// test run with other `MAILSTACK_*` settings gets other private stacks too.
+    pub fn private(name: &str, offset: u16) -> Stack {
+        let shared_imap: u16 = std::env::var("MAILSTACK_IMAP_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(10143);
+        let port_base = shared_imap.saturating_sub(143).saturating_add(offset);
+        let shared_dir = std::env::var("MAILSTACK_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| std::env::temp_dir().join("hecto-mailstack"));
+        let dir = PathBuf::from(format!("{}-{name}", shared_dir.display()));
         let extra: Vec<(String, String)> = vec![
             ("MAILSTACK_DIR".into(), dir.display().to_string()),
             ("MAILSTACK_IMAP_PORT".into(), (port_base + 143).to_string()),
