@@ -467,6 +467,12 @@ fn unassigned_commands_go_through_the_running_daemon() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(d.json(&["status"])[0]["stage"], "guidance_received");
     assert!(d.json(&["unassigned", "list"]).is_empty());
+    // The operators' notice about it waits in the outbox (no [smtp] here), seen through the daemon.
+    let pending = d.json(&["outbox", "--pending"]);
+    assert!(pending.iter().any(|r| r["kind"] == "operator_notice"), "{pending:?}");
+    let key = pending[0]["key"].as_str().unwrap().to_owned();
+    let o = d.cli(&["outbox", "show", &key]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(d.terminate().0, Some(0));
 }
 
@@ -510,6 +516,11 @@ fn help_teaches_every_command_has_examples_the_stages_are_listed_and_global_opti
         let text = help(c);
         assert!(text.contains("Example"), "{c:?} --help has examples:\n{text}");
         assert!(text.contains("Global options:") && text.contains("--state-dir <DIR>"), "{c:?}:\n{text}");
+        // Every argument and option is described: its name, then two spaces, then what it is.
+        let described = text.split("Example").next().unwrap_or_default();
+        for line in described.lines().map(str::trim_start).filter(|l| l.starts_with('-') || l.starts_with('<')) {
+            assert!(line.trim_end().contains("  "), "{c:?}: undescribed argument {line:?}");
+        }
     }
     let advance = help(&["merchant", "advance"]);
     for stage in ["applied", "guidance_received", "contract_completed", "card_review_requested", "live"] {

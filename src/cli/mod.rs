@@ -197,6 +197,7 @@ pub enum Command {
                             hecto-watch completions zsh > ~/.zfunc/_hecto-watch\n  \
                             hecto-watch completions fish > ~/.config/fish/completions/hecto-watch.fish")]
     Completions {
+        /// bash, zsh, fish, elvish or powershell
         #[arg(value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
@@ -222,14 +223,17 @@ pub enum UnassignedCmd {
     },
     /// One mail: where it was, who it was to, what it says, why no merchant matched
     Show {
+        /// The mail's id (see `unassigned list`)
         #[arg(value_name = "ID")]
         id: u64,
     },
     /// Apply the mail to a merchant exactly as if it had matched (stage, MIDs, found in spam and
     /// its notice); the timeline records "assigned by operator"
     Assign {
+        /// The mail's id (see `unassigned list`)
         #[arg(value_name = "ID")]
         id: u64,
+        /// The merchant's id
         #[arg(value_name = "MERCHANT")]
         merchant: String,
         /// Why, kept with the mail
@@ -238,6 +242,7 @@ pub enum UnassignedCmd {
     },
     /// Set the mail aside (not Hecto's business after all, a duplicate, …)
     Dismiss {
+        /// The mail's id (see `unassigned list`)
         #[arg(value_name = "ID")]
         id: u64,
         /// Why, kept with the mail
@@ -250,6 +255,7 @@ pub enum UnassignedCmd {
 pub enum OutboxCmd {
     /// One message with its headers and text, as sent (or, not tried yet, as it would be)
     Show {
+        /// The outbox key (see `outbox`)
         #[arg(value_name = "KEY")]
         key: String,
     },
@@ -309,6 +315,7 @@ pub enum MerchantCmd {
                             hecto-watch merchant edit acme --name \"주식회사 에이씨미\" --language en --note \"typo\""
     )]
     Edit {
+        /// The merchant's id
         #[arg(value_name = "ID")]
         id: String,
         /// The company name (1–200 characters)
@@ -357,6 +364,7 @@ pub enum MerchantCmd {
     List,
     /// A merchant with its timeline and evidence
     Show {
+        /// The merchant's id
         #[arg(value_name = "ID")]
         id: String,
     },
@@ -366,6 +374,7 @@ pub enum MerchantCmd {
                             hecto-watch merchant advance acme applied --at 2027-03-02      # a new application"
     )]
     Advance {
+        /// The merchant's id
         #[arg(value_name = "ID")]
         id: String,
         /// The stage to set
@@ -382,11 +391,13 @@ pub enum MerchantCmd {
     },
     /// Remove a merchant (its timeline and outbox entries are archived, kept in `export`)
     Remove {
+        /// The merchant's id
         #[arg(value_name = "ID")]
         id: String,
     },
     /// Stop this merchant's reminders (mail still moves it through the stages)
     Pause {
+        /// The merchant's id
         #[arg(value_name = "ID")]
         id: String,
         /// Why, kept in the timeline
@@ -395,6 +406,7 @@ pub enum MerchantCmd {
     },
     /// Start this merchant's reminders again
     Resume {
+        /// The merchant's id
         #[arg(value_name = "ID")]
         id: String,
     },
