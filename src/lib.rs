@@ -41,3 +41,4 @@ pub mod notify;
 pub mod ops;
 pub mod schedule;
 pub mod store;
+pub mod text;

@@ -47,7 +47,7 @@ async fn scan_once_exits_1_naming_the_folder_it_could_not_read_then_0_when_it_ca
     let o = hw(dir.path(), &accounts, &["scan", "--once"]).await;
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "stdout: {out}\nstderr: {err}");
-    assert!(out.contains("1 mails seen") && out.contains("1 Hecto mails"), "{out}");
+    assert!(out.contains("1 mail seen") && out.contains("1 Hecto mail,"), "{out}");
 }
 
 #[tokio::test]

@@ -765,10 +765,10 @@ pub fn run(cli: Cli) -> Result<i32, Failure> {
             store.import(&data)?;
             store.flush_blocking()?;
             eprintln!(
-                "imported {} merchants, {} events, {} outbox entries into {}",
-                data.merchants.len(),
-                data.events.len(),
-                data.outbox.len(),
+                "imported {}, {}, {} into {}",
+                crate::text::count(data.merchants.len() as u64, "merchant", "merchants"),
+                crate::text::count(data.events.len() as u64, "event", "events"),
+                crate::text::count(data.outbox.len() as u64, "outbox entry", "outbox entries"),
                 ctx.state_dir().display()
             );
             Ok(0)

@@ -35,14 +35,15 @@ pub fn scan_once(ctx: &Ctx, out: &mut impl Write) -> Result<i32, Failure> {
     if ctx.json {
         print::json_line(out, &summary)?;
     } else {
+        use crate::text::count;
         writeln!(
             out,
-            "scanned {} folders of {} accounts: {} mails seen, {} Hecto mails, {} stage changes, {} found in spam, {} unassigned",
-            summary.folders,
-            summary.accounts,
-            summary.mails.mails_seen,
-            summary.mails.hecto_mails,
-            summary.mails.stage_changes,
+            "scanned {} of {}: {} seen, {}, {}, {} found in spam, {} unassigned",
+            count(summary.folders as u64, "folder", "folders"),
+            count(summary.accounts as u64, "account", "accounts"),
+            count(summary.mails.mails_seen, "mail", "mails"),
+            count(summary.mails.hecto_mails, "Hecto mail", "Hecto mails"),
+            count(summary.mails.stage_changes, "stage change", "stage changes"),
             summary.mails.found_in_spam,
             summary.mails.unassigned
         )

@@ -187,8 +187,9 @@ pub fn health(out: &mut impl Write, reply: &crate::control::HealthReply, json: b
     }
     let bad = accounts.iter().filter(|a| !a.readable).count();
     text.push_str(&match bad {
-        0 => format!("all {} accounts readable\n", accounts.len()),
-        n => format!("{n} of {} accounts not readable\n", accounts.len()),
+        0 if accounts.len() == 1 => "the account is readable\n".to_owned(),
+        0 => format!("all {} readable\n", crate::text::count(accounts.len() as u64, "account", "accounts")),
+        n => format!("{n} of {} not readable\n", crate::text::count(accounts.len() as u64, "account", "accounts")),
     });
     w(out, &text)
 }
@@ -391,7 +392,7 @@ pub fn outbox(out: &mut impl Write, rows: &[crate::ops::OutboxRow], json: bool) 
 
 /// `N thing` / `N things`.
 pub fn plural(n: u32, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
+    crate::text::count(n, one, many)
 }
 
 /// `outbox show KEY`: the headers and the text.

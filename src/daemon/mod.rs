@@ -414,7 +414,12 @@ impl StatusLine {
             .map(|t| t.with_timezone(&chrono_tz::Asia::Seoul).format("%H:%M:%S KST").to_string())
             .unwrap_or_else(|| "never".into());
         let mut line = match self.counts.as_ref().and_then(|(_, c)| *c) {
-            Some((n, overdue)) => format!("{n} merchants, {overdue} overdue, last sync {last}"),
+            Some((n, overdue)) => {
+                format!(
+                    "{}, {overdue} overdue, last sync {last}",
+                    crate::text::count(n as u64, "merchant", "merchants")
+                )
+            }
             None => format!("last sync {last}"),
         };
         let trouble = crate::health::trouble_line(&health);

@@ -145,9 +145,11 @@ async fn blocking<T: Send + 'static>(
 async fn healthz(State(s): State<AppState>) -> Response {
     let e = s.engine.clone();
     match blocking(move || crate::ops::health(&e.store, &e.config)).await {
-        Ok(report) if crate::health::all_readable(&report) => {
-            (StatusCode::OK, format!("ok: {} accounts readable\n", report.len())).into_response()
-        }
+        Ok(report) if crate::health::all_readable(&report) => (
+            StatusCode::OK,
+            format!("ok: {} readable\n", crate::text::count(report.len() as u64, "account", "accounts")),
+        )
+            .into_response(),
         Ok(report) if report.is_empty() => (StatusCode::OK, "ok: no accounts configured\n").into_response(),
         Ok(report) => {
             (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", crate::health::trouble_line(&report))).into_response()

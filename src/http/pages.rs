@@ -109,7 +109,10 @@ fn accounts(health: &[AccountHealth]) -> String {
         if let Some(f) = &a.fix {
             s.push_str(&format!("<p>Likely fix: {}</p>\n", esc(f)));
         }
-        s.push_str(&format!("<p class=\"muted\">{} mails seen</p>\n</div>\n", a.mails_seen));
+        s.push_str(&format!(
+            "<p class=\"muted\">{} seen</p>\n</div>\n",
+            crate::text::count(a.mails_seen, "mail", "mails")
+        ));
     }
     s.push_str("</div>\n");
     s
