@@ -442,10 +442,14 @@ impl From<anyhow::Error> for Failure {
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+        // --help, --version.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            return code;
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("hecto-watch: {}", usage_error_line(&e.render().to_string()));
+            return 2;
         }
     };
     match run(cli) {
@@ -593,6 +597,18 @@ fn init_logging(config: &Config, format: Option<&str>) {
         .with_ansi(std::io::stderr().is_terminal());
     // A second init (tests calling run twice) is harmless: keep the first subscriber.
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
+
+/// clap's usage error as one line (SPEC §7: bad input is one line and exit 2): its message, the
+/// possible values or a tip, without the usage block and the "For more information" line.
+fn usage_error_line(rendered: &str) -> String {
+    let kept: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:"))
+        .collect();
+    let line = kept.join("; ");
+    format!("{} (see --help)", line.strip_prefix("error: ").unwrap_or(&line))
 }
 
 /// The command's name when `--now` means nothing for it (it reads no clock).

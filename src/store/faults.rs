@@ -69,6 +69,15 @@ fn is_storage_error(e: &anyhow::Error) -> bool {
 
 /// Remove the incomplete snapshots a failed write left in `dir` (see the module's comment).
 pub(super) fn remove_incomplete_snapshots(dir: &Path) -> anyhow::Result<()> {
+    // Only when no process holds the database: a running one may be writing its snapshot right
+    // now (sled writes `.generating`, then renames it). sled holds an flock on `db` while open;
+    // we take the same lock for the time of the clean-up, and open sled only after.
+    let Ok(db) = std::fs::File::open(dir.join("db")) else {
+        return Ok(()); // no database yet
+    };
+    if db.try_lock().is_err() {
+        return Ok(()); // in use: the opener that follows waits or goes through the daemon
+    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(());
     };
