@@ -271,7 +271,7 @@ fn oauthbearer_a_refused_token_is_refreshed_once_and_a_revoked_grant_is_a_clear_
     login(&config, &user);
     let o = hw(&config, &["scan", "--once"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("1 Hecto mails"), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1 Hecto mail,"), "{}", text(&o));
 }
 
 /// The daemon keeps reading while access tokens expire: IDLE goes on on its authenticated

@@ -93,7 +93,10 @@ fn line_at(text: &str, offset: u64) -> u64 {
     while end < bytes.len() && matches!(bytes[end], b'\r' | b'\n') {
         end += 1;
     }
-    bytes[..end].iter().filter(|&&b| b == b'\n').count() as u64 + 1
+    // A line ends with LF, CRLF or a lone CR ("CSV (Macintosh)"), as the reader takes them.
+    let before = &bytes[..end];
+    let lone_cr = before.iter().enumerate().filter(|&(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n')).count();
+    (before.iter().filter(|&&b| b == b'\n').count() + lone_cr) as u64 + 1
 }
 
 fn one_line(text: &str, e: &csv::Error) -> String {
@@ -124,6 +127,25 @@ mod tests {
         assert_eq!(a.merchant.applied_at.as_deref(), Some("2026-11-02"));
         assert_eq!((rows[1].line, rows[1].merchant.name.as_str()), (4, "Beta, Inc."));
         assert_eq!(rows[1].merchant.business_no, None);
+    }
+
+    #[test]
+    fn line_numbers_count_lf_crlf_and_a_lone_cr_as_the_reader_does() {
+        // Found by the merchant_csv fuzz target: two rows after CR-only line ends got one number.
+        for file in
+            ["id,name,contact\ra,x,a@a.test\rb,y,b@b.test\r", "id,name,contact\r\na,x,a@a.test\r\n\r\nb,y,b@b.test\n"]
+        {
+            let lines: Vec<u64> = parse(file.as_bytes()).unwrap().iter().map(|r| r.line).collect();
+            let want: &[u64] = if file.contains("\r\n\r\n") { &[2, 4] } else { &[2, 3] };
+            assert_eq!(lines, want, "{file:?}");
+        }
+        // The fuzzer's own input, kept.
+        let rows = parse(include_bytes!("../../tests/fixtures/csv/fuzz_lone_cr_rows.csv")).unwrap();
+        assert!(
+            rows.windows(2).all(|w| w[0].line < w[1].line),
+            "{:?}",
+            rows.iter().map(|r| r.line).collect::<Vec<_>>()
+        );
     }
 
     #[test]
