@@ -69,7 +69,9 @@ pub fn new_merchant(new: &NewMerchant, now: DateTime<Utc>) -> Result<Merchant, S
     let contacts = input::contacts(&new.contacts)?;
     let business_no = new.business_no.as_deref().map(input::business_no).transpose()?;
     let mut mids: Vec<String> = new.mids.iter().map(|m| input::mid(m)).collect::<Result<_, _>>()?;
-    mids.dedup();
+    // Each once, in the order given (`dedup` alone keeps `M1;M2;M1`).
+    let mut seen = std::collections::BTreeSet::new();
+    mids.retain(|m| seen.insert(m.clone()));
     let name = input::name(&new.name)?;
     let applied_at = match &new.applied_at {
         Some(raw) => {
@@ -129,6 +131,9 @@ pub fn merchant_edit(
 pub struct ImportRow {
     pub line: u64,
     pub merchant: NewMerchant,
+    /// What reading the row already found wrong (an unknown language, a field too many).
+    #[serde(default)]
+    pub problem: Option<String>,
 }
 
 /// `merchant import`: every row checked — by the rules of `merchant add`, against the merchants
@@ -148,6 +153,10 @@ pub fn merchant_import(
     let mut lines: BTreeMap<String, u64> = BTreeMap::new();
     let mut problems = Vec::new();
     for row in rows {
+        if let Some(p) = &row.problem {
+            problems.push(format!("line {}: {p}", row.line));
+            continue;
+        }
         let m = match new_merchant(&row.merchant, now) {
             Ok(m) => m,
             Err(e) => {
@@ -163,8 +172,7 @@ pub fn merchant_import(
             problems.push(format!("line {}: merchant {} is already on line {first}", row.line, m.id));
             continue;
         }
-        let known: Vec<Merchant> = existing.iter().chain(ok.iter()).cloned().collect();
-        if let Some(clash) = identity_clash(&m, &known) {
+        if let Some(clash) = identity_clash(&m, &existing).or_else(|| identity_clash(&m, &ok)) {
             problems.push(format!("line {}: {clash}", row.line));
             continue;
         }

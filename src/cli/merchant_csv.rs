@@ -35,10 +35,11 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<ImportRow>, String> {
         ));
     }
     let mut rows = Vec::new();
+    let mut lines = LineCounter::default();
     for record in reader.records() {
         let record = record.map_err(|e| one_line(&text, &e))?;
         // From the byte offset: the reader's own line count skips blank lines.
-        let line = record.position().map_or(0, |p| line_at(&text, p.byte()));
+        let line = record.position().map_or(0, |p| lines.line_at(&text, p.byte()));
         if record.iter().all(str::is_empty) {
             continue; // a blank line, as spreadsheets leave at the end
         }
@@ -47,14 +48,24 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<ImportRow>, String> {
             field(c).split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
         };
         let optional = |c: usize| Some(field(c)).filter(|s| !s.is_empty()).map(str::to_owned);
-        let language = match optional(6) {
-            Some(l) => match l.parse() {
-                Ok(l) => Some(l),
-                // Named with the row, like the merchant checks' problems.
-                Err(e) => return Err(format!("line {line}: {e}")),
-            },
+        // Named with the row by the merchant checks, which list every bad row.
+        let mut problem = None;
+        let language = match optional(6).map(|l| l.parse()) {
+            Some(Ok(l)) => Some(l),
+            Some(Err(e)) => {
+                problem = Some(e);
+                None
+            }
             None => None,
         };
+        // `flexible` reads rows of any length; a value beyond the header's columns would be lost.
+        if record.iter().skip(header.len()).any(|f| !f.trim().is_empty()) {
+            problem = Some(format!(
+                "{} fields where the header names {} — a comma inside a value needs quotes (\"Acme, Inc.\")",
+                record.len(),
+                header.len()
+            ));
+        }
         rows.push(ImportRow {
             line,
             merchant: NewMerchant {
@@ -67,6 +78,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<ImportRow>, String> {
                 language,
                 force: false,
             },
+            problem,
         });
     }
     Ok(rows)
@@ -85,6 +97,33 @@ fn decode(bytes: &[u8]) -> Result<String, String> {
     Ok(text.into_owned())
 }
 
+/// [`line_at`] for offsets that only grow (the records, in order): counts from where it was,
+/// so a large file is read once, not once per row.
+#[derive(Default)]
+struct LineCounter {
+    offset: usize,
+    lines: u64,
+}
+
+impl LineCounter {
+    fn line_at(&mut self, text: &str, offset: u64) -> u64 {
+        let bytes = text.as_bytes();
+        let mut end = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+        while end < bytes.len() && matches!(bytes[end], b'\r' | b'\n') {
+            end += 1;
+        }
+        let from = self.offset.min(end);
+        self.lines += line_ends(bytes, from, end);
+        self.offset = end;
+        self.lines + 1
+    }
+}
+
+/// Line ends (LF, CRLF, a lone CR) in `bytes[from..to]`.
+fn line_ends(bytes: &[u8], from: usize, to: usize) -> u64 {
+    (from..to).filter(|&i| bytes[i] == b'\n' || (bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n'))).count() as u64
+}
+
 /// The 1-based line of the record starting at byte `offset` (the reader reports a record from
 /// the end of the one before, so blank lines in between are stepped over first).
 fn line_at(text: &str, offset: u64) -> u64 {
@@ -94,9 +133,7 @@ fn line_at(text: &str, offset: u64) -> u64 {
         end += 1;
     }
     // A line ends with LF, CRLF or a lone CR ("CSV (Macintosh)"), as the reader takes them.
-    let before = &bytes[..end];
-    let lone_cr = before.iter().enumerate().filter(|&(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n')).count();
-    (before.iter().filter(|&&b| b == b'\n').count() + lone_cr) as u64 + 1
+    line_ends(bytes, 0, end) + 1
 }
 
 fn one_line(text: &str, e: &csv::Error) -> String {
@@ -169,7 +206,11 @@ mod tests {
             let e = parse(file.as_bytes()).unwrap_err();
             assert!(e.starts_with("line 1:") && e.contains(what), "{file:?}: {e}");
         }
-        let e = parse(b"id,name,contact,language\nacme,x,a@b.test,fr\n").unwrap_err();
-        assert!(e.starts_with("line 2:") && e.contains("ko or en"), "{e}");
+        // A row's own problems are the merchant checks' to list, with every other bad row.
+        let rows = parse(b"id,name,contact,language\nacme,x,a@b.test,fr\n").unwrap();
+        assert!(rows[0].problem.as_deref().is_some_and(|p| p.contains("ko or en")), "{:?}", rows[0].problem);
+        let rows = parse(b"id,name,contact\nbeta,Acme, Inc.,b@b.test\ngamma,G,g@g.test,\n").unwrap();
+        assert!(rows[0].problem.as_deref().is_some_and(|p| p.contains("needs quotes")), "{:?}", rows[0].problem);
+        assert_eq!(rows[1].problem, None, "an empty trailing field is fine");
     }
 }

@@ -380,10 +380,10 @@ pub fn edit(merchant: &Merchant, e: &Edit, now: DateTime<Utc>) -> Result<(Mercha
         }
     }
     for x in &e.remove_mids {
-        let Some(i) = m.mids.iter().position(|y| y == x) else {
+        if !m.mids.contains(x) {
             return Err(format!("MID {x:?} is not one of merchant {}'s", m.id));
-        };
-        m.mids.remove(i);
+        }
+        m.mids.retain(|y| y != x);
         changes.push(format!("MID removed: {x}"));
     }
     for x in &e.add_mids {

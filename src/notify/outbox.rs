@@ -313,7 +313,7 @@ impl<D: Deliver> Notifier<D> {
                 // Written (and on disk) before the first try: a retry or a restart sends the
                 // same subject, body and Message-ID.
                 entry.rendered = Some(r.clone());
-                self.store.put_outbox(&entry)?;
+                self.store.update_outbox(&entry)?;
                 self.store.flush().await?;
                 super::crash_after("render");
                 r
@@ -330,7 +330,7 @@ impl<D: Deliver> Notifier<D> {
         // recorded leaves the mark, and the next run knows the message may have been delivered.
         // A database that cannot take this write sends nothing.
         entry.sending_since = Some(now);
-        self.store.put_outbox(&entry)?;
+        self.store.update_outbox(&entry)?;
         self.store.flush().await?;
         super::crash_after("marked");
         entry.attempts = entry.attempts.saturating_add(1);
@@ -348,8 +348,8 @@ impl<D: Deliver> Notifier<D> {
                 // Right after the server accepted: this flush is what keeps a key from being
                 // sent twice. When it fails the key is remembered, so this process never sends
                 // it again, and written down for the next one once the disk has room.
-                let recorded = match self.store.put_outbox(&entry) {
-                    Ok(()) => self.store.flush().await,
+                let recorded = match self.store.update_outbox(&entry) {
+                    Ok(_) => self.store.flush().await,
                     Err(e) => Err(e),
                 };
                 if let Err(e) = recorded {
@@ -393,7 +393,7 @@ impl<D: Deliver> Notifier<D> {
                         "Notice send failed, will retry"
                     );
                 }
-                self.store.put_outbox(&entry)?;
+                self.store.update_outbox(&entry)?;
                 self.store.flush().await?;
                 let result = if entry.status == Delivery::Failed { OutcomeKind::Failed } else { OutcomeKind::Retrying };
                 Ok(Some(Outcome::of(&entry, result)))
@@ -408,7 +408,7 @@ impl<D: Deliver> Notifier<D> {
         entry.sending_since = None;
         entry.last_error = Some(why);
         entry.next_attempt_at = None;
-        self.store.put_outbox(&entry)?;
+        self.store.update_outbox(&entry)?;
         self.store.flush().await?;
         Ok(Outcome::of(&entry, OutcomeKind::Failed))
     }

@@ -121,13 +121,7 @@ impl SmtpDeliver {
             b.build().map_err(|e| anyhow::anyhow!("cannot set up TLS for {host}: {e}"))
         };
         let (implicit, starttls) = match smtp.tls {
-            TlsMode::Implicit => (
-                Some(
-                    crate::imap::connect::tls_config(smtp.ca_file.as_deref())
-                        .map_err(|e| anyhow::anyhow!("smtp: {e}"))?,
-                ),
-                None,
-            ),
+            TlsMode::Implicit => (Some(implicit_tls_config(smtp.ca_file.as_deref())?), None),
             TlsMode::Starttls => (None, Some(tls_parameters()?)),
             TlsMode::None => {
                 // The configuration refuses this already; keep the promise here too.
@@ -177,8 +171,9 @@ impl SmtpDeliver {
         format!("{}:{}", self.host, self.port)
     }
 
-    /// Connect, secure, greet and authenticate (with `token` under OAuth).
-    async fn connect(&self, token: Option<&str>) -> Result<AsyncSmtpConnection, SendError> {
+    /// Connect, secure, greet and authenticate (with `token` under OAuth). The error says
+    /// whether the server refused the credentials (see [`SmtpDeliver::auth_failed`]).
+    async fn connect(&self, token: Option<&str>) -> Result<AsyncSmtpConnection, (SendError, bool)> {
         let at = self.at();
         let unreachable = |e: &dyn std::fmt::Display| {
             SendError::Transient(format!(
@@ -188,28 +183,36 @@ impl SmtpDeliver {
                 self.port
             ))
         };
-        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|e| unreachable(&e))?;
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| (unreachable(&e), false))?;
         // See the type's comment: the final "." goes out at once, not after the server's ACK.
         let _ = tcp.set_nodelay(true);
         let stream: Box<dyn AsyncTokioStream> = match &self.implicit {
             Some(config) => {
-                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
-                    .map_err(|e| SendError::Transient(format!("{:?} is not a valid server name: {e}", self.host)))?;
+                let name = rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(|e| {
+                    (SendError::Transient(format!("{:?} is not a valid server name: {e}", self.host)), false)
+                })?;
                 let tls = tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp).await.map_err(|e| {
-                    SendError::Transient(format!(
+                    let why = format!(
                         "TLS with {at} failed: {e} — does smtp.tls match the port ({}), and is the server's CA \
                          trusted (smtp.ca_file)?",
                         tls_hint(self.tls)
-                    ))
+                    );
+                    (SendError::Transient(why), false)
                 })?;
                 Box::new(TlsStream(tls))
             }
             None => Box::new(tcp),
         };
-        let mut conn =
-            AsyncSmtpConnection::connect_with_transport(stream, &self.hello).await.map_err(|e| self.classify(&e))?;
+        let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
+            .await
+            .map_err(|e| (self.classify(&e), false))?;
         if let Some(params) = &self.starttls {
-            conn.starttls(params.clone(), &self.hello).await.map_err(|e| self.classify(&e))?;
+            if let Err(e) = conn.starttls(params.clone(), &self.hello).await {
+                conn.abort().await;
+                return Err((self.classify(&e), false));
+            }
         }
         let auth = match (&self.oauth, token, &self.credentials) {
             (Some((user, _)), Some(token), _) => {
@@ -219,25 +222,49 @@ impl SmtpDeliver {
             _ => None,
         };
         if let Some((credentials, mechanisms)) = auth {
-            conn.auth(mechanisms, &credentials).await.map_err(|e| self.classify(&e))?;
+            if let Err(e) = conn.auth(mechanisms, &credentials).await {
+                conn.abort().await;
+                return Err(self.auth_failed(&e));
+            }
         }
         Ok(conn)
     }
 
+    /// A failed AUTH, and whether the server refused the credentials: 535, or — Dovecot and
+    /// Gmail answer XOAUTH2 with a JSON error challenge (334) that lettre's mechanism cannot
+    /// answer — a client error about it. With OAuth a refused token is transient: a refresh may
+    /// cure it, else the message waits in the outbox for `oauth login` (the account's alert tells
+    /// the operators).
+    fn auth_failed(&self, e: &lettre::transport::smtp::Error) -> (SendError, bool) {
+        let refused = e.status().is_some_and(|c| c.to_string().starts_with("53"))
+            || (self.oauth.is_some() && e.is_client() && e.to_string().contains("challenge"));
+        let err = match self.classify(e) {
+            SendError::Permanent(m) if self.oauth.is_some() && refused => SendError::Transient(format!(
+                "{m} — the OAuth access token was refused; `hecto-watch oauth status` tells whether a new \
+                 `oauth login` is needed"
+            )),
+            other => other,
+        };
+        (err, refused)
+    }
+
     /// The connection to send on: the one held if the server still answers, else a new one
     /// (`fresh`: with a newly refreshed OAuth token, after the server refused the held one).
-    async fn connection(&self, fresh: bool) -> Result<(AsyncSmtpConnection, Option<String>), SendError> {
+    async fn connection(&self, fresh: bool) -> Result<(AsyncSmtpConnection, Option<String>), (SendError, bool)> {
         let token = match &self.oauth {
             // Not signed in or revoked: the reminder waits in the outbox for `oauth login` rather
             // than being given up (the account's alert tells the operators).
             Some((_, source)) => {
-                Some(source.access_token(fresh).await.map_err(|e| SendError::Transient(e.to_string()))?)
+                Some(source.access_token(fresh).await.map_err(|e| (SendError::Transient(e.to_string()), false))?)
             }
             None => None,
         };
         let held = self.held.lock().await.take();
         if let Some((mut conn, held_token)) = held {
-            if held_token == token && conn.test_connected().await {
+            // A connection a NAT dropped silently would hold the NOOP for all of smtp.timeout.
+            let alive = held_token == token
+                && tokio::time::timeout(Duration::from_secs(5), conn.test_connected()).await.unwrap_or(false);
+            if alive {
                 return Ok((conn, held_token));
             }
             conn.abort().await;
@@ -252,7 +279,7 @@ impl SmtpDeliver {
                 let _ = conn.quit().await;
                 Ok(())
             }
-            Ok(Err(e)) => Err(anyhow::anyhow!(e.to_string())),
+            Ok(Err((e, _))) => Err(anyhow::anyhow!(e.to_string())),
             Err(_) => Err(anyhow::anyhow!(self.timed_out().to_string())),
         }
     }
@@ -296,6 +323,14 @@ impl SmtpDeliver {
                 tls_hint(self.tls)
             ));
         }
+        if e.is_client() && (e.to_string().contains("STARTTLS") || e.to_string().contains("authentication mechanism")) {
+            // No STARTTLS, or none of our AUTH mechanisms, offered right now: never sent in clear
+            // or unauthenticated, but not given up on either (a misconfigured moment, or someone
+            // stripping STARTTLS on the way).
+            return SendError::Transient(format!(
+                "cannot send through {at} safely: {detail} — check smtp.tls and the server's STARTTLS and AUTH"
+            ));
+        }
         if e.is_client() {
             // Our own message cannot be sent as built (e.g. no recipients): retrying won't help.
             return SendError::Permanent(format!("cannot send through {at}: {detail}"));
@@ -307,6 +342,36 @@ impl SmtpDeliver {
             self.port
         ))
     }
+}
+
+/// Implicit TLS: the bundled Mozilla roots, the system's store (which lettre uses for STARTTLS)
+/// and `smtp.ca_file`.
+fn implicit_tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<std::sync::Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).with_context(|| format!("smtp.ca_file: cannot read {}", path.display()))?;
+        let mut added = 0;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert =
+                cert.map_err(|e| anyhow::anyhow!("smtp.ca_file: {} is not a PEM certificate: {e}", path.display()))?;
+            roots.add(cert).map_err(|e| anyhow::anyhow!("smtp.ca_file: {}: {e}", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            bail!("smtp.ca_file: {} holds no PEM certificate", path.display());
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| anyhow::anyhow!("cannot set up TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
 }
 
 fn tls_word(t: TlsMode) -> &'static str {
@@ -345,7 +410,7 @@ impl SmtpDeliver {
         let envelope = message.envelope().clone();
         let bytes = message.formatted();
         let exchange = async {
-            let (mut conn, token) = self.connection(fresh).await.map_err(|e| (e, false))?;
+            let (mut conn, token) = self.connection(fresh).await?;
             match conn.send(&envelope, &bytes).await {
                 Ok(_response) => {
                     // Kept for the next message.

@@ -796,6 +796,21 @@ impl Store {
         self.noted(r).map(drop)
     }
 
+    /// Write `entry` only if its key is still in the outbox (the sender's updates): a merchant
+    /// removed while its message was being sent has had its entries archived, and writing one
+    /// back would revive a key the re-added merchant's reminders need. Returns whether it was.
+    pub fn update_outbox(&self, entry: &OutboxEntry) -> anyhow::Result<bool> {
+        let key = entry.key.as_bytes();
+        let new = enc(entry);
+        let r = (|| loop {
+            let Some(current) = self.outbox.get(key)? else { return Ok(false) };
+            if self.outbox.compare_and_swap(key, Some(current), Some(new.clone()))?.is_ok() {
+                return Ok(true);
+            }
+        })();
+        self.noted(r)
+    }
+
     // ---- export / import ----------------------------------------------------------------------
 
     pub fn export(&self) -> anyhow::Result<Export> {
