@@ -356,7 +356,8 @@ async fn remind_once_over_implicit_tls_submission_delivers_and_check_config_conn
     assert_eq!(mails.len(), 1, "{mails:?}");
     assert_eq!(mails[0].message_id, expected_message_id(key));
     let checked = env.ok(0, &["check-config", "--connect"]);
-    assert!(checked.contains("smtp"), "{checked}");
+    let port = stack.port("MAILSTACK_SUBMISSIONS_PORT");
+    assert!(checked.contains(&format!("smtp: connected to 127.0.0.1:{port}")), "{checked}");
 }
 
 #[tokio::test]
