@@ -263,7 +263,12 @@ fn a_server_that_hangs_after_its_greeting_delays_ready_only_to_the_bound() {
     let took = started.elapsed();
     eprintln!("READY with a hung server after {} ms", took.as_millis());
     assert!(took >= Duration::from_secs(40) && took < Duration::from_secs(60), "READY at the 45 s bound: {took:?}");
-    assert!(ready.contains("account \"mute\" not checked yet"), "{ready}");
-    assert!(d.log_text().contains("Ready without the first attempt of some accounts"), "{}", d.log_text());
+    // The login's own 45 s deadline ends at about the same instant: READY then reports the
+    // account either as not checked yet or as unreadable — never as fine.
+    if ready.contains("account \"mute\" not checked yet") {
+        assert!(d.log_text().contains("Ready without the first attempt of some accounts"), "{}", d.log_text());
+    } else {
+        assert!(ready.contains("account \"mute\" unreadable since") && ready.contains("unreachable"), "{ready}");
+    }
     d.terminate();
 }

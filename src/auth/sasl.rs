@@ -35,6 +35,12 @@ impl TokenAuth {
         TokenAuth { first: Some(first), mechanism, error: None }
     }
 
+    /// The initial response, for SASL-IR (RFC 4959): sent on the command line, so that any
+    /// challenge that follows is the server's error.
+    pub fn take_initial_response(&mut self) -> Vec<u8> {
+        self.first.take().unwrap_or_default()
+    }
+
     /// The IMAP mechanism name.
     pub fn name(mechanism: SaslMechanism) -> &'static str {
         match mechanism {

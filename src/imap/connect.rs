@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use async_imap::imap_proto::{Response, Status};
 use async_imap::types::Capabilities;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsConnector;
 use tracing::{debug, info_span, Instrument};
 
-use super::transport::{Timed, Transport};
+use super::transport::{Counted, Timed, Transport};
 use crate::config::{is_loopback, Account, AuthMethod, TlsMode};
 use crate::health::Trouble;
 
@@ -51,16 +52,35 @@ pub struct Caps {
     pub uidplus: bool,
     /// RFC 6154 attributes in LIST.
     pub special_use: bool,
+    /// RFC 4959: AUTHENTICATE with the initial response on the command line (one round trip).
+    pub sasl_ir: bool,
+    /// RFC 5819: LIST … RETURN (STATUS …), every folder's counters with the listing.
+    pub list_status: bool,
 }
 
 impl Caps {
     fn from_capabilities(c: &Capabilities) -> Caps {
-        Caps {
-            idle: c.has_str("IDLE"),
-            move_: c.has_str("MOVE"),
-            uidplus: c.has_str("UIDPLUS"),
-            special_use: c.has_str("SPECIAL-USE"),
+        Caps::from_names(c.iter().map(|c| match c {
+            async_imap::types::Capability::Imap4rev1 => "IMAP4rev1".to_owned(),
+            async_imap::types::Capability::Auth(m) => format!("AUTH={m}"),
+            async_imap::types::Capability::Atom(a) => a.clone(),
+        }))
+    }
+
+    fn from_names(names: impl IntoIterator<Item = String>) -> Caps {
+        let mut caps = Caps::default();
+        for name in names {
+            match name.to_ascii_uppercase().as_str() {
+                "IDLE" => caps.idle = true,
+                "MOVE" => caps.move_ = true,
+                "UIDPLUS" => caps.uidplus = true,
+                "SPECIAL-USE" => caps.special_use = true,
+                "SASL-IR" => caps.sasl_ir = true,
+                "LIST-STATUS" => caps.list_status = true,
+                _ => {}
+            }
         }
+        caps
     }
 }
 
@@ -72,9 +92,16 @@ pub struct Connection {
     /// or [`Connection::run_checked`], or drained from async-imap's unsolicited responses by
     /// [`Connection::note_unsolicited`].
     pub announced: bool,
+    /// This connection's round trips so far ([`Counted`]).
+    pub trips: std::sync::Arc<AtomicU64>,
 }
 
 impl Connection {
+    /// The round trips this connection has waited for so far.
+    pub fn round_trips(&self) -> u64 {
+        self.trips.load(Ordering::Relaxed)
+    }
+
     /// Go through what async-imap set aside while commands ran: `EXISTS`/`RECENT` set
     /// [`Connection::announced`], and `* OK [ALERT] …` texts are logged (RFC 3501 §7.1: an alert
     /// must reach a person). The rest (EXPUNGE, FETCH FLAGS) is of no use to a reader by UID.
@@ -98,11 +125,70 @@ impl Connection {
     pub async fn run_checked(
         &mut self,
         command: impl AsRef<str>,
+        each: impl FnMut(&Response<'_>),
+    ) -> Result<(), async_imap::error::Error> {
+        let tag = self.send(command).await?;
+        self.finish(&tag, each).await
+    }
+
+    /// Send `command` without waiting for its answer (pipelining, RFC 3501 §5.5: several
+    /// commands in flight answer in one round trip); read it with [`Connection::finish`], in
+    /// the order sent.
+    pub async fn send(
+        &mut self,
+        command: impl AsRef<str>,
+    ) -> Result<async_imap::imap_proto::RequestId, async_imap::error::Error> {
+        self.session.run_command(command).await
+    }
+
+    /// Read the answer of a command [`Connection::send`] sent, as [`Connection::run_checked`]
+    /// does. Whatever comes before its completion is handed to `each`, so commands sent after it
+    /// must not be ones whose untagged answers `each` could take for its own.
+    pub async fn finish(
+        &mut self,
+        tag: &async_imap::imap_proto::RequestId,
+        each: impl FnMut(&Response<'_>),
+    ) -> Result<(), async_imap::error::Error> {
+        self.finish_inner(tag, each, false).await
+    }
+
+    /// `EXAMINE` sent with [`Connection::send`], read: the folder's state as SELECT/EXAMINE
+    /// tell it (RFC 3501 §6.3.1). Its EXISTS is the folder's size, not news.
+    pub async fn finish_examine(
+        &mut self,
+        tag: &async_imap::imap_proto::RequestId,
+    ) -> Result<async_imap::types::Mailbox, async_imap::error::Error> {
+        use async_imap::imap_proto::{MailboxDatum, ResponseCode};
+        let mut mbox = async_imap::types::Mailbox::default();
+        self.finish_inner(
+            tag,
+            |r| match r {
+                Response::MailboxData(MailboxDatum::Exists(n)) => mbox.exists = *n,
+                Response::MailboxData(MailboxDatum::Recent(n)) => mbox.recent = *n,
+                Response::Data { status: Status::Ok, outcome } => match outcome.code {
+                    Some(ResponseCode::UidValidity(v)) => mbox.uid_validity = Some(v),
+                    Some(ResponseCode::UidNext(n)) => mbox.uid_next = Some(n),
+                    Some(ResponseCode::HighestModSeq(m)) => mbox.highest_modseq = Some(m),
+                    Some(ResponseCode::Unseen(n)) => mbox.unseen = Some(n),
+                    _ => {}
+                },
+                _ => {}
+            },
+            true,
+        )
+        .await?;
+        Ok(mbox)
+    }
+
+    async fn finish_inner(
+        &mut self,
+        tag: &async_imap::imap_proto::RequestId,
         mut each: impl FnMut(&Response<'_>),
+        selecting: bool,
     ) -> Result<(), async_imap::error::Error> {
         use async_imap::error::Error;
         use async_imap::imap_proto::MailboxDatum;
-        let tag = self.session.run_command(command).await?;
+        let tag = tag.clone();
         loop {
             let Some(data) = self.session.read_response().await? else {
                 return Err(Error::ConnectionLost);
@@ -118,7 +204,9 @@ impl Connection {
                         other => Err(Error::Io(io::Error::other(format!("{other:?} {text}")))),
                     };
                 }
-                Response::MailboxData(MailboxDatum::Exists(_) | MailboxDatum::Recent(_)) => self.announced = true,
+                Response::MailboxData(MailboxDatum::Exists(_) | MailboxDatum::Recent(_)) if !selecting => {
+                    self.announced = true
+                }
                 other => {
                     log_alert(other);
                     each(other);
@@ -127,9 +215,18 @@ impl Connection {
         }
     }
 
-    /// LOGOUT, bounded; errors are irrelevant at this point (the socket closes either way).
+    /// LOGOUT without waiting for the answer: nothing in it matters (RFC 3501 §6.1.3: BYE,
+    /// then OK), and over a distant link waiting would cost a round trip per connection. The
+    /// command is written and the TLS session closed (close_notify), bounded by
+    /// [`LOGOUT_TIMEOUT`]; the server then ends the session as if it had answered.
     pub async fn logout(mut self) {
-        let _ = tokio::time::timeout(LOGOUT_TIMEOUT, self.session.logout()).await;
+        use tokio::io::AsyncWriteExt;
+        let _ = tokio::time::timeout(LOGOUT_TIMEOUT, async {
+            self.session.run_command("LOGOUT").await?;
+            self.session.get_mut().shutdown().await?;
+            Ok::<(), async_imap::error::Error>(())
+        })
+        .await;
     }
 }
 
@@ -285,12 +382,16 @@ async fn connect_inner(account: &Account, endpoint: String) -> Result<Connection
     };
 
     let tcp = tcp_connect(account, &endpoint).await?;
-    let client = match account.tls {
+    let trips = tcp.trips();
+    // The capabilities the greeting carries (`* OK [CAPABILITY …]`, as Dovecot and Cyrus send
+    // it) spare a CAPABILITY round trip before login; after STARTTLS they no longer count
+    // (RFC 3501 §6.2.1).
+    let (client, greeted) = match account.tls {
         TlsMode::Implicit => {
             let stream = tls_handshake(tls.clone(), account, &endpoint, tcp).await?;
             let mut client = Client::new(Timed::new(stream, IO_TIMEOUT));
-            read_greeting(&mut client, account, &endpoint).await?;
-            client
+            let greeted = read_greeting(&mut client, account, &endpoint).await?;
+            (client, greeted)
         }
         TlsMode::Starttls => {
             let mut client = Client::new(Timed::new(Transport::Plain(tcp), IO_TIMEOUT));
@@ -310,34 +411,57 @@ async fn connect_inner(account: &Account, endpoint: String) -> Result<Connection
                 });
             };
             let stream = tls_handshake(tls.clone(), account, &endpoint, tcp).await?;
-            Client::new(Timed::new(stream, IO_TIMEOUT))
+            (Client::new(Timed::new(stream, IO_TIMEOUT)), None)
         }
         TlsMode::None => {
             let mut client = Client::new(Timed::new(Transport::Plain(tcp), IO_TIMEOUT));
-            read_greeting(&mut client, account, &endpoint).await?;
-            client
+            let greeted = read_greeting(&mut client, account, &endpoint).await?;
+            (client, greeted)
         }
     };
 
-    let mut session = match &credential {
-        Credential::Password(password) => login(client, account, password, &endpoint).await?,
-        Credential::Token(source, token) => login_with_token(client, account, source, token, &endpoint).await?,
+    let (mut session, told) = match &credential {
+        Credential::Password(password) => login(client, greeted, account, password, &endpoint).await?,
+        Credential::Token(source, token) => {
+            let sasl_ir = match &greeted {
+                Some(names) => Caps::from_names(names.iter().cloned()).sasl_ir,
+                None => false,
+            };
+            (login_with_token(client, sasl_ir, account, source, token, &endpoint).await?, None)
+        }
     };
     drop(credential);
-    let caps = match tokio::time::timeout(IO_TIMEOUT, session.capabilities()).await {
-        Ok(Ok(c)) => Caps::from_capabilities(&c),
-        Ok(Err(e)) => return Err(ConnectError::Protocol { endpoint, what: "CAPABILITY", reason: e.to_string() }),
-        Err(_) => return Err(ConnectError::Protocol { endpoint, what: "CAPABILITY", reason: "no answer".into() }),
+    // Most servers tell their capabilities in the login's OK (`OK [CAPABILITY …] Logged in`);
+    // only the others are asked.
+    let caps = match told {
+        Some(caps) => caps,
+        None => match tokio::time::timeout(IO_TIMEOUT, session.capabilities()).await {
+            Ok(Ok(c)) => Caps::from_capabilities(&c),
+            Ok(Err(e)) => return Err(ConnectError::Protocol { endpoint, what: "CAPABILITY", reason: e.to_string() }),
+            Err(_) => return Err(ConnectError::Protocol { endpoint, what: "CAPABILITY", reason: "no answer".into() }),
+        },
     };
-    debug!(idle = caps.idle, r#move = caps.move_, uidplus = caps.uidplus, special_use = caps.special_use, "Logged in");
-    Ok(Connection { session, caps, announced: false })
+    let round_trips = trips.load(Ordering::Relaxed);
+    super::transport::RoundTrips::logged_in(round_trips);
+    debug!(
+        idle = caps.idle,
+        r#move = caps.move_,
+        uidplus = caps.uidplus,
+        special_use = caps.special_use,
+        list_status = caps.list_status,
+        round_trips,
+        "Logged in"
+    );
+    Ok(Connection { session, caps, announced: false, trips })
 }
 
-async fn tcp_connect(account: &Account, endpoint: &str) -> Result<TcpStream, ConnectError> {
+async fn tcp_connect(account: &Account, endpoint: &str) -> Result<Counted<TcpStream>, ConnectError> {
     let err = |reason: String, hint: String| ConnectError::Connect { endpoint: endpoint.to_owned(), reason, hint };
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((account.host.as_str(), account.port))).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
+            let s = Counted::new(s);
+            s.count_one(); // SYN, SYN-ACK
             Ok(s)
         }
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(err(
@@ -372,7 +496,7 @@ async fn tls_handshake(
     config: Option<Arc<rustls::ClientConfig>>,
     account: &Account,
     endpoint: &str,
-    tcp: TcpStream,
+    tcp: Counted<TcpStream>,
 ) -> Result<Transport, ConnectError> {
     let tls_err = |reason: String, hint: String| ConnectError::Tls { endpoint: endpoint.to_owned(), reason, hint };
     let Some(config) = config else {
@@ -440,7 +564,12 @@ fn explain_tls_error(e: &io::Error, account: &Account) -> (String, String) {
     }
 }
 
-async fn read_greeting(client: &mut Client, account: &Account, endpoint: &str) -> Result<(), ConnectError> {
+/// Read the greeting; the capabilities it names, if any.
+async fn read_greeting(
+    client: &mut Client,
+    account: &Account,
+    endpoint: &str,
+) -> Result<Option<Vec<String>>, ConnectError> {
     let err = |reason: String| ConnectError::Greeting {
         endpoint: endpoint.to_owned(),
         reason,
@@ -455,7 +584,12 @@ async fn read_greeting(client: &mut Client, account: &Account, endpoint: &str) -
         Ok(Err(e)) => Err(err(e.to_string())),
         Ok(Ok(None)) => Err(err("the server closed the connection".into())),
         Ok(Ok(Some(resp))) => match resp.parsed() {
-            Response::Data { status: Status::Ok | Status::PreAuth, .. } => Ok(()),
+            Response::Data { status: Status::Ok | Status::PreAuth, outcome } => Ok(match &outcome.code {
+                Some(async_imap::imap_proto::ResponseCode::Capabilities(list)) => {
+                    Some(list.iter().map(capability_name).collect())
+                }
+                _ => None,
+            }),
             Response::Data { status: Status::Bye, outcome } => {
                 Err(err(format!("the server said BYE: {}", outcome.information.as_deref().unwrap_or(""))))
             }
@@ -468,7 +602,6 @@ async fn read_greeting(client: &mut Client, account: &Account, endpoint: &str) -
 /// the untagged `* CAPABILITY` line out of the unsolicited responses. Empty when it fails (then
 /// LOGIN is tried, which every server without LOGINDISABLED accepts).
 async fn pre_auth_capabilities(client: &mut Client) -> Vec<String> {
-    use async_imap::imap_proto::Capability;
     let (tx, rx) = async_channel::bounded(16);
     let ok = tokio::time::timeout(IO_TIMEOUT, client.run_command_and_check_ok("CAPABILITY", Some(tx))).await;
     if !matches!(ok, Ok(Ok(()))) {
@@ -478,17 +611,20 @@ async fn pre_auth_capabilities(client: &mut Client) -> Vec<String> {
     while let Ok(r) = rx.try_recv() {
         if let async_imap::types::UnsolicitedResponse::Other(data) = r {
             if let Response::Capabilities(list) = data.parsed() {
-                for c in list {
-                    caps.push(match c {
-                        Capability::Imap4rev1 => "IMAP4rev1".to_owned(),
-                        Capability::Auth(m) => format!("AUTH={m}"),
-                        Capability::Atom(a) => a.to_string(),
-                    });
-                }
+                caps.extend(list.iter().map(capability_name));
             }
         }
     }
     caps
+}
+
+fn capability_name(c: &async_imap::imap_proto::Capability<'_>) -> String {
+    use async_imap::imap_proto::Capability;
+    match c {
+        Capability::Imap4rev1 => "IMAP4rev1".to_owned(),
+        Capability::Auth(m) => format!("AUTH={m}"),
+        Capability::Atom(a) => a.to_string(),
+    }
 }
 
 /// What an account logs in with.
@@ -502,6 +638,7 @@ enum Credential {
 /// have expired early, or been revoked), once more with a freshly refreshed one.
 async fn login_with_token(
     client: Client,
+    sasl_ir: bool,
     account: &Account,
     source: &crate::auth::TokenSource,
     token: &str,
@@ -512,7 +649,13 @@ async fn login_with_token(
     let name = TokenAuth::name(mechanism);
     let attempt = |client: Client, token: String| async move {
         let mut auth = TokenAuth::new(mechanism, &account.username, &account.host, account.port, &token);
-        let r = tokio::time::timeout(AUTH_TIMEOUT, client.authenticate(name, &mut auth)).await;
+        // SASL-IR (RFC 4959): the token on the command line, one round trip instead of two. A
+        // challenge that still comes is the server's error, answered as without SASL-IR.
+        let command = match sasl_ir {
+            true => format!("{name} {}", base64_encode(&auth.take_initial_response())),
+            false => name.to_owned(),
+        };
+        let r = tokio::time::timeout(AUTH_TIMEOUT, client.authenticate(command, &mut auth)).await;
         (r, auth.error)
     };
     let refused = |text: &str, challenge: Option<String>| ConnectError::Auth {
@@ -574,9 +717,8 @@ struct PlainAuth<'a> {
     password: &'a str,
 }
 
-impl async_imap::Authenticator for PlainAuth<'_> {
-    type Response = Vec<u8>;
-    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+impl PlainAuth<'_> {
+    fn message(&self) -> Vec<u8> {
         let mut r = Vec::with_capacity(self.user.len() + self.password.len() + 2);
         r.push(0);
         r.extend_from_slice(self.user.as_bytes());
@@ -586,24 +728,53 @@ impl async_imap::Authenticator for PlainAuth<'_> {
     }
 }
 
-async fn login(mut client: Client, account: &Account, password: &str, endpoint: &str) -> Result<Session, ConnectError> {
+impl async_imap::Authenticator for PlainAuth<'_> {
+    type Response = Vec<u8>;
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        self.message()
+    }
+}
+
+/// Log in with the password: LOGIN where the server allows it and the password is ASCII (one
+/// round trip, and the server's OK names its capabilities: no CAPABILITY after it), else SASL
+/// PLAIN (8-bit-safe), with the initial response on the command line where the server has
+/// SASL-IR. The capabilities before login come from the greeting when it named them (`greeted`),
+/// else from CAPABILITY. Returns the capabilities the server told with its OK, if it did.
+async fn login(
+    mut client: Client,
+    greeted: Option<Vec<String>>,
+    account: &Account,
+    password: &str,
+    endpoint: &str,
+) -> Result<(Session, Option<Caps>), ConnectError> {
     let auth_err =
         |reason: String| ConnectError::Auth { endpoint: endpoint.to_owned(), user: account.username.clone(), reason };
-    // Pre-auth CAPABILITY decides between AUTHENTICATE PLAIN (8-bit-safe, preferred) and LOGIN.
-    let caps = pre_auth_capabilities(&mut client).await;
-    let plain = caps.iter().any(|c| c.eq_ignore_ascii_case("AUTH=PLAIN"));
-    let login_disabled = caps.iter().any(|c| c.eq_ignore_ascii_case("LOGINDISABLED"));
+    let caps = match greeted {
+        Some(caps) => caps,
+        None => pre_auth_capabilities(&mut client).await,
+    };
+    let has = |name: &str| caps.iter().any(|c| c.eq_ignore_ascii_case(name));
+    let plain = has("AUTH=PLAIN");
+    let login_disabled = has("LOGINDISABLED");
+    // LOGIN's quoted strings are 7-bit (RFC 3501 §4.3); a password beyond ASCII goes by PLAIN.
+    let ascii = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let by_login = !login_disabled && ascii(password) && ascii(&account.username);
     let attempt = async {
-        if plain {
-            client.authenticate("PLAIN", PlainAuth { user: &account.username, password }).await.map_err(|(e, _)| e)
-        } else if login_disabled {
-            Err(async_imap::error::Error::No("the server offers neither LOGIN nor AUTH=PLAIN".into()))
+        if by_login {
+            client.login_with_capabilities(&account.username, password).await.map_err(|(e, _)| e)
+        } else if plain {
+            let auth = PlainAuth { user: &account.username, password };
+            let command = match has("SASL-IR") {
+                true => format!("PLAIN {}", base64_encode(&auth.message())),
+                false => "PLAIN".to_owned(),
+            };
+            client.authenticate(command, auth).await.map(|s| (s, None)).map_err(|(e, _)| e)
         } else {
-            client.login(&account.username, password).await.map_err(|(e, _)| e)
+            Err(async_imap::error::Error::No("the server offers neither LOGIN nor AUTH=PLAIN".into()))
         }
     };
     match tokio::time::timeout(AUTH_TIMEOUT, attempt).await {
-        Ok(Ok(s)) => Ok(s),
+        Ok(Ok((s, told))) => Ok((s, told.map(|c| Caps::from_capabilities(&c)))),
         // RFC 5530: the server cannot check the password now — a passing trouble of the
         // server's, not a refused login (no "wrong password" alert, no long backoff).
         Ok(Err(async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text))) if temporary(&text) => {
@@ -622,6 +793,11 @@ async fn login(mut client: Client, account: &Account, password: &str, endpoint: 
             reason: format!("no answer within {} s", AUTH_TIMEOUT.as_secs()),
         }),
     }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]

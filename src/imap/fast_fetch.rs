@@ -210,9 +210,27 @@ pub async fn uid_fetch_headers(
     conn: &mut Connection,
     set: &str,
     fields: &str,
+    each: impl FnMut(u32, Option<&[u8]>),
+) -> Result<Completion, FastFetchError> {
+    let tag = send_header_fetch(conn, set, fields).await?;
+    read_header_fetch(conn, &tag, each).await
+}
+
+/// Send the header FETCH without waiting for its answer (pipelining: the next batch's command
+/// goes out while this one is read); its tag, for [`read_header_fetch`].
+pub async fn send_header_fetch(conn: &mut Connection, set: &str, fields: &str) -> Result<String, FastFetchError> {
+    Ok(conn.session.run_command(format!("UID FETCH {set} (UID BODY.PEEK[HEADER.FIELDS ({fields})])")).await?.0)
+}
+
+/// Read the answer of the header FETCH tagged `tag`, as [`uid_fetch_headers`] does. Every FETCH
+/// before its completion goes to `each`, a later command's too (a server may run pipelined
+/// commands at once, RFC 3501 §5.5): the caller tells them apart by UID.
+pub async fn read_header_fetch(
+    conn: &mut Connection,
+    tag: &str,
     mut each: impl FnMut(u32, Option<&[u8]>),
 ) -> Result<Completion, FastFetchError> {
-    let tag = conn.session.run_command(format!("UID FETCH {set} (UID BODY.PEEK[HEADER.FIELDS ({fields})])")).await?.0;
+    let tag = tag.to_owned();
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut announced = false;
     let mut warning = None;

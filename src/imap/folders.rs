@@ -117,26 +117,126 @@ fn attribute_text(a: &NameAttribute<'_>) -> String {
 /// `LIST "" "*"`: every folder with its attributes. Its completion is checked: a refused LIST is
 /// an error, never an account without junk or sent folders ([`Connection::run_checked`]).
 pub async fn list(conn: &mut Connection) -> anyhow::Result<Vec<FolderInfo>> {
+    Ok(list_with_counts(conn, false).await?.0)
+}
+
+/// A folder's counters, from `STATUS` or `LIST-STATUS`: enough to tell that it holds nothing
+/// new without selecting it (a UIDNEXT the cursor already reached, the same UIDVALIDITY).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FolderCounts {
+    pub messages: Option<u32>,
+    pub uid_next: Option<u32>,
+    pub uid_validity: Option<u32>,
+}
+
+/// The counters STATUS is asked for.
+pub const STATUS_ITEMS: &str = "(MESSAGES UIDNEXT UIDVALIDITY)";
+
+/// Counters by wire name.
+pub type Counts = BTreeMap<String, FolderCounts>;
+
+fn counts_of(status: &[async_imap::imap_proto::StatusAttribute]) -> FolderCounts {
+    use async_imap::imap_proto::StatusAttribute as A;
+    let mut c = FolderCounts::default();
+    for a in status {
+        match a {
+            A::Messages(n) => c.messages = Some(*n),
+            A::UidNext(n) => c.uid_next = Some(*n),
+            A::UidValidity(n) => c.uid_validity = Some(*n),
+            _ => {}
+        }
+    }
+    c
+}
+
+/// [`list`], and with `counts` on a server that has LIST-STATUS (RFC 5819) every folder's
+/// counters in the same round trip: `LIST "" * RETURN (STATUS (…))`. A server that refuses that
+/// form is listed plainly.
+pub async fn list_with_counts(conn: &mut Connection, counts: bool) -> anyhow::Result<(Vec<FolderInfo>, Counts)> {
     use anyhow::Context;
+    let with_status = counts && conn.caps.list_status;
+    let command = match (with_status, conn.caps.special_use) {
+        (false, _) => "LIST \"\" *".to_owned(),
+        // RFC 6154 §5.1: a server may leave the special-use attributes to those who ask.
+        (true, true) => format!("LIST \"\" * RETURN (SPECIAL-USE STATUS {STATUS_ITEMS})"),
+        (true, false) => format!("LIST \"\" * RETURN (STATUS {STATUS_ITEMS})"),
+    };
     let mut list: Vec<FolderInfo> = Vec::new();
-    let fut = conn.run_checked("LIST \"\" *", |r| {
-        if let Response::MailboxData(MailboxDatum::List(n)) = r {
+    let mut found = Counts::new();
+    let fut = conn.run_checked(&command, |r| match r {
+        Response::MailboxData(MailboxDatum::List(n)) => {
             let attrs: Vec<String> = n.name_attributes.iter().map(attribute_text).collect();
             let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
             list.push(FolderInfo::new(&n.name, n.delimiter.as_deref(), &attrs));
         }
+        Response::MailboxData(MailboxDatum::Status { mailbox, status }) => {
+            found.insert(mailbox.to_string(), counts_of(status));
+        }
+        _ => {}
     });
-    tokio::time::timeout(IO_TIMEOUT, fut)
+    let listed = tokio::time::timeout(IO_TIMEOUT, fut)
         .await
-        .map_err(|_| anyhow::anyhow!("no answer to LIST within {} s", IO_TIMEOUT.as_secs()))?
-        .context("LIST failed")?;
+        .map_err(|_| anyhow::anyhow!("no answer to LIST within {} s", IO_TIMEOUT.as_secs()))?;
+    match listed {
+        Err(async_imap::error::Error::Bad(_) | async_imap::error::Error::No(_)) if with_status => {
+            // An extended LIST the server announced and does not take: the plain one.
+            return Box::pin(list_with_counts(conn, false)).await;
+        }
+        r => r.context("LIST failed")?,
+    }
     // INBOX always exists (RFC 3501 §5.1), but not every server lists it under `*`: a listing
     // without it must not make the account watch nothing. EXAMINE will tell if it is not there.
     if !list.iter().any(FolderInfo::is_inbox) {
         let delimiter = list.iter().find_map(|f| f.delimiter.clone());
         list.insert(0, FolderInfo::new("INBOX", delimiter.as_deref(), &[]));
     }
-    Ok(list)
+    Ok((list, found))
+}
+
+/// The counters of `folders` (wire names) by `STATUS`, pipelined: one round trip for all of
+/// them. A folder whose STATUS is refused simply has none (its pass selects it); a connection
+/// that fails is an error.
+pub async fn status_counts(conn: &mut Connection, folders: &[&str]) -> anyhow::Result<Counts> {
+    let mut tags = Vec::new();
+    for raw in folders {
+        tags.push((*raw, conn.send(format!("STATUS {} {STATUS_ITEMS}", quoted(raw))).await?));
+    }
+    let mut found = Counts::new();
+    for (raw, tag) in tags {
+        let mut counts = None;
+        let fut = conn.finish(&tag, |r| {
+            if let Response::MailboxData(MailboxDatum::Status { status, .. }) = r {
+                counts = Some(counts_of(status));
+            }
+        });
+        match tokio::time::timeout(IO_TIMEOUT, fut).await {
+            Err(_) => anyhow::bail!("no answer to STATUS within {} s", IO_TIMEOUT.as_secs()),
+            Ok(Err(async_imap::error::Error::Bad(_) | async_imap::error::Error::No(_))) => {}
+            Ok(Err(e)) => return Err(anyhow::Error::new(e).context("STATUS failed")),
+            Ok(Ok(())) => {
+                if let Some(c) = counts {
+                    found.insert(raw.to_owned(), c);
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// An IMAP quoted string (RFC 3501 §4.3) of a wire name.
+pub fn quoted(raw: &str) -> String {
+    format!("\"{}\"", raw.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The counters of `folder` among `counts`: by its wire name, INBOX in any case.
+pub fn counts_for(counts: &Counts, folder: &WatchedFolder) -> Option<FolderCounts> {
+    counts.get(&folder.raw).copied().or_else(|| {
+        folder
+            .raw
+            .eq_ignore_ascii_case("INBOX")
+            .then(|| counts.iter().find(|(k, _)| k.eq_ignore_ascii_case("INBOX")).map(|(_, c)| *c))
+            .flatten()
+    })
 }
 
 /// Why a folder has the role it has, for `folders` and the logs.

@@ -39,7 +39,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 pub use connect::{connect, Caps, ConnectError, Connection};
 pub use folders::{detect_roles, FolderInfo, ListedFolder, Roles, WatchedFolder, Why};
@@ -147,6 +147,10 @@ pub struct ScanSummary {
     /// Accounts or folders that could not be scanned; non-empty → exit status 1.
     pub errors: Vec<String>,
     pub cancelled: bool,
+    /// What the scan cost the network: round trips waited for, those of them spent logging in,
+    /// connections (`scripts/bench-scan --rtt`).
+    #[serde(flatten)]
+    pub cost: transport::RoundTrips,
 }
 
 impl ScanSummary {
@@ -199,6 +203,7 @@ pub async fn scan_once_with(
     mut hooks: Hooks,
 ) -> ScanSummary {
     let bar = progress_bar(progress);
+    let began = transport::RoundTrips::now();
     if hooks.progress.is_none() {
         hooks.progress = bar.clone();
     }
@@ -222,26 +227,38 @@ pub async fn scan_once_with(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    summary.cost = transport::RoundTrips::now().since(began);
     summary
 }
 
 async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationToken, hooks: &Hooks) -> ScanSummary {
     let mut summary = ScanSummary { accounts: 1, ..ScanSummary::default() };
     let name = &account.name;
-    // The second lane's connection logs in while the first one does and lists the folders: a
-    // login is mostly waiting for the server, and nearly every account has a junk or sent folder.
+    // An account scanned before usually has nothing new: its folders' counters come with the
+    // listing (LIST-STATUS, else a pipelined STATUS each), the unchanged ones are passed without
+    // a command, and a second connection is opened only for a folder that has news. On a first
+    // scan every folder has work, so the second lane's connection logs in while the first one
+    // does and lists the folders: a login is mostly waiting for the server.
+    let first = ingest.store().status_folders(name).map_or(true, |f| f.is_empty());
     let listed = async {
         let mut conn = sync::connect_or_cancel(account, cancel).await?;
-        match folders::list(&mut conn).await {
-            Ok(list) => Ok((conn, list)),
+        match folders::list_with_counts(&mut conn, true).await {
+            Ok((list, counts)) => Ok((conn, list, counts)),
             Err(e) => Err(SyncError::Imap(e)),
         }
     };
-    let (listed, lane_conn) = futures::join!(listed, sync::connect_or_cancel(account, cancel));
-    let (conn, list) = match listed {
+    let early_lane = async {
+        match first {
+            true => Some(sync::connect_or_cancel(account, cancel).await),
+            false => None,
+        }
+    };
+    let (listed, lane_conn) = futures::join!(listed, early_lane);
+    let lane_conn = lane_conn.and_then(Result::ok);
+    let (mut conn, list, mut counts) = match listed {
         Ok(l) => l,
         Err(e) => {
-            if let Ok(c) = lane_conn {
+            if let Some(c) = lane_conn {
                 c.logout().await;
             }
             match e {
@@ -266,10 +283,18 @@ async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationT
         record_account_failure(ingest, name, &e, Trouble::Folder);
         summary.errors.push(format!("account {name:?}: {e}"));
         conn.logout().await;
-        if let Ok(c) = lane_conn {
+        if let Some(c) = lane_conn {
             c.logout().await;
         }
         return summary;
+    }
+    if !first && !conn.caps.list_status {
+        // No LIST-STATUS: the watched folders' STATUS, all in one round trip.
+        let raw: Vec<&str> = plan.iter().map(|f| f.raw.as_str()).collect();
+        match folders::status_counts(&mut conn, &raw).await {
+            Ok(c) => counts = c,
+            Err(e) => debug!(error = %format!("{e:#}"), "No folder counters; every folder is selected"),
+        }
     }
     // Two lanes, each on one connection: the connection that listed the folders serves INBOX —
     // usually by far the biggest folder and so the critical path — and starts fetching at once;
@@ -280,13 +305,19 @@ async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationT
     let served = plan.iter().position(|f| f.role == FolderRole::Inbox).unwrap_or(0);
     let rest: Vec<usize> = (0..plan.len()).filter(|i| *i != served).collect();
     let (hand_over, promised) = tokio::sync::oneshot::channel::<Connection>();
+    let counts = &counts;
     let inbox_lane = async {
         let folder = plan.get(served)?;
         let span = info_span!("folder", folder = %folder.name);
-        Some(scan_folder(account, folder, Some(conn), Some(promised), ingest, cancel, hooks).instrument(span).await)
+        let listed = folders::counts_for(counts, folder);
+        Some(
+            scan_folder(account, folder, listed, Some(conn), Some(promised), ingest, cancel, hooks)
+                .instrument(span)
+                .await,
+        )
     };
     let other_lane =
-        scan_lane(account, rest.iter().map(|i| &plan[*i]), lane_conn.ok(), hand_over, ingest, cancel, hooks);
+        scan_lane(account, rest.iter().map(|i| &plan[*i]), counts, lane_conn, hand_over, ingest, cancel, hooks);
     let (mut inbox, others) = futures::join!(inbox_lane, other_lane);
     let mut others = others.into_iter();
     let results: Vec<Result<SyncStats, SyncError>> = (0..plan.len())
@@ -325,9 +356,11 @@ async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationT
 
 /// One folder of `scan --once`, on `conn` or a connection of its own (`helper`: see
 /// [`sync::sync_folder_with`]).
+#[allow(clippy::too_many_arguments)]
 async fn scan_folder(
     account: &Account,
     folder: &WatchedFolder,
+    listed: Option<folders::FolderCounts>,
     conn: Option<Connection>,
     helper: Option<tokio::sync::oneshot::Receiver<Connection>>,
     ingest: &Ingest,
@@ -338,18 +371,21 @@ async fn scan_folder(
         Some(c) => c,
         None => sync::connect_or_cancel(account, cancel).await?,
     };
-    let ctx = sync::FolderCtx { account, folder, ingest, cancel, hooks };
+    let ctx = sync::FolderCtx { account, folder, ingest, cancel, hooks, listed };
     let result = sync::sync_folder_with(&mut conn, &ctx, helper).await;
     conn.logout().await;
     result
 }
 
-/// Folders of `scan --once` one after another on one connection, opened when first needed and
-/// again after a folder failed (the connection may be what failed). At the end the connection
-/// goes to `hand_over` (INBOX's big pass may want it), or is logged out if nobody does.
+/// Folders of `scan --once` one after another on one connection, opened when first needed (a
+/// folder whose counters show nothing new needs none) and again after a folder failed (the
+/// connection may be what failed). At the end the connection goes to `hand_over` (INBOX's big
+/// pass may want it), or is logged out if nobody does.
+#[allow(clippy::too_many_arguments)]
 async fn scan_lane<'a>(
     account: &Account,
     folders: impl Iterator<Item = &'a WatchedFolder>,
+    counts: &folders::Counts,
     conn: Option<Connection>,
     hand_over: tokio::sync::oneshot::Sender<Connection>,
     ingest: &Ingest,
@@ -360,6 +396,12 @@ async fn scan_lane<'a>(
     let mut conn = conn;
     for folder in folders {
         let span = info_span!("folder", folder = %folder.name);
+        let ctx =
+            sync::FolderCtx { account, folder, ingest, cancel, hooks, listed: folders::counts_for(counts, folder) };
+        if let Some(unchanged) = sync::pass_unchanged(&ctx) {
+            results.push(unchanged);
+            continue;
+        }
         let result = async {
             let c = match conn.as_mut() {
                 Some(c) => c,
@@ -373,7 +415,6 @@ async fn scan_lane<'a>(
                     }
                 },
             };
-            let ctx = sync::FolderCtx { account, folder, ingest, cancel, hooks };
             sync::sync_folder(c, &ctx).await
         }
         .instrument(span)

@@ -144,6 +144,41 @@ pub struct FolderCtx<'a> {
     pub ingest: &'a Ingest,
     pub cancel: &'a CancellationToken,
     pub hooks: &'a Hooks,
+    /// The folder's counters as the server gave them moments ago on this pass's connection
+    /// (`scan --once`: LIST-STATUS or STATUS), if it did; never stale ones (the daemon's
+    /// passes select the folder every time: IDLE needs it selected anyway).
+    pub listed: Option<super::folders::FolderCounts>,
+}
+
+/// Whether the folder's counters (`ctx.listed`) show nothing new: a UIDNEXT the cursor has
+/// reached under the same UIDVALIDITY (or, never read, a folder that never held mail). Then the pass needs no command at all. No counters, a
+/// missing one, or UIDNEXT 1 beside mail (UIDNEXT exceeds every UID: not believed) → select it.
+pub fn nothing_new(ctx: &FolderCtx<'_>) -> bool {
+    let Some(counts) = ctx.listed else { return false };
+    let (Some(validity), Some(next)) = (counts.uid_validity, counts.uid_next) else { return false };
+    if next <= 1 && counts.messages != Some(0) {
+        return false;
+    }
+    // Where the pass would start reading, as `sync_pass` decides it: an empty folder never
+    // read has no cursor and nothing to read either.
+    let start = match ctx.ingest.cursor(&ctx.account.name, &ctx.folder.name) {
+        Ok(Some(c)) if c.uid_validity == validity => c.last_uid.saturating_add(1),
+        Ok(_) => 1,
+        Err(_) => return false,
+    };
+    next <= start
+}
+
+/// A pass over a folder whose counters show nothing new: no command, the outcome recorded as
+/// any pass's is. `None` when the folder has to be looked at.
+pub fn pass_unchanged(ctx: &FolderCtx<'_>) -> Option<Result<SyncStats, SyncError>> {
+    if !nothing_new(ctx) {
+        return None;
+    }
+    debug!(account = %ctx.account.name, folder = %ctx.folder.name, "Nothing new by its counters");
+    let result = Ok(SyncStats::default());
+    record_outcome(ctx, &result);
+    Some(result)
 }
 
 /// Await a network future with the I/O deadline, giving up at once when cancelled.
@@ -237,6 +272,15 @@ pub async fn sync_folder_with(
     helper: Option<tokio::sync::oneshot::Receiver<Connection>>,
 ) -> Result<SyncStats, SyncError> {
     let mut helper = helper;
+    if let Some(unchanged) = pass_unchanged(ctx) {
+        if let Some(mut rx) = helper {
+            rx.close();
+            if let Ok(c) = rx.try_recv() {
+                c.logout().await;
+            }
+        }
+        return unchanged;
+    }
     // A panic inside the pass (a bug, or a server response the IMAP library cannot take) is
     // this folder's error, recorded like any other, not a task that silently ends.
     let pass = std::panic::AssertUnwindSafe(sync_pass(conn, ctx, &mut helper)).catch_unwind();
@@ -293,14 +337,29 @@ async fn sync_pass(
     let account = &ctx.account.name;
     let folder = &ctx.folder.name;
 
-    // EXAMINE, not SELECT: read-only, so neither we nor a bug of ours can change a flag.
-    let mbox = net(ctx, "EXAMINE", conn.session.examine(&ctx.folder.raw)).await?;
+    // EXAMINE, not SELECT: read-only, so neither we nor a bug of ours can change a flag. A
+    // folder never read (no cursor) is back-filled, which starts by asking its first and last
+    // mail's arrival: that FETCH goes out with the EXAMINE (pipelined: one round trip for both).
+    let cursor = ctx.ingest.cursor(account, folder).map_err(SyncError::Store)?;
+    let examine =
+        net(ctx, "EXAMINE", conn.send(format!("EXAMINE {}", super::folders::quoted(&ctx.folder.raw)))).await?;
+    let ends_tag = match cursor {
+        None => Some(net(ctx, "FETCH 1,* (INTERNALDATE)", conn.send(ENDS_FETCH)).await?),
+        Some(_) => None,
+    };
+    let mbox = net(ctx, "EXAMINE", conn.finish_examine(&examine)).await;
+    let ends = match ends_tag {
+        // An empty folder answers that FETCH with NO or BAD (no mail numbered 1 or *): of no
+        // matter, its ends are never asked for.
+        Some(tag) => Some(read_ends(conn, ctx, &tag, mbox.as_ref().map_or(0, |m| m.exists)).await),
+        None => None,
+    };
+    let mbox = mbox?;
     let uid_validity = mbox.uid_validity.ok_or_else(|| {
         SyncError::Imap(anyhow!("the server sent no UIDVALIDITY for {folder:?}; cannot keep a cursor"))
     })?;
     let newest_uid = newest_uid(conn, ctx, &mbox).await?;
 
-    let cursor = ctx.ingest.cursor(account, folder).map_err(SyncError::Store)?;
     let rescan = !matches!(cursor, Some(c) if c.uid_validity == uid_validity);
     let start = match cursor {
         Some(c) if !rescan => c.last_uid.saturating_add(1),
@@ -349,7 +408,11 @@ async fn sync_pass(
         // to a body fetch. Either way exactly the mails that arrived within the window count.
         pass.window = Some((since.date_naive(), newest_uid));
         let day = since.date_naive();
-        let (first, last) = if mbox.exists > 0 { ends_arrived(conn, ctx, mbox.exists).await? } else { (None, None) };
+        let (first, last) = match ends {
+            _ if mbox.exists == 0 => (None, None),
+            Some(read) => read?,
+            None => ends_arrived(conn, ctx, mbox.exists).await?,
+        };
         if first.is_some_and(|(_, d)| d < day) {
             let query = format!("SINCE {}", imap_date(since));
             let mut uids = uid_search(conn, ctx, &query).await?;
@@ -397,14 +460,32 @@ async fn sync_pass(
         // server never waits for our sled transactions.
         // Unbounded: the header stream must never wait for the bodies (that stalled it ~10 ms
         // per batch), and a batch waiting here costs 8 bytes per mail.
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u32, Vec<Seen>)>();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(u32, Vec<Seen>)>();
+        // Set when the header stream has ended: a second connection that is not free by then
+        // (the other lane still busy) is not waited for; the bodies go on this one.
+        let (streamed, mut stream_ended) = tokio::sync::oneshot::channel::<()>();
+        // The header FETCHes are pipelined: the next batch's command is on its way while this
+        // one's answer is read, so the server streams without waiting a round trip per batch.
         let producer = async {
             let mut headers = 0;
-            while let Some((set, a, b)) = batches.next() {
+            let mut ahead: Option<HeaderFetch> = None;
+            loop {
                 if ctx.cancel.is_cancelled() {
                     return Err(SyncError::Cancelled);
                 }
-                let seen = fetch_headers(conn, ctx, prefilter, &set, (a, b)).await?;
+                let current = match ahead.take() {
+                    Some(f) => f,
+                    None => match batches.next() {
+                        Some((set, a, b)) => HeaderFetch::send(conn, ctx, set, (a, b)).await?,
+                        None => break,
+                    },
+                };
+                if let Some((set, a, b)) = batches.next() {
+                    ahead = Some(HeaderFetch::send(conn, ctx, set, (a, b)).await?);
+                }
+                let (a, b) = current.range;
+                let seen = current.finish(conn, ctx, prefilter, &mut ahead).await?;
+                debug!(account = %account, folder = %folder, uids = %format!("{a}:{b}"), mails = seen.len(), "Headers read");
                 batches.observe(seen.len(), a, b);
                 headers += seen.len();
                 whole.check(b, headers)?;
@@ -413,21 +494,26 @@ async fn sync_pass(
                 }
             }
             drop(tx);
+            drop(streamed);
             Ok(())
         };
         let consumer = async {
-            let mut helper = open_helper(ctx, uid_validity, promised.take()).await?;
-            let result = async {
-                while let Some((last, seen)) = rx.recv().await {
-                    apply_batch(&mut helper, ctx, &mut pass, last, seen).await?;
-                }
-                Ok::<(), SyncError>(())
-            }
-            .await;
+            let mut rx = rx;
+            let helper = tokio::select! {
+                helper = open_helper(ctx, uid_validity, promised.take()) => Some(helper?),
+                _ = &mut stream_ended => None,
+            };
+            let Some(mut helper) = helper else { return Ok(Some(rx)) };
+            debug!(account = %account, folder = %folder, "Second connection ready for the bodies");
+            let result = apply_queued(&mut helper, ctx, &mut pass, &mut rx).await;
             helper.logout().await;
-            result
+            result.map(|()| None)
         };
-        tokio::try_join!(producer, consumer)?;
+        let ((), left) = tokio::try_join!(producer, consumer)?;
+        if let Some(mut rx) = left {
+            debug!(account = %account, folder = %folder, "Bodies on this connection: the header stream ended first");
+            apply_queued(conn, ctx, &mut pass, &mut rx).await?;
+        }
     } else {
         let mut headers = 0;
         while let Some((set, a, b)) = batches.next() {
@@ -460,6 +546,25 @@ async fn sync_pass(
     // An EXISTS announced while we synced (in async-imap's channel, or seen by the header
     // reader) sets `conn.announced`: the watcher syncs again at once instead of waiting.
     Ok(stats)
+}
+
+/// Apply the header batches `rx` brings, until it closes. Batches that queued up meanwhile go
+/// together: one size query and one flight of body fetches for all of them instead of one per
+/// batch.
+async fn apply_queued(
+    conn: &mut Connection,
+    ctx: &FolderCtx<'_>,
+    pass: &mut Pass,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(u32, Vec<Seen>)>,
+) -> Result<(), SyncError> {
+    while let Some((mut last, mut seen)) = rx.recv().await {
+        while let Ok((later, more)) = rx.try_recv() {
+            last = later;
+            seen.extend(more);
+        }
+        apply_batch(conn, ctx, pass, last, seen).await?;
+    }
+    Ok(())
 }
 
 /// The check of a pass that asked for every UID of a folder up to the newest: when the last
@@ -530,10 +635,26 @@ async fn ends_arrived(
     ctx: &FolderCtx<'_>,
     exists: u32,
 ) -> Result<(Arrival, Arrival), SyncError> {
+    let tag = net(ctx, "FETCH 1,* (INTERNALDATE)", conn.send(ENDS_FETCH)).await?;
+    read_ends(conn, ctx, &tag, exists).await
+}
+
+const ENDS_FETCH: &str = "FETCH 1,* (UID INTERNALDATE)";
+
+/// The answer of [`ENDS_FETCH`], sent already.
+async fn read_ends(
+    conn: &mut Connection,
+    ctx: &FolderCtx<'_>,
+    tag: &async_imap::imap_proto::RequestId,
+    exists: u32,
+) -> Result<(Arrival, Arrival), SyncError> {
     let mut by_seq = BTreeMap::new();
-    let fetch = each_fetch(conn, "FETCH 1,* (UID INTERNALDATE)".to_owned(), |seq, f| {
-        if let (Some(uid), Some(d)) = (f.uid, f.internal_date) {
-            by_seq.insert(seq, (uid, d.date_naive()));
+    let fetch = conn.finish(tag, |r| {
+        if let Response::Fetch(seq, attributes) = r {
+            let f = FetchAnswer::from(attributes);
+            if let (Some(uid), Some(d)) = (f.uid, f.internal_date) {
+                by_seq.insert(*seq, (uid, d.date_naive()));
+            }
         }
     });
     net(ctx, "FETCH 1,* (INTERNALDATE)", fetch).await?;
@@ -735,13 +856,16 @@ async fn apply_batch(
     // Size and arrival only for the few mails whose bodies we may need (asking for RFC822.SIZE
     // and INTERNALDATE in the header pass costs the server noticeably on every mail).
     let meta = if wanted.is_empty() { BTreeMap::new() } else { fetch_meta(conn, ctx, &wanted).await? };
+    debug!(account = %account, folder = %folder, mails = n, candidates = wanted.len(), "Fetching bodies");
     if let Some((since, to)) = p.window {
         // Same rule as SEARCH SINCE: the arrival day, in the server's own offset.
         wanted.retain(|uid| *uid > to || meta.get(uid).and_then(|m| m.1).is_none_or(|d| d.date_naive() >= since));
     }
     let size = |uid: &u32| meta.get(uid).map_or(0, |m| m.0);
 
-    // Bodies in groups bounded by count and bytes; applied strictly in UID order.
+    // Bodies in groups bounded by count and bytes; applied strictly in UID order. `bounds[g]`
+    // is where group g starts in `wanted`.
+    let mut bounds = vec![0];
     let mut start = 0;
     while start < wanted.len() {
         let mut end = start;
@@ -753,12 +877,39 @@ async fn apply_batch(
             bytes += size(&wanted[end]);
             end += 1;
         }
-        let group = &wanted[start..end];
+        bounds.push(end);
         start = end;
+    }
+    let groups = bounds.len() - 1;
+    // The groups' FETCHes are pipelined, [`BODY_PIPELINE`] in flight: the next is on its way
+    // while one is applied (its answer waits in the socket). A server may answer pipelined
+    // FETCHes at once, interleaved (Dovecot does), so every body read goes to `got` by UID,
+    // for whichever group in flight asked for it: at most BODY_PIPELINE groups' bodies held.
+    // A group whose answer lacks a mail is checked with further commands, so what is still in
+    // flight is read first and no answer is taken for another's.
+    let mut in_flight: std::collections::VecDeque<(usize, async_imap::imap_proto::RequestId)> = Default::default();
+    let mut sent = 0;
+    let mut got = Bodies::new();
+    for g in 0..groups {
+        let group = &wanted[bounds[g]..bounds[g + 1]];
         if ctx.cancel.is_cancelled() {
             return Err(SyncError::Cancelled);
         }
-        let bodies = fetch_bodies_checked(conn, ctx, group, &meta).await?;
+        while in_flight.len() < BODY_PIPELINE && sent < groups {
+            in_flight.push_back((sent, send_body_fetch(conn, ctx, &wanted[bounds[sent]..bounds[sent + 1]]).await?));
+            sent += 1;
+        }
+        while in_flight.front().is_some_and(|(h, _)| *h <= g) {
+            let Some((_, tag)) = in_flight.pop_front() else { break };
+            read_bodies(conn, ctx, &tag, &wanted[bounds[g]..bounds[sent]], &mut got).await?;
+        }
+        let mut bodies: Bodies = group.iter().filter_map(|u| got.remove_entry(u)).collect();
+        if bodies_missing(&bodies, group, &meta) {
+            for (_, tag) in std::mem::take(&mut in_flight) {
+                read_bodies(conn, ctx, &tag, &wanted[bounds[g]..bounds[sent]], &mut got).await?;
+            }
+            bodies = complete_bodies(conn, ctx, group, bodies, &meta).await?;
+        }
         for &uid in group {
             // Safe point: the previous mail is committed; stop here if asked.
             if ctx.cancel.is_cancelled() {
@@ -846,6 +997,18 @@ async fn apply_batch(
 }
 
 /// Headers of the mails in `set` (a UID set within `first..=last`), classified.
+async fn fetch_headers(
+    conn: &mut Connection,
+    ctx: &FolderCtx<'_>,
+    prefilter: &crate::mail::prefilter::Prefilter,
+    set: &str,
+    range: (u32, u32),
+) -> Result<Vec<Seen>, SyncError> {
+    HeaderFetch::send(conn, ctx, set.to_owned(), range).await?.finish(conn, ctx, prefilter, &mut None).await
+}
+
+/// One header batch's FETCH (`UID FETCH set (UID BODY.PEEK[HEADER.FIELDS (…)])`, read by
+/// [`fast_fetch`]), sent, and once read, its verdicts.
 ///
 /// Never "nothing there" for "could not read": a FETCH that names a mail but carries no header
 /// section — or NIL, or one without the From line every mail has (RFC 5322 §3.6) — sends that
@@ -855,51 +1018,104 @@ async fn apply_batch(
 /// the batch. A batch answered with an untagged NO ("some messages could not be fetched") must
 /// hold every mail the server lists there. Otherwise the pass fails with the server's answer
 /// instead of moving the cursor past mail it never read.
-async fn fetch_headers(
-    conn: &mut Connection,
-    ctx: &FolderCtx<'_>,
-    prefilter: &crate::mail::prefilter::Prefilter,
-    set: &str,
-    (first, last): (u32, u32),
-) -> Result<Vec<Seen>, SyncError> {
-    let rules = ctx.ingest.rules();
-    let keep = |uid: u32| (first..=last).contains(&uid);
-    let mut seen: Vec<Seen> = Vec::new();
-    let mut own: Vec<String> = Vec::new();
-    let collect = fast_fetch::uid_fetch_headers(conn, set, HEADER_FIELDS, |uid, header| {
-        if !keep(uid) {
-            return; // a mail outside the range: never asked for
-        }
-        let needs_body = match header.filter(|h| has_from(h)) {
-            Some(header) => match crate::mail::own_key(header) {
-                Some(key) => {
-                    own.push(key);
-                    false
-                }
-                None => {
-                    !prefilter.certainly_not_hecto(header) && {
-                        let c = crate::mail::classify(header, rules);
-                        !c.self_sent() && (c.kind.is_hecto() || c.unparseable)
+struct HeaderFetch {
+    set: String,
+    range: (u32, u32),
+    tag: String,
+    seen: Vec<Seen>,
+    /// Outbox keys of our own messages (`X-Hecto-Watch`) found among them.
+    own: Vec<String>,
+    /// Set once its answer has been read.
+    completion: Option<fast_fetch::Completion>,
+}
+
+impl HeaderFetch {
+    async fn send(
+        conn: &mut Connection,
+        ctx: &FolderCtx<'_>,
+        set: String,
+        range: (u32, u32),
+    ) -> Result<HeaderFetch, SyncError> {
+        let tag = net(ctx, "UID FETCH (headers)", fast_fetch::send_header_fetch(conn, &set, HEADER_FIELDS)).await?;
+        Ok(HeaderFetch { set, range, tag, seen: Vec::new(), own: Vec::new(), completion: None })
+    }
+
+    fn holds(&self, uid: u32) -> bool {
+        (self.range.0..=self.range.1).contains(&uid)
+    }
+
+    /// Read this FETCH's answer. A mail of the FETCH sent after it (`ahead`), should the server
+    /// answer the two at once, is that one's; a mail of neither was never asked for.
+    async fn read(
+        &mut self,
+        conn: &mut Connection,
+        ctx: &FolderCtx<'_>,
+        prefilter: &crate::mail::prefilter::Prefilter,
+        mut ahead: Option<&mut HeaderFetch>,
+    ) -> Result<(), SyncError> {
+        let rules = ctx.ingest.rules();
+        let tag = self.tag.clone();
+        let collect = fast_fetch::read_header_fetch(conn, &tag, |uid, header| {
+            let batch = match ahead.as_deref_mut() {
+                _ if self.holds(uid) => &mut *self,
+                Some(next) if next.holds(uid) => next,
+                _ => return, // a mail outside the range: never asked for
+            };
+            let needs_body = match header.filter(|h| has_from(h)) {
+                Some(header) => match crate::mail::own_key(header) {
+                    Some(key) => {
+                        batch.own.push(key);
+                        false
                     }
-                }
-            },
-            // A flag change announced meanwhile, or a server that left the section out or gave
-            // it without a From: if no header for this UID comes at all, the whole mail is read.
-            None => true,
+                    None => {
+                        !prefilter.certainly_not_hecto(header) && {
+                            let c = crate::mail::classify(header, rules);
+                            !c.self_sent() && (c.kind.is_hecto() || c.unparseable)
+                        }
+                    }
+                },
+                // A flag change announced meanwhile, or a server that left the section out or
+                // gave it without a From: if no header for this UID comes at all, the whole mail
+                // is read.
+                None => true,
+            };
+            batch.seen.push(Seen { uid, needs_body, header: header.is_some() });
+        });
+        // The whole batch shares one generous deadline on top of the per-read one.
+        self.completion = Some(net_within(ctx, "UID FETCH (headers)", IO_TIMEOUT * 5, collect).await?);
+        Ok(())
+    }
+
+    /// The batch's verdicts, its answer read and checked. Checking sends commands of its own, so
+    /// a FETCH still in flight (`ahead`) is read first: no answer is taken for another's.
+    async fn finish(
+        mut self,
+        conn: &mut Connection,
+        ctx: &FolderCtx<'_>,
+        prefilter: &crate::mail::prefilter::Prefilter,
+        ahead: &mut Option<HeaderFetch>,
+    ) -> Result<Vec<Seen>, SyncError> {
+        if self.completion.is_none() {
+            self.read(conn, ctx, prefilter, ahead.as_mut()).await?;
+        }
+        let completion =
+            self.completion.take().unwrap_or_else(|| fast_fetch::Completion { text: String::new(), warning: None });
+        ctx.ingest.confirm_delivered(&self.own).map_err(SyncError::Store)?;
+        let (set, keep) = (&self.set, |uid: u32| (self.range.0..=self.range.1).contains(&uid));
+        let mut seen = std::mem::take(&mut self.seen);
+        // One verdict per UID; one with a header wins over a header-less one.
+        seen.sort_unstable_by_key(|s| (s.uid, !s.header));
+        seen.dedup_by_key(|s| s.uid);
+        let answer = match &completion.warning {
+            Some(w) => format!("{} after \"* NO {w}\"", completion.text.trim()),
+            None => completion.text.trim().to_owned(),
         };
-        seen.push(Seen { uid, needs_body, header: header.is_some() });
-    });
-    // The whole batch shares one generous deadline on top of the per-read one.
-    let completion = net_within(ctx, "UID FETCH (headers)", IO_TIMEOUT * 5, collect).await?;
-    ctx.ingest.confirm_delivered(&own).map_err(SyncError::Store)?;
-    // One verdict per UID; one with a header wins over a header-less one.
-    seen.sort_unstable_by_key(|s| (s.uid, !s.header));
-    seen.dedup_by_key(|s| s.uid);
-    let answer = match &completion.warning {
-        Some(w) => format!("{} after \"* NO {w}\"", completion.text.trim()),
-        None => completion.text.trim().to_owned(),
-    };
-    if seen.is_empty() || completion.warning.is_some() {
+        if !(seen.is_empty() || completion.warning.is_some()) {
+            return Ok(seen);
+        }
+        if let Some(next) = ahead.as_mut().filter(|n| n.completion.is_none()) {
+            next.read(conn, ctx, prefilter, None).await?;
+        }
         let present = present_uids(conn, ctx, set, keep).await?;
         let missing: Vec<u32> =
             present.into_iter().filter(|u| seen.binary_search_by_key(u, |s| s.uid).is_err()).collect();
@@ -910,23 +1126,23 @@ async fn fetch_headers(
                 missing.len(),
             )));
         }
-    }
-    if seen.is_empty() {
-        match last_mail_uid(conn, ctx).await? {
-            Some(uid) if !keep(uid) => {}
-            found => {
-                return Err(SyncError::Imap(anyhow!(
-                    "the server answered the header FETCH of {set} in {:?} with no mail ({answer}), but {}",
-                    ctx.folder.name,
-                    match found {
-                        Some(uid) => format!("its last mail has UID {uid}"),
-                        None => "FETCH * (UID) names no last mail either".to_owned(),
-                    }
-                )));
+        if seen.is_empty() {
+            match last_mail_uid(conn, ctx).await? {
+                Some(uid) if !keep(uid) => {}
+                found => {
+                    return Err(SyncError::Imap(anyhow!(
+                        "the server answered the header FETCH of {set} in {:?} with no mail ({answer}), but {}",
+                        ctx.folder.name,
+                        match found {
+                            Some(uid) => format!("its last mail has UID {uid}"),
+                            None => "FETCH * (UID) names no last mail either".to_owned(),
+                        }
+                    )));
+                }
             }
         }
+        Ok(seen)
     }
-    Ok(seen)
 }
 
 /// A header section with a From field (at the start of a line, any case).
@@ -1024,16 +1240,91 @@ async fn fetch_meta(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32]) ->
 }
 
 async fn fetch_bodies(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32]) -> Result<Bodies, SyncError> {
+    let tag = send_body_fetch(conn, ctx, uids).await?;
     let mut out = Bodies::new();
-    let collect = each_fetch(conn, format!("UID FETCH {} (UID INTERNALDATE BODY.PEEK[])", uid_set(uids)), |_, f| {
-        if let (Some(uid), Some(body)) = (f.uid, f.body) {
-            if uids.binary_search(&uid).is_ok() {
-                out.insert(uid, (body.to_vec(), f.internal_date.map(|d| d.with_timezone(&Utc))));
+    read_bodies(conn, ctx, &tag, uids, &mut out).await?;
+    Ok(out)
+}
+
+/// Send the body FETCH of `uids`; its answer is read by [`read_bodies`].
+async fn send_body_fetch(
+    conn: &mut Connection,
+    ctx: &FolderCtx<'_>,
+    uids: &[u32],
+) -> Result<async_imap::imap_proto::RequestId, SyncError> {
+    let command = format!("UID FETCH {} (UID INTERNALDATE BODY.PEEK[])", uid_set(uids));
+    net(ctx, "UID FETCH (bodies)", conn.send(command)).await
+}
+
+/// Read the answer of a body FETCH ([`send_body_fetch`]) into `out`: the bodies of `uids`
+/// (ascending: those of every FETCH in flight) that came before its completion.
+async fn read_bodies(
+    conn: &mut Connection,
+    ctx: &FolderCtx<'_>,
+    tag: &async_imap::imap_proto::RequestId,
+    uids: &[u32],
+    out: &mut Bodies,
+) -> Result<(), SyncError> {
+    let collect = conn.finish(tag, |r| {
+        if let Response::Fetch(_, attributes) = r {
+            let f = FetchAnswer::from(attributes);
+            if let (Some(uid), Some(body)) = (f.uid, f.body) {
+                if uids.binary_search(&uid).is_ok() {
+                    out.insert(uid, (body.to_vec(), f.internal_date.map(|d| d.with_timezone(&Utc))));
+                }
             }
         }
     });
-    net_within(ctx, "UID FETCH (bodies)", IO_TIMEOUT * 5, collect).await?;
-    Ok(out)
+    net_within(ctx, "UID FETCH (bodies)", IO_TIMEOUT * 5, collect).await
+}
+
+/// Body FETCHes in flight at once (see [`apply_batch`]).
+pub const BODY_PIPELINE: usize = 2;
+
+/// An empty body counts as missing unless the mail's RFC822.SIZE (`sizes`) is 0 too: a server
+/// that cannot render a mail may answer `BODY[] ""`, but a 0-byte message is a 0-byte message.
+fn unread(bodies: &Bodies, uid: u32, sizes: &Meta) -> bool {
+    bodies.get(&uid).is_none_or(|(b, _)| b.is_empty() && sizes.get(&uid).map_or(0, |m| m.0) > 0)
+}
+
+fn bodies_missing(bodies: &Bodies, uids: &[u32], sizes: &Meta) -> bool {
+    uids.iter().any(|u| unread(bodies, *u, sizes))
+}
+
+/// `bodies` of `uids` with every mail that did not come back looked for (`UID FETCH (UID)`):
+/// gone (expunged meanwhile) is fine, but one the server still holds is asked for alone, and if
+/// its body still does not come the pass fails — the cursor never moves past a mail whose body
+/// the header pass promised and the server withheld. No other command may be in flight.
+async fn complete_bodies(
+    conn: &mut Connection,
+    ctx: &FolderCtx<'_>,
+    uids: &[u32],
+    mut bodies: Bodies,
+    sizes: &Meta,
+) -> Result<Bodies, SyncError> {
+    let missing: Vec<u32> = uids.iter().copied().filter(|u| unread(&bodies, *u, sizes)).collect();
+    for uid in &missing {
+        bodies.remove(uid);
+    }
+    if missing.is_empty() {
+        return Ok(bodies);
+    }
+    let present = present_uids(conn, ctx, &uid_set(&missing), |u| missing.binary_search(&u).is_ok()).await?;
+    for uid in present {
+        let again = fetch_bodies(conn, ctx, &[uid]).await?;
+        match again.get(&uid).filter(|_| !unread(&again, uid, sizes)) {
+            Some(body) => {
+                bodies.insert(uid, body.clone());
+            }
+            None => {
+                return Err(SyncError::Imap(anyhow!(
+                    "the server holds mail UID {uid} in {:?} but returned no body for it (UID FETCH {uid} BODY.PEEK[])",
+                    ctx.folder.name
+                )))
+            }
+        }
+    }
+    Ok(bodies)
 }
 
 /// What a FETCH response says about a mail (RFC 3501 §7.4.2), among the items we ask for.
@@ -1096,47 +1387,6 @@ async fn uid_search(conn: &mut Connection, ctx: &FolderCtx<'_>, query: &str) -> 
     uids.sort_unstable();
     uids.dedup();
     Ok(uids)
-}
-
-/// Bodies of `uids`, ascending. A mail that does not come back is looked for (`UID FETCH
-/// (UID)`): gone (expunged meanwhile) is fine, but one the server still holds is asked for
-/// alone, and if its body still does not come the pass fails — the cursor never moves past a
-/// mail whose body the header pass promised and the server withheld.
-///
-/// An empty body counts as missing unless the mail's RFC822.SIZE (`sizes`) is 0 too: a server
-/// that cannot render a mail may answer `BODY[] ""`, but a 0-byte message is a 0-byte message.
-async fn fetch_bodies_checked(
-    conn: &mut Connection,
-    ctx: &FolderCtx<'_>,
-    uids: &[u32],
-    sizes: &Meta,
-) -> Result<Bodies, SyncError> {
-    let sized = |uid: u32| sizes.get(&uid).map_or(0, |m| m.0);
-    let unread = |bodies: &Bodies, uid: u32| bodies.get(&uid).is_none_or(|(b, _)| b.is_empty() && sized(uid) > 0);
-    let mut bodies = fetch_bodies(conn, ctx, uids).await?;
-    let missing: Vec<u32> = uids.iter().copied().filter(|u| unread(&bodies, *u)).collect();
-    for uid in &missing {
-        bodies.remove(uid);
-    }
-    if missing.is_empty() {
-        return Ok(bodies);
-    }
-    let present = present_uids(conn, ctx, &uid_set(&missing), |u| missing.binary_search(&u).is_ok()).await?;
-    for uid in present {
-        let again = fetch_bodies(conn, ctx, &[uid]).await?;
-        match again.get(&uid).filter(|_| !unread(&again, uid)) {
-            Some(body) => {
-                bodies.insert(uid, body.clone());
-            }
-            None => {
-                return Err(SyncError::Imap(anyhow!(
-                    "the server holds mail UID {uid} in {:?} but returned no body for it (UID FETCH {uid} BODY.PEEK[])",
-                    ctx.folder.name
-                )))
-            }
-        }
-    }
-    Ok(bodies)
 }
 
 /// Move mail from the junk folder to INBOX. Called after the mails' effects are flushed, so a

@@ -11,6 +11,8 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,8 +23,115 @@ use tokio_rustls::client::TlsStream;
 
 /// Plain TCP (loopback, or after opting in) or TLS over TCP.
 pub enum Transport {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Plain(Counted<TcpStream>),
+    Tls(Box<TlsStream<Counted<TcpStream>>>),
+}
+
+/// Round trips of every IMAP connection of this process so far (see [`Counted`]).
+static ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
+
+/// Of those, the round trips spent connecting and logging in; and the connections made.
+static LOGIN_ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// What every IMAP connection of this process has cost so far, in round trips waited for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RoundTrips {
+    /// All of them.
+    pub round_trips: u64,
+    /// Those spent connecting and logging in (TCP, TLS, greeting, login, capabilities).
+    pub login_round_trips: u64,
+    /// Connections logged in.
+    pub connections: u64,
+}
+
+impl RoundTrips {
+    pub fn now() -> RoundTrips {
+        RoundTrips {
+            round_trips: ROUND_TRIPS.load(Ordering::Relaxed),
+            login_round_trips: LOGIN_ROUND_TRIPS.load(Ordering::Relaxed),
+            connections: CONNECTIONS.load(Ordering::Relaxed),
+        }
+    }
+
+    /// What was spent since `earlier`.
+    pub fn since(self, earlier: RoundTrips) -> RoundTrips {
+        RoundTrips {
+            round_trips: self.round_trips - earlier.round_trips,
+            login_round_trips: self.login_round_trips - earlier.login_round_trips,
+            connections: self.connections - earlier.connections,
+        }
+    }
+
+    /// A connection logged in after `trips` round trips.
+    pub(crate) fn logged_in(trips: u64) {
+        LOGIN_ROUND_TRIPS.fetch_add(trips, Ordering::Relaxed);
+        CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A socket that counts **round trips**: each time the client, having sent something, has to
+/// wait for the server's answer (a read that finds nothing yet after a write). That is what a
+/// conversation costs on a distant server (SPEC §6: 10–50 ms each), and what pipelining saves:
+/// commands written back to back and answered in one flight count once, and a response already
+/// on its way when the next command goes out costs no wait. Counted under TLS, so the handshake's
+/// flights count too; the TCP handshake is added by whoever connects ([`Counted::count_one`]).
+pub struct Counted<S> {
+    inner: S,
+    wrote: bool,
+    trips: Arc<AtomicU64>,
+}
+
+impl<S> Counted<S> {
+    pub fn new(inner: S) -> Counted<S> {
+        Counted { inner, wrote: false, trips: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// This connection's round trips so far (shared: it keeps counting after being cloned).
+    pub fn trips(&self) -> Arc<AtomicU64> {
+        self.trips.clone()
+    }
+
+    /// One round trip that happened outside the stream (the TCP handshake).
+    pub fn count_one(&self) {
+        self.trips.fetch_add(1, Ordering::Relaxed);
+        ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if polled.is_pending() && this.wrote {
+            this.wrote = false;
+            this.count_one();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.wrote = true;
+        }
+        polled
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 impl fmt::Debug for Transport {

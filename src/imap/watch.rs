@@ -320,7 +320,14 @@ pub async fn watch_folder(
             info!("The server has no IDLE; polling INBOX instead");
         }
         hooks.emit(ImapEvent::Connected { account: account.name.clone(), folder: folder.name.clone(), idle: use_idle });
-        let ctx = FolderCtx { account: &account, folder: &folder, ingest: &ingest, cancel: &cancel, hooks: &hooks };
+        let ctx = FolderCtx {
+            account: &account,
+            folder: &folder,
+            ingest: &ingest,
+            cancel: &cancel,
+            hooks: &hooks,
+            listed: None,
+        };
         match serve(conn, &ctx, use_idle, &mut backoff).await {
             Ok(()) => {
                 // A long poll interval: the connection was closed on purpose; come back later.
@@ -413,7 +420,7 @@ fn new_mail_announced(conn: &mut Connection) -> bool {
 
 /// One IDLE: until the server reports something, [`IDLE_REFRESH`] passes, or we are cancelled.
 async fn idle_once(conn: Connection, ctx: &FolderCtx<'_>) -> Result<Connection, SyncError> {
-    let Connection { session, caps, announced } = conn;
+    let Connection { session, caps, announced, trips } = conn;
     let lost = |what: &str, e: String| SyncError::Imap(anyhow::anyhow!("{what} in {:?}: {e}", ctx.folder.name));
     let mut handle = session.idle();
     match tokio::time::timeout(IO_TIMEOUT, handle.init()).await {
@@ -445,7 +452,7 @@ async fn idle_once(conn: Connection, ctx: &FolderCtx<'_>) -> Result<Connection, 
         Err(_) if !cancelled => return Err(lost("DONE", format!("no answer within {} s", DONE_TIMEOUT.as_secs()))),
         _ => return Err(SyncError::Cancelled),
     };
-    let conn = Connection { session, caps, announced };
+    let conn = Connection { session, caps, announced, trips };
     if cancelled {
         conn.logout().await;
         return Err(SyncError::Cancelled);
