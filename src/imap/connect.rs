@@ -7,12 +7,12 @@
 
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_imap::imap_proto::{Response, Status};
 use async_imap::types::Capabilities;
-use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsConnector;
@@ -93,7 +93,7 @@ pub struct Connection {
     /// [`Connection::note_unsolicited`].
     pub announced: bool,
     /// This connection's round trips so far ([`Counted`]).
-    pub trips: std::sync::Arc<AtomicU64>,
+    pub(crate) trips: Arc<AtomicU64>,
 }
 
 impl Connection {

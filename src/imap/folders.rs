@@ -194,31 +194,33 @@ pub async fn list_with_counts(conn: &mut Connection, counts: bool) -> anyhow::Re
 }
 
 /// The counters of `folders` (wire names) by `STATUS`, pipelined: one round trip for all of
-/// them. A folder whose STATUS is refused simply has none (its pass selects it); a connection
-/// that fails is an error.
+/// them. Each answer is kept under the folder it names, not the command it came before: a
+/// server may run pipelined commands at once (Dovecot does) and interleave their answers. A
+/// folder whose STATUS is refused has no counters (its pass selects it); a connection that
+/// fails is an error.
 pub async fn status_counts(conn: &mut Connection, folders: &[&str]) -> anyhow::Result<Counts> {
     let mut tags = Vec::new();
     for raw in folders {
         tags.push((*raw, conn.send(format!("STATUS {} {STATUS_ITEMS}", quoted(raw))).await?));
     }
     let mut found = Counts::new();
+    let mut refused = Vec::new();
     for (raw, tag) in tags {
-        let mut counts = None;
         let fut = conn.finish(&tag, |r| {
-            if let Response::MailboxData(MailboxDatum::Status { status, .. }) = r {
-                counts = Some(counts_of(status));
+            if let Response::MailboxData(MailboxDatum::Status { mailbox, status }) = r {
+                found.insert(mailbox.to_string(), counts_of(status));
             }
         });
         match tokio::time::timeout(IO_TIMEOUT, fut).await {
             Err(_) => anyhow::bail!("no answer to STATUS within {} s", IO_TIMEOUT.as_secs()),
-            Ok(Err(async_imap::error::Error::Bad(_) | async_imap::error::Error::No(_))) => {}
+            Ok(Err(async_imap::error::Error::Bad(_) | async_imap::error::Error::No(_))) => refused.push(raw),
             Ok(Err(e)) => return Err(anyhow::Error::new(e).context("STATUS failed")),
-            Ok(Ok(())) => {
-                if let Some(c) = counts {
-                    found.insert(raw.to_owned(), c);
-                }
-            }
+            Ok(Ok(())) => {}
         }
+    }
+    // Counters beside a refusal are not believed.
+    for raw in refused {
+        found.remove(raw);
     }
     Ok(found)
 }
@@ -230,13 +232,13 @@ pub fn quoted(raw: &str) -> String {
 
 /// The counters of `folder` among `counts`: by its wire name, INBOX in any case.
 pub fn counts_for(counts: &Counts, folder: &WatchedFolder) -> Option<FolderCounts> {
-    counts.get(&folder.raw).copied().or_else(|| {
-        folder
-            .raw
-            .eq_ignore_ascii_case("INBOX")
-            .then(|| counts.iter().find(|(k, _)| k.eq_ignore_ascii_case("INBOX")).map(|(_, c)| *c))
-            .flatten()
-    })
+    match counts.get(&folder.raw) {
+        Some(c) => Some(*c),
+        None if folder.raw.eq_ignore_ascii_case("INBOX") => {
+            counts.iter().find(|(name, _)| name.eq_ignore_ascii_case("INBOX")).map(|(_, c)| *c)
+        }
+        None => None,
+    }
 }
 
 /// Why a folder has the role it has, for `folders` and the logs.

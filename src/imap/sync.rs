@@ -151,8 +151,9 @@ pub struct FolderCtx<'a> {
 }
 
 /// Whether the folder's counters (`ctx.listed`) show nothing new: a UIDNEXT the cursor has
-/// reached under the same UIDVALIDITY (or, never read, a folder that never held mail). Then the pass needs no command at all. No counters, a
-/// missing one, or UIDNEXT 1 beside mail (UIDNEXT exceeds every UID: not believed) → select it.
+/// reached under the same UIDVALIDITY (or, never read, a folder that never held mail). Then the
+/// pass needs no command at all. No counters, a missing one, or UIDNEXT 1 beside mail (UIDNEXT
+/// exceeds every UID: not believed) → select it.
 pub fn nothing_new(ctx: &FolderCtx<'_>) -> bool {
     let Some(counts) = ctx.listed else { return false };
     let (Some(validity), Some(next)) = (counts.uid_validity, counts.uid_next) else { return false };
@@ -273,12 +274,7 @@ pub async fn sync_folder_with(
 ) -> Result<SyncStats, SyncError> {
     let mut helper = helper;
     if let Some(unchanged) = pass_unchanged(ctx) {
-        if let Some(mut rx) = helper {
-            rx.close();
-            if let Ok(c) = rx.try_recv() {
-                c.logout().await;
-            }
-        }
+        release_promised(helper).await;
         return unchanged;
     }
     // A panic inside the pass (a bug, or a server response the IMAP library cannot take) is
@@ -287,17 +283,23 @@ pub async fn sync_folder_with(
     let result = pass.await.unwrap_or_else(|p| {
         Err(SyncError::Imap(anyhow!("reading {:?} failed ({})", ctx.folder.name, super::watch::panic_text(p.as_ref()))))
     });
+    // Not needed after all (no big pass, or it failed first).
+    release_promised(helper).await;
+    // Server alerts and announcements that async-imap set aside during the pass.
+    conn.note_unsolicited();
+    record_outcome(ctx, &result);
+    result
+}
+
+/// A connection promised for a big pass that did not need it: refused from now on, and logged
+/// out if it came already.
+async fn release_promised(helper: Option<tokio::sync::oneshot::Receiver<Connection>>) {
     if let Some(mut rx) = helper {
-        // Not needed after all (no big pass, or it failed first): log the promised one out.
         rx.close();
         if let Ok(c) = rx.try_recv() {
             c.logout().await;
         }
     }
-    // Server alerts and announcements that async-imap set aside during the pass.
-    conn.note_unsolicited();
-    record_outcome(ctx, &result);
-    result
 }
 
 /// Keep the pass's outcome as the folder's status (SPEC §6: a folder that could not be read is
@@ -1101,8 +1103,8 @@ impl HeaderFetch {
         let completion =
             self.completion.take().unwrap_or_else(|| fast_fetch::Completion { text: String::new(), warning: None });
         ctx.ingest.confirm_delivered(&self.own).map_err(SyncError::Store)?;
-        let (set, keep) = (&self.set, |uid: u32| (self.range.0..=self.range.1).contains(&uid));
         let mut seen = std::mem::take(&mut self.seen);
+        let (set, keep) = (&self.set, |uid: u32| self.holds(uid));
         // One verdict per UID; one with a header wins over a header-less one.
         seen.sort_unstable_by_key(|s| (s.uid, !s.header));
         seen.dedup_by_key(|s| s.uid);

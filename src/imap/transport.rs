@@ -87,7 +87,7 @@ impl<S> Counted<S> {
         Counted { inner, wrote: false, trips: Arc::new(AtomicU64::new(0)) }
     }
 
-    /// This connection's round trips so far (shared: it keeps counting after being cloned).
+    /// This connection's round-trip counter, to read while the stream is owned by the session.
     pub fn trips(&self) -> Arc<AtomicU64> {
         self.trips.clone()
     }
@@ -96,10 +96,6 @@ impl<S> Counted<S> {
     pub fn count_one(&self) {
         self.trips.fetch_add(1, Ordering::Relaxed);
         ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn get_ref(&self) -> &S {
-        &self.inner
     }
 }
 
