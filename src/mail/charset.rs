@@ -107,12 +107,14 @@ fn ends_label(next: Option<&u8>) -> bool {
 /// whole CP949 repertoire) before the parse. Borrowed — and nearly free — when the header block is
 /// ASCII or UTF-8, as nearly all mail is.
 pub fn utf8_headers(raw: &[u8]) -> Cow<'_, [u8]> {
-    let end = memchr::memmem::find(raw, b"\n\n")
-        .map(|i| i + 1)
-        .into_iter()
-        .chain(memchr::memmem::find(raw, b"\r\n\r\n").map(|i| i + 2))
-        .min()
-        .unwrap_or(raw.len());
+    // The header block ends at the first `\n\n` or `\r\n\r\n`; one walk over the header's
+    // line ends (searching for each separator apart read a CRLF mail's whole body for `\n\n`).
+    let end = memchr::memchr_iter(b'\n', raw)
+        .find(|&nl| {
+            let rest = &raw[nl + 1..];
+            rest.first() == Some(&b'\n') || (nl > 0 && raw[nl - 1] == b'\r' && rest.starts_with(b"\r\n"))
+        })
+        .map_or(raw.len(), |nl| nl + 1);
     let head = &raw[..end];
     if head.is_ascii() || std::str::from_utf8(head).is_ok() {
         return Cow::Borrowed(raw);
@@ -170,6 +172,18 @@ mod tests {
         assert!(fixed.ends_with(b"\nbody \xb0\xa1\n"), "the body is left to its own charset");
         let utf8 = "Subject: 계약 안내\n\nx".as_bytes();
         assert!(matches!(utf8_headers(utf8), Cow::Borrowed(_)));
+
+        // CRLF: the header block ends at the first blank line, whatever the body holds later.
+        let mut crlf = b"From: a@b.c\r\n".to_vec();
+        crlf.extend_from_slice(&cp949[..cp949.len() - 1]);
+        crlf.extend_from_slice(b"\r\n\r\nbody \xb0\xa1\r\n\n\xb0\xa1\n");
+        let fixed = utf8_headers(&crlf);
+        let text = String::from_utf8_lossy(&fixed);
+        assert!(text.contains("Subject: [헥토파이낸셜] 계약 안내 똠\r\n\r\n"), "{text}");
+        assert!(fixed.ends_with(b"\r\n\r\nbody \xb0\xa1\r\n\n\xb0\xa1\n"), "the body is left to its own charset");
+        // A header block that never ends (no blank line): all of it is the header.
+        let endless = b"Subject: \xb0\xa1\r\nFrom: a@b.c\r\n";
+        assert_eq!(String::from_utf8_lossy(&utf8_headers(endless)), "Subject: 가\r\nFrom: a@b.c\r\n");
     }
 
     #[test]

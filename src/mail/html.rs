@@ -14,7 +14,8 @@ pub fn to_text(html: &str, limit: usize) -> String {
     let mut rest = html;
     let mut pending_space = false;
     while !rest.is_empty() && out.len() < limit {
-        let Some(lt) = rest.find(['<', '&']) else {
+        // Byte searches (memchr): both are ASCII, so the index is a char boundary.
+        let Some(lt) = memchr::memchr2(b'<', b'&', rest.as_bytes()) else {
             push_text(&mut out, rest, &mut pending_space);
             break;
         };
@@ -34,7 +35,7 @@ pub fn to_text(html: &str, limit: usize) -> String {
             rest = after.find("-->").and_then(|end| after.get(end + 3..)).unwrap_or("");
             continue;
         }
-        let end = rest.find('>').map_or(rest.len(), |i| i + 1);
+        let end = memchr::memchr(b'>', rest.as_bytes()).map_or(rest.len(), |i| i + 1);
         let tag = rest.get(1..end).unwrap_or("");
         rest = rest.get(end..).unwrap_or("");
         let name = tag_name(tag);
@@ -97,18 +98,25 @@ use super::subject::find_ci;
 /// Source white space (ASCII, as HTML defines it) collapses to one space, as in a browser.
 /// Runs without white space are copied in one go.
 fn push_text(out: &mut String, text: &str, pending_space: &mut bool) {
-    for (n, word) in text.split(|c: char| c.is_ascii_whitespace()).enumerate() {
-        if n > 0 {
-            *pending_space = true;
+    // Split by bytes: ASCII white space is one byte, never inside a UTF-8 sequence, so every
+    // split point is a char boundary.
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    loop {
+        let end = bytes[start..].iter().position(u8::is_ascii_whitespace).map_or(bytes.len(), |i| start + i);
+        let word = text.get(start..end).unwrap_or("");
+        if !word.is_empty() {
+            if *pending_space && !out.is_empty() && !out.ends_with(['\n', '\t', ' ']) {
+                out.push(' ');
+            }
+            *pending_space = false;
+            out.push_str(word);
         }
-        if word.is_empty() {
-            continue;
+        if end == bytes.len() {
+            return;
         }
-        if *pending_space && !out.is_empty() && !out.ends_with(['\n', '\t', ' ']) {
-            out.push(' ');
-        }
-        *pending_space = false;
-        out.push_str(word);
+        *pending_space = true;
+        start = end + 1;
     }
 }
 
