@@ -1,9 +1,9 @@
 //! `classify` throughput against plain `mail_parser` parsing of the same bytes.
 //!
 //! The corpus (10,000 mixed Korean mails of ~4 KB, see `support`) is generated from a fixed
-//! seed, so runs are comparable. Target: classify ≥ 0.83 × parse (at most 1.2 × its time). Besides criterion's report,
-//! prints msgs/s, MB/s and the ratio from the best of five interleaved passes over the whole
-//! corpus.
+//! seed, so runs are comparable. Target: classify ≥ 0.83 × parse (at most 1.2 × its time).
+//! Besides criterion's report, prints msgs/s, MB/s and the ratio from the best of five
+//! interleaved passes over the whole corpus.
 
 mod support;
 
