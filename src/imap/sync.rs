@@ -255,8 +255,8 @@ struct Seen {
     header: bool,
 }
 
-/// How long a big pass waits for a connection it was promised (see [`sync_folder_with`]) before
-/// opening one of its own.
+/// How long a big pass that could not open a connection of its own waits for the one it was
+/// promised (see [`sync_folder_with`]).
 pub const PROMISED_HELPER_WAIT: Duration = Duration::from_secs(2);
 
 /// Sync one folder from its cursor to the newest mail.
@@ -713,22 +713,34 @@ pub(super) async fn connect_or_cancel(account: &Account, cancel: &CancellationTo
 }
 
 /// A second connection on the same folder (EXAMINEd, same UIDVALIDITY) for a big pass: the
-/// promised one if it comes within [`PROMISED_HELPER_WAIT`], else a new one.
+/// promised one or a new one, whichever is ready first. Over a distant link the other lane may
+/// be busy for longer than a login takes, and every batch the bodies wait for lengthens the
+/// pass; a promised connection that comes too late is logged out by its lane.
 async fn open_helper(
     ctx: &FolderCtx<'_>,
     uid_validity: u32,
     promised: Option<tokio::sync::oneshot::Receiver<Connection>>,
 ) -> Result<Connection, SyncError> {
-    let handed_over = match promised {
-        Some(rx) => tokio::select! {
-            _ = ctx.cancel.cancelled() => return Err(SyncError::Cancelled),
-            r = tokio::time::timeout(PROMISED_HELPER_WAIT, rx) => r.ok().and_then(Result::ok),
-        },
-        None => None,
-    };
-    let mut helper = match handed_over {
-        Some(c) => c,
-        None => connect_or_cancel(ctx.account, ctx.cancel).await?,
+    let own = connect_or_cancel(ctx.account, ctx.cancel);
+    let mut helper = match promised {
+        Some(mut rx) => {
+            tokio::pin!(own);
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => return Err(SyncError::Cancelled),
+                Ok(c) = &mut rx => c,
+                c = &mut own => match c {
+                    Ok(c) => c,
+                    // No login of our own (the server's connection limit, say): the promised
+                    // one may still come.
+                    Err(SyncError::Cancelled) => return Err(SyncError::Cancelled),
+                    Err(e) => match tokio::time::timeout(PROMISED_HELPER_WAIT, rx).await {
+                        Ok(Ok(c)) => c,
+                        _ => return Err(e),
+                    },
+                },
+            }
+        }
+        None => own.await?,
     };
     let mbox = net(ctx, "EXAMINE", helper.session.examine(&ctx.folder.raw)).await?;
     if mbox.uid_validity != Some(uid_validity) {
@@ -883,10 +895,11 @@ async fn apply_batch(
         start = end;
     }
     let groups = bounds.len() - 1;
-    // The groups' FETCHes are pipelined, [`BODY_PIPELINE`] in flight: the next is on its way
-    // while one is applied (its answer waits in the socket). A server may answer pipelined
-    // FETCHes at once, interleaved (Dovecot does), so every body read goes to `got` by UID,
-    // for whichever group in flight asked for it: at most BODY_PIPELINE groups' bodies held.
+    // The groups' FETCHes are pipelined, up to [`BODY_PIPELINE`] and [`BODY_PIPELINE_BYTES`] in
+    // flight: the next are on their way while one is applied (their answers wait in the
+    // socket). A server may answer pipelined FETCHes at once, interleaved (Dovecot does), so
+    // every body read goes to `got` by UID, for whichever group in flight asked for it: at most
+    // the groups in flight are held.
     // A group whose answer lacks a mail is checked with further commands, so what is still in
     // flight is read first and no answer is taken for another's.
     let mut in_flight: std::collections::VecDeque<(usize, async_imap::imap_proto::RequestId)> = Default::default();
@@ -897,7 +910,13 @@ async fn apply_batch(
         if ctx.cancel.is_cancelled() {
             return Err(SyncError::Cancelled);
         }
-        while in_flight.len() < BODY_PIPELINE && sent < groups {
+        let group_bytes = |h: usize| wanted[bounds[h]..bounds[h + 1]].iter().map(size).sum::<u64>();
+        while sent < groups
+            && (in_flight.is_empty()
+                || (in_flight.len() < BODY_PIPELINE
+                    && in_flight.iter().map(|(h, _)| group_bytes(*h)).sum::<u64>() + group_bytes(sent)
+                        <= BODY_PIPELINE_BYTES))
+        {
             in_flight.push_back((sent, send_body_fetch(conn, ctx, &wanted[bounds[sent]..bounds[sent + 1]]).await?));
             sent += 1;
         }
@@ -1280,8 +1299,10 @@ async fn read_bodies(
     net_within(ctx, "UID FETCH (bodies)", IO_TIMEOUT * 5, collect).await
 }
 
-/// Body FETCHes in flight at once (see [`apply_batch`]).
-pub const BODY_PIPELINE: usize = 2;
+/// Body FETCHes in flight at once (see [`apply_batch`]), and the bytes they may bring together
+/// (by RFC822.SIZE; one group is always sent, however big): what a pass holds at most.
+pub const BODY_PIPELINE: usize = 4;
+pub const BODY_PIPELINE_BYTES: u64 = 2 * BODY_BATCH_BYTES;
 
 /// An empty body counts as missing unless the mail's RFC822.SIZE (`sizes`) is 0 too: a server
 /// that cannot render a mail may answer `BODY[] ""`, but a 0-byte message is a 0-byte message.
