@@ -870,3 +870,53 @@ async fn an_emptied_folder_and_a_zero_byte_mail_are_read_not_errors() {
     assert_eq!(last_uid(&store, "e", "INBOX"), Some(4));
     assert_eq!(stages(&store, "m1"), [Stage::GuidanceReceived]);
 }
+
+/// 19. One body FETCH brings each candidate's size, arrival and first bytes (`BODY.PEEK[]<0.N>`);
+/// only a mail that partial read cut short is fetched again, whole and alone — here a guidance
+/// mail to a shared address whose business number stands past the cut, so it is matched only if
+/// it was read whole. A long mail outside the back-fill window is not fetched again.
+#[tokio::test]
+async fn a_mail_longer_than_the_first_read_is_fetched_again_whole_and_alone() {
+    use hecto_watch::imap::sync::BODY_FIRST_BYTES;
+    let server = QuirkServer::start(INBOX_ONLY).await;
+    let long = |id: &str| {
+        let body = format!("{}\r\n사업자등록번호: 123-45-67891\r\n", "계약 안내 본문입니다. ".repeat(5_000));
+        let from = "\"헥토파이낸셜 계약팀\" <contract@hectofinancial.co.kr>";
+        mail(from, "ops@corp.example", "[헥토파이낸셜] 전자결제 서비스 계약 안내", &message_id(id), &[], &body)
+    };
+    // Past the cut by a good margin, yet within what classify reads of a text (256 KB).
+    assert!(long("probe").len() > BODY_FIRST_BYTES as usize + 40_000);
+    server.with(|s| {
+        s.deliver_at("INBOX", guidance_mail("m1@corp.example", &message_id("short"), &[]), days_ago(3), &[]);
+        s.deliver_at("INBOX", long("long"), days_ago(2), &[]);
+        // Appended later from an archive: outside the window by its arrival, not by its UID.
+        s.deliver_at("INBOX", long("archived"), days_ago(400), &[]);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server.account_toml("l", "backfill_days = 60"));
+    let (store, ingest) = ingest(&config);
+    add_merchant(&store, "m1", "m1@corp.example");
+    let new = hecto_watch::ops::NewMerchant {
+        id: "m2".into(),
+        name: "m2 주식회사".into(),
+        contacts: vec!["m2@corp.example".into()],
+        business_no: Some("1234567891".into()),
+        applied_at: Some((chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339()),
+        ..Default::default()
+    };
+    hecto_watch::ops::merchant_add(&store, &new, chrono::Utc::now()).unwrap();
+
+    let s = scan_ok(&config, &ingest).await;
+    assert_eq!((s.mails.mails_seen, s.mails.bodies_fetched, s.mails.stage_changes), (3, 2, 2), "{s:?}");
+    assert_eq!(stages(&store, "m1"), [Stage::GuidanceReceived]);
+    assert_eq!(stages(&store, "m2"), [Stage::GuidanceReceived], "matched by the business number past the cut");
+    let body_fetches: Vec<String> = server.commands().into_iter().filter(|c| c.contains("BODY.PEEK[]")).collect();
+    assert_eq!(
+        body_fetches,
+        [
+            format!("UID FETCH 1:3 (UID RFC822.SIZE INTERNALDATE BODY.PEEK[]<0.{BODY_FIRST_BYTES}>)"),
+            "UID FETCH 2 (UID RFC822.SIZE INTERNALDATE BODY.PEEK[])".to_owned(),
+        ],
+        "one partial FETCH for all, the long mail in the window again whole"
+    );
+}

@@ -33,6 +33,7 @@ on_both_servers!(
     idle_picks_up_new_mail_in_inbox,
     polling_picks_up_new_mail_in_the_junk_folder,
     a_wrong_password_is_kept_as_the_folders_error,
+    a_mail_longer_than_the_first_read_is_read_whole_and_stays_unread,
 );
 
 async fn scan(config: &hecto_watch::config::Config, ingest: &hecto_watch::ingest::Ingest) -> imap::ScanSummary {
@@ -232,4 +233,35 @@ async fn a_wrong_password_is_kept_as_the_folders_error(server: Server) {
     assert!(error.contains("login") && !error.contains("wrong-pw-2718"), "{error}");
     assert_eq!((st.failures, st.last_ok), (1, None));
     assert!(store.cursor("bad", "INBOX").unwrap().is_none(), "no cursor for a folder never read");
+}
+
+/// The first body read is partial (`BODY.PEEK[]<0.N>`, answered `BODY[]<0>`); a mail longer
+/// than that is read again whole — its business number, past the cut, finds the merchant — and
+/// neither read sets `\Seen`.
+async fn a_mail_longer_than_the_first_read_is_read_whole_and_stays_unread(server: Server) {
+    let user = server.fresh_user("long");
+    let body = format!("{}\r\n사업자등록번호: 220-81-62517\r\n", "계약 안내 본문입니다. ".repeat(5_000));
+    let from = "\"헥토파이낸셜 계약팀\" <contract@hectofinancial.co.kr>";
+    let raw =
+        mail(from, "ops@corp.example", "[헥토파이낸셜] 전자결제 서비스 계약 안내", &message_id("long"), &[], &body);
+    assert!(raw.len() > imap::sync::BODY_FIRST_BYTES as usize + 40_000);
+    server.append(&user, "INBOX", &raw, None).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server.account_toml("l", &user, Tls::Implicit, ""));
+    let (store, ingest) = ingest(&config);
+    let new = hecto_watch::ops::NewMerchant {
+        id: "m-long".into(),
+        name: "긴메일 주식회사".into(),
+        contacts: vec!["someone-else@corp.example".into()],
+        business_no: Some("2208162517".into()),
+        applied_at: Some((chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339()),
+        ..Default::default()
+    };
+    hecto_watch::ops::merchant_add(&store, &new, chrono::Utc::now()).unwrap();
+    let s = scan(&config, &ingest).await;
+    assert_eq!((s.mails.bodies_fetched, s.mails.stage_changes, s.mails.unassigned), (1, 1, 0), "{s:?}");
+    assert_eq!(store.merchant("m-long").unwrap().unwrap().stage, Stage::GuidanceReceived);
+    let flags = server.flags(&user, "INBOX").await;
+    assert!(flags.values().all(|f| !f.iter().any(|x| x.contains("Seen"))), "{flags:?}");
 }

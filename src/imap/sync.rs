@@ -12,9 +12,12 @@
 //! 3. About [`HEADER_BATCH`] mails per command: `UID FETCH a:b (UID BODY.PEEK[HEADER.FIELDS (FROM
 //!    TO CC)])`, read by [`fast_fetch`](super::fast_fetch) and pre-classified; only mail that may
 //!    be Hecto's (or whose headers could not be read) goes on.
-//! 4. For those: `RFC822.SIZE` and `INTERNALDATE` (the back-fill window on a first sync or rescan:
-//!    `backfill_days`, by arrival day as SEARCH SINCE would), then `BODY.PEEK[]` in groups bounded
-//!    by count and bytes, applied in ascending UID order — each in one sled transaction that also
+//! 4. For those, in groups of [`BODY_BATCH`]: `UID FETCH set (UID RFC822.SIZE INTERNALDATE
+//!    BODY.PEEK[]<0.N>)` — the size, the arrival (the back-fill window on a first sync or rescan:
+//!    `backfill_days`, by arrival day as SEARCH SINCE would) and the body, or its first
+//!    [`BODY_FIRST_BYTES`], in one round trip; only a mail that the partial read cut short is
+//!    fetched again whole (`BODY.PEEK[]`, in groups bounded by RFC822.SIZE). Applied in ascending
+//!    UID order — each in one sled transaction that also
 //!    advances the cursor — then the cursor moves past the range's other mail. Flush at least
 //!    every [`FLUSH_EVERY`] and at the end of the pass. The cursor never passes a mail whose
 //!    effects are not committed (same transaction), so a crash at any point re-reads, never loses.
@@ -63,9 +66,15 @@ use crate::ingest::{FolderRole, Ingest, MailSource};
 /// with the batch), so the batch only bounds how much is re-read after a crash; fewer, larger
 /// commands keep the server streaming instead of waiting for our next request.
 pub const HEADER_BATCH: usize = 5000;
-/// Full bodies per command, and the byte budget of one such group (by RFC822.SIZE).
+/// Bodies per command, and the byte budget (by RFC822.SIZE) of one group of mails fetched again
+/// whole because their first read ([`BODY_FIRST_BYTES`]) cut them short.
 pub const BODY_BATCH: usize = 50;
 pub const BODY_BATCH_BYTES: u64 = 16 * 1024 * 1024;
+/// The first read of a body asks for at most this many bytes (`BODY.PEEK[]<0.N>`), with the
+/// mail's size and arrival in the same answer: one round trip per group instead of two (sizes,
+/// then bodies). Hecto's mails are far smaller; a bigger one (an attachment) is read again whole.
+/// It also bounds what a group in flight can bring: [`BODY_BATCH`] × this.
+pub const BODY_FIRST_BYTES: u32 = 128 * 1024;
 
 /// The longest a pass runs without flushing what it committed.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -860,83 +869,63 @@ async fn apply_batch(
         return Ok(());
     }
     p.stats.mails_seen += n;
-    let mut wanted: Vec<u32> = seen.iter().filter(|s| s.needs_body).map(|s| s.uid).collect();
+    let wanted: Vec<u32> = seen.iter().filter(|s| s.needs_body).map(|s| s.uid).collect();
     // Whether this folder's Hecto mail for a merchant will be moved to INBOX: the spam notice
     // says so, so only when the server can (`move_to_inbox` leaves it in place otherwise).
     let moves = ctx.folder.role == FolderRole::Junk
         && ctx.account.move_found_in_spam
         && !wanted.is_empty()
         && can_move(conn, ctx, p).await?;
-    // Size and arrival only for the few mails whose bodies we may need (asking for RFC822.SIZE
-    // and INTERNALDATE in the header pass costs the server noticeably on every mail).
-    let meta = if wanted.is_empty() { BTreeMap::new() } else { fetch_meta(conn, ctx, &wanted).await? };
     debug!(account = %account, folder = %folder, mails = n, candidates = wanted.len(), "Fetching bodies");
-    if let Some((since, to)) = p.window {
-        // Same rule as SEARCH SINCE: the arrival day, in the server's own offset.
-        wanted.retain(|uid| *uid > to || meta.get(uid).and_then(|m| m.1).is_none_or(|d| d.date_naive() >= since));
-    }
-    let size = |uid: &u32| meta.get(uid).map_or(0, |m| m.0);
+    // Same rule as SEARCH SINCE: the arrival day, in the server's own offset. A mail whose
+    // arrival did not come is kept (and looked for by `complete_bodies`).
+    let window = p.window;
+    let in_window = |uid: u32, f: &Fetched| match window {
+        Some((since, to)) => uid > to || f.arrived.is_none_or(|d| d.date_naive() >= since),
+        None => true,
+    };
 
-    // Bodies in groups bounded by count and bytes; applied strictly in UID order. `bounds[g]`
-    // is where group g starts in `wanted`.
-    let mut bounds = vec![0];
-    let mut start = 0;
-    while start < wanted.len() {
-        let mut end = start;
-        let mut bytes = 0u64;
-        while end < wanted.len()
-            && end - start < BODY_BATCH
-            && (end == start || bytes + size(&wanted[end]) <= BODY_BATCH_BYTES)
-        {
-            bytes += size(&wanted[end]);
-            end += 1;
-        }
-        bounds.push(end);
-        start = end;
-    }
-    let groups = bounds.len() - 1;
-    // The groups' FETCHes are pipelined, up to [`BODY_PIPELINE`] and [`BODY_PIPELINE_BYTES`] in
-    // flight: the next are on their way while one is applied (their answers wait in the
-    // socket). A server may answer pipelined FETCHes at once, interleaved (Dovecot does), so
-    // every body read goes to `got` by UID, for whichever group in flight asked for it: at most
-    // the groups in flight are held.
-    // A group whose answer lacks a mail is checked with further commands, so what is still in
-    // flight is read first and no answer is taken for another's.
+    // Groups of BODY_BATCH, applied strictly in UID order. Their FETCHes are pipelined, up to
+    // [`BODY_PIPELINE`] in flight (at most BODY_PIPELINE × BODY_BATCH × BODY_FIRST_BYTES): the
+    // next are on their way while one is applied (their answers wait in the socket). A server
+    // may answer pipelined FETCHes at once, interleaved (Dovecot does), so every answer goes to
+    // `got` by UID, for whichever group in flight asked for it: at most the groups in flight
+    // are held. A group whose answer lacks a mail, or cut one short, needs further commands, so
+    // what is still in flight is read first and no answer is taken for another's.
+    let groups: Vec<&[u32]> = wanted.chunks(BODY_BATCH).collect();
     let mut in_flight: std::collections::VecDeque<(usize, async_imap::imap_proto::RequestId)> = Default::default();
     let mut sent = 0;
     let mut got = Bodies::new();
-    for g in 0..groups {
-        let group = &wanted[bounds[g]..bounds[g + 1]];
+    for (g, group) in groups.iter().enumerate() {
         if ctx.cancel.is_cancelled() {
             return Err(SyncError::Cancelled);
         }
-        let group_bytes = |h: usize| wanted[bounds[h]..bounds[h + 1]].iter().map(size).sum::<u64>();
-        while sent < groups
-            && (in_flight.is_empty()
-                || (in_flight.len() < BODY_PIPELINE
-                    && in_flight.iter().map(|(h, _)| group_bytes(*h)).sum::<u64>() + group_bytes(sent)
-                        <= BODY_PIPELINE_BYTES))
-        {
-            in_flight.push_back((sent, send_body_fetch(conn, ctx, &wanted[bounds[sent]..bounds[sent + 1]]).await?));
+        while sent < groups.len() && in_flight.len() < BODY_PIPELINE {
+            in_flight.push_back((sent, send_body_fetch(conn, ctx, groups[sent], Some(BODY_FIRST_BYTES)).await?));
             sent += 1;
         }
+        let asked = &wanted[g * BODY_BATCH..(sent * BODY_BATCH).min(wanted.len())];
         while in_flight.front().is_some_and(|(h, _)| *h <= g) {
             let Some((_, tag)) = in_flight.pop_front() else { break };
-            read_bodies(conn, ctx, &tag, &wanted[bounds[g]..bounds[sent]], &mut got).await?;
+            read_bodies(conn, ctx, &tag, asked, &mut got).await?;
         }
         let mut bodies: Bodies = group.iter().filter_map(|u| got.remove_entry(u)).collect();
-        if bodies_missing(&bodies, group, &meta) {
+        // Outside the back-fill window: not applied, not read again.
+        let group: Vec<u32> =
+            group.iter().copied().filter(|u| bodies.get(u).is_none_or(|f| in_window(*u, f))).collect();
+        bodies.retain(|uid, f| in_window(*uid, f));
+        if group.iter().any(|u| bodies.get(u).is_none_or(|f| f.unread() || f.cut_short())) {
             for (_, tag) in std::mem::take(&mut in_flight) {
-                read_bodies(conn, ctx, &tag, &wanted[bounds[g]..bounds[sent]], &mut got).await?;
+                read_bodies(conn, ctx, &tag, asked, &mut got).await?;
             }
-            bodies = complete_bodies(conn, ctx, group, bodies, &meta).await?;
+            bodies = complete_bodies(conn, ctx, &group, bodies).await?;
         }
-        for &uid in group {
+        for &uid in &group {
             // Safe point: the previous mail is committed; stop here if asked.
             if ctx.cancel.is_cancelled() {
                 return Err(SyncError::Cancelled);
             }
-            let Some((raw, internal_date)) = bodies.get(&uid) else {
+            let Some(Fetched { raw: Some(raw), arrived, .. }) = bodies.get(&uid) else {
                 // Expunged between the header and the body fetch (checked): nothing to apply.
                 debug!(account = %account, folder = %folder, uid, "Mail vanished before its body was fetched");
                 continue;
@@ -948,7 +937,7 @@ async fn apply_batch(
                 role: ctx.folder.role,
                 uid: Some(uid),
                 uid_validity: Some(uid_validity),
-                internal_date: *internal_date,
+                internal_date: arrived.map(|d| d.with_timezone(&Utc)),
                 move_to_inbox: moves,
             };
             let (classified, applied) = ctx
@@ -1240,45 +1229,51 @@ async fn newest_uid(
     )))
 }
 
-type Bodies = BTreeMap<u32, (Vec<u8>, Option<DateTime<Utc>>)>;
-
-/// RFC822.SIZE and INTERNALDATE (as the server wrote it, with its offset) by UID.
-type Meta = BTreeMap<u32, (u64, Option<DateTime<chrono::FixedOffset>>)>;
-
-async fn fetch_meta(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32]) -> Result<Meta, SyncError> {
-    let mut out = Meta::new();
-    let collect = each_fetch(conn, format!("UID FETCH {} (UID RFC822.SIZE INTERNALDATE)", uid_set(uids)), |_, f| {
-        // Only the answers that carry them: a flag change announced meanwhile (a FETCH with
-        // the UID and FLAGS alone) must not blank out what was already read.
-        if let Some(uid) = f.uid.filter(|u| uids.binary_search(u).is_ok()) {
-            if f.size.is_some() || f.internal_date.is_some() {
-                out.insert(uid, (f.size.map_or(0, u64::from), f.internal_date));
-            }
-        }
-    });
-    net(ctx, "UID FETCH (sizes)", collect).await?;
-    Ok(out)
+/// What the body FETCH answered for one mail. A server may split one mail's items over several
+/// FETCH responses (RFC 3501 §7.4.2), so each is filled in as its item comes.
+#[derive(Default)]
+struct Fetched {
+    /// The body, whole or its first bytes (see [`Fetched::cut_short`]).
+    raw: Option<Vec<u8>>,
+    size: Option<u64>,
+    /// INTERNALDATE as the server wrote it, with its offset.
+    arrived: Option<DateTime<chrono::FixedOffset>>,
 }
 
-async fn fetch_bodies(conn: &mut Connection, ctx: &FolderCtx<'_>, uids: &[u32]) -> Result<Bodies, SyncError> {
-    let tag = send_body_fetch(conn, ctx, uids).await?;
-    let mut out = Bodies::new();
-    read_bodies(conn, ctx, &tag, uids, &mut out).await?;
-    Ok(out)
+impl Fetched {
+    /// No body came. An empty body counts as none unless the mail's RFC822.SIZE is 0 too: a
+    /// server that cannot render a mail may answer `BODY[] ""`, but a 0-byte message is a
+    /// 0-byte message.
+    fn unread(&self) -> bool {
+        self.raw.as_ref().is_none_or(|b| b.is_empty() && self.size != Some(0))
+    }
+
+    /// The partial first read ([`BODY_FIRST_BYTES`]) may have cut the mail short: it brought as
+    /// many bytes as asked. Judged by the bytes, not by RFC822.SIZE, which some servers count
+    /// differently from what they send; a mail of exactly that length is merely read twice.
+    fn cut_short(&self) -> bool {
+        self.raw.as_ref().is_some_and(|b| b.len() as u64 == u64::from(BODY_FIRST_BYTES))
+    }
 }
 
-/// Send the body FETCH of `uids`; its answer is read by [`read_bodies`].
+type Bodies = BTreeMap<u32, Fetched>;
+
+/// Send the body FETCH of `uids`, of each mail at most `first` bytes (`None`: whole), with its
+/// size and arrival; its answer is read by [`read_bodies`].
 async fn send_body_fetch(
     conn: &mut Connection,
     ctx: &FolderCtx<'_>,
     uids: &[u32],
+    first: Option<u32>,
 ) -> Result<async_imap::imap_proto::RequestId, SyncError> {
-    let command = format!("UID FETCH {} (UID INTERNALDATE BODY.PEEK[])", uid_set(uids));
+    let partial = first.map(|n| format!("<0.{n}>")).unwrap_or_default();
+    let command = format!("UID FETCH {} (UID RFC822.SIZE INTERNALDATE BODY.PEEK[]{partial})", uid_set(uids));
     net(ctx, "UID FETCH (bodies)", conn.send(command)).await
 }
 
-/// Read the answer of a body FETCH ([`send_body_fetch`]) into `out`: the bodies of `uids`
-/// (ascending: those of every FETCH in flight) that came before its completion.
+/// Read the answer of a body FETCH ([`send_body_fetch`]) into `out`: what came before its
+/// completion for `uids` (ascending: those of every FETCH in flight). A response without a
+/// body (a flag change announced meanwhile) adds what it says and blanks out nothing.
 async fn read_bodies(
     conn: &mut Connection,
     ctx: &FolderCtx<'_>,
@@ -1289,63 +1284,76 @@ async fn read_bodies(
     let collect = conn.finish(tag, |r| {
         if let Response::Fetch(_, attributes) = r {
             let f = FetchAnswer::from(attributes);
-            if let (Some(uid), Some(body)) = (f.uid, f.body) {
-                if uids.binary_search(&uid).is_ok() {
-                    out.insert(uid, (body.to_vec(), f.internal_date.map(|d| d.with_timezone(&Utc))));
+            if let Some(uid) = f.uid.filter(|u| uids.binary_search(u).is_ok()) {
+                if f.body.is_none() && f.size.is_none() && f.internal_date.is_none() {
+                    return;
                 }
+                let entry = out.entry(uid).or_default();
+                if let Some(body) = f.body {
+                    entry.raw = Some(body.to_vec());
+                }
+                entry.size = f.size.map(u64::from).or(entry.size);
+                entry.arrived = f.internal_date.or(entry.arrived);
             }
         }
     });
     net_within(ctx, "UID FETCH (bodies)", IO_TIMEOUT * 5, collect).await
 }
 
-/// Body FETCHes in flight at once (see [`apply_batch`]), and the bytes they may bring together
-/// (by RFC822.SIZE; one group is always sent, however big): what a pass holds at most.
+/// Body FETCHes in flight at once (see [`apply_batch`]).
 pub const BODY_PIPELINE: usize = 4;
-pub const BODY_PIPELINE_BYTES: u64 = 2 * BODY_BATCH_BYTES;
 
-/// An empty body counts as missing unless the mail's RFC822.SIZE (`sizes`) is 0 too: a server
-/// that cannot render a mail may answer `BODY[] ""`, but a 0-byte message is a 0-byte message.
-fn unread(bodies: &Bodies, uid: u32, sizes: &Meta) -> bool {
-    bodies.get(&uid).is_none_or(|(b, _)| b.is_empty() && sizes.get(&uid).map_or(0, |m| m.0) > 0)
-}
-
-fn bodies_missing(bodies: &Bodies, uids: &[u32], sizes: &Meta) -> bool {
-    uids.iter().any(|u| unread(bodies, *u, sizes))
-}
-
-/// `bodies` of `uids` with every mail that did not come back looked for (`UID FETCH (UID)`):
-/// gone (expunged meanwhile) is fine, but one the server still holds is asked for alone, and if
-/// its body still does not come the pass fails — the cursor never moves past a mail whose body
-/// the header pass promised and the server withheld. No other command may be in flight.
+/// `bodies` of `uids` made whole. A mail the first read cut short, or that did not come back,
+/// is fetched again whole (in groups bounded by RFC822.SIZE). One that still does not come is
+/// looked for (`UID FETCH (UID)`): gone (expunged meanwhile) is fine, but if the server still
+/// holds it the pass fails — the cursor never moves past a mail whose body the header pass
+/// promised and the server withheld. No other command may be in flight.
 async fn complete_bodies(
     conn: &mut Connection,
     ctx: &FolderCtx<'_>,
     uids: &[u32],
     mut bodies: Bodies,
-    sizes: &Meta,
 ) -> Result<Bodies, SyncError> {
-    let missing: Vec<u32> = uids.iter().copied().filter(|u| unread(&bodies, *u, sizes)).collect();
-    for uid in &missing {
-        bodies.remove(uid);
-    }
-    if missing.is_empty() {
-        return Ok(bodies);
-    }
-    let present = present_uids(conn, ctx, &uid_set(&missing), |u| missing.binary_search(&u).is_ok()).await?;
-    for uid in present {
-        let again = fetch_bodies(conn, ctx, &[uid]).await?;
-        match again.get(&uid).filter(|_| !unread(&again, uid, sizes)) {
-            Some(body) => {
-                bodies.insert(uid, body.clone());
-            }
-            None => {
-                return Err(SyncError::Imap(anyhow!(
-                    "the server holds mail UID {uid} in {:?} but returned no body for it (UID FETCH {uid} BODY.PEEK[])",
-                    ctx.folder.name
-                )))
+    let again: Vec<(u32, u64)> = uids
+        .iter()
+        .filter(|u| bodies.get(u).is_none_or(|f| f.unread() || f.cut_short()))
+        .map(|u| (*u, bodies.get(u).and_then(|f| f.size).unwrap_or(0)))
+        .collect();
+    let mut still = Vec::new();
+    let mut rest = &again[..];
+    while !rest.is_empty() {
+        let mut end = 1;
+        let mut bytes = rest[0].1;
+        while end < rest.len() && end < BODY_BATCH && bytes + rest[end].1 <= BODY_BATCH_BYTES {
+            bytes += rest[end].1;
+            end += 1;
+        }
+        let group: Vec<u32> = rest[..end].iter().map(|(u, _)| *u).collect();
+        rest = &rest[end..];
+        let tag = send_body_fetch(conn, ctx, &group, None).await?;
+        let mut whole = Bodies::new();
+        read_bodies(conn, ctx, &tag, &group, &mut whole).await?;
+        for uid in group {
+            match whole.remove(&uid).filter(|f| !f.unread()) {
+                Some(f) => {
+                    bodies.insert(uid, f);
+                }
+                None => {
+                    bodies.remove(&uid);
+                    still.push(uid);
+                }
             }
         }
+    }
+    if still.is_empty() {
+        return Ok(bodies);
+    }
+    let present = present_uids(conn, ctx, &uid_set(&still), |u| still.binary_search(&u).is_ok()).await?;
+    if let Some(uid) = present.first() {
+        return Err(SyncError::Imap(anyhow!(
+            "the server holds mail UID {uid} in {:?} but returned no body for it (UID FETCH {uid} BODY.PEEK[])",
+            ctx.folder.name
+        )));
     }
     Ok(bodies)
 }

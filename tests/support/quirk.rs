@@ -927,7 +927,7 @@ fn answer_for(
 ) -> Option<Vec<u8>> {
     let seq = sel.seq_of(uid)?;
     let mail = s.folder_mut(&sel.wire).mails.iter_mut().find(|m| m.uid == uid)?;
-    if !sel.read_only && items.contains(&Item::Body { peek: false }) {
+    if !sel.read_only && items.iter().any(|i| matches!(i, Item::Body { peek: false, .. })) {
         mail.flags.insert("\\Seen".to_owned());
     }
     Some(fetch_response(seq, mail, items, style, left_out))
@@ -962,9 +962,10 @@ enum Item {
     Size,
     /// `BODY.PEEK[HEADER.FIELDS (…)]`: the field names as asked.
     HeaderFields(Vec<String>),
-    /// `BODY[]` / `BODY.PEEK[]`.
+    /// `BODY[]` / `BODY.PEEK[]`, whole or `<origin.length>` of it (RFC 3501 §6.4.5).
     Body {
         peek: bool,
+        partial: Option<(usize, usize)>,
     },
 }
 
@@ -994,8 +995,17 @@ fn parse_items(text: &str) -> Result<Vec<Item>, String> {
             "FLAGS" => Item::Flags,
             "INTERNALDATE" => Item::InternalDate,
             "RFC822.SIZE" => Item::Size,
-            "BODY.PEEK[]" => Item::Body { peek: true },
-            "BODY[]" => Item::Body { peek: false },
+            "BODY.PEEK[]" => Item::Body { peek: true, partial: None },
+            "BODY[]" => Item::Body { peek: false, partial: None },
+            _ if upper.starts_with("BODY.PEEK[]<") || upper.starts_with("BODY[]<") => {
+                let (name, range) = upper.split_once('<').unwrap_or_default();
+                let (origin, length) = range
+                    .strip_suffix('>')
+                    .and_then(|r| r.split_once('.'))
+                    .and_then(|(o, n)| Some((o.parse().ok()?, n.parse().ok()?)))
+                    .ok_or_else(|| format!("bad partial FETCH item {word}"))?;
+                Item::Body { peek: name == "BODY.PEEK[]", partial: Some((origin, length)) }
+            }
             _ => {
                 let fields = upper
                     .strip_prefix("BODY.PEEK[HEADER.FIELDS (")
@@ -1056,7 +1066,12 @@ fn fetch_response(seq: usize, mail: &Mail, items: &[Item], style: Style, leave_h
                 let name = format!("{}[{} ({})]", keyword("BODY"), keyword("HEADER.FIELDS"), shown.join(" "));
                 literal(&mut out, &name, &header_fields(&mail.raw, names));
             }
-            Item::Body { .. } => literal(&mut out, &keyword("BODY[]"), &mail.raw),
+            Item::Body { partial: None, .. } => literal(&mut out, &keyword("BODY[]"), &mail.raw),
+            Item::Body { partial: Some((origin, length)), .. } => {
+                let from = (*origin).min(mail.raw.len());
+                let to = origin.saturating_add(*length).min(mail.raw.len());
+                literal(&mut out, &format!("{}<{origin}>", keyword("BODY[]")), &mail.raw[from..to])
+            }
         }
     }
     out.extend_from_slice(b")\r\n");
