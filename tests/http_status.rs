@@ -170,6 +170,26 @@ fn healthz_metrics_and_the_status_page_in_a_real_browser() {
         "{samples:#?}"
     );
 
+    // What the passes cost: the empty Sent folder, polled every second on its held
+    // connection, costs one round trip (EXAMINE) a pass, the first one included.
+    let sent = "account=\"contracts\",folder=\"Sent\",role=\"sent\"";
+    let value = |samples: &[String], name: &str| {
+        samples.iter().find_map(|s| s.strip_prefix(&format!("{name}{{{sent}}} "))?.parse::<f64>().ok())
+    };
+    let mut passes = Vec::new();
+    eventually(Duration::from_secs(20), "two passes over Sent", || {
+        passes = parse_prometheus(&get(port, "/metrics", &[]).2);
+        value(&passes, "summary hecto_watch_folder_pass_seconds_count").is_some_and(|n| n >= 2.0)
+    });
+    let (n, trips, secs) = (
+        value(&passes, "summary hecto_watch_folder_pass_seconds_count").unwrap(),
+        value(&passes, "counter hecto_watch_folder_pass_round_trips_total").unwrap(),
+        value(&passes, "summary hecto_watch_folder_pass_seconds_sum").unwrap(),
+    );
+    assert!(trips == n && secs > 0.0, "{n} passes, {trips} round trips, {secs} s: {passes:#?}");
+    let connections = passes.iter().find_map(|s| s.strip_prefix("counter hecto_watch_imap_connections_total{} "));
+    assert!(connections.and_then(|c| c.parse::<f64>().ok()).is_some_and(|c| c >= 3.0), "{passes:#?}");
+
     // The status page, as headless Chromium rendered it.
     let base = format!("http://127.0.0.1:{port}");
     let dom = chromium_dom(&format!("{base}/"));

@@ -513,7 +513,7 @@ mod workers {
         }
     }
 
-    /// Count the mails the watchers read, for `/metrics`.
+    /// Count the mails the watchers read and what their passes cost, for `/metrics`.
     async fn count_mails(
         mut events: tokio::sync::broadcast::Receiver<ImapEvent>,
         counters: Arc<crate::http::metrics::Counters>,
@@ -526,6 +526,9 @@ mod workers {
             };
             match event {
                 Ok(ImapEvent::Mail(report)) => counters.mail(&report),
+                Ok(ImapEvent::Synced { account, folder, role, cost: Some(cost), .. }) => {
+                    counters.pass(&account, &folder, role, cost)
+                }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 
 use crate::health::AccountHealth;
-use crate::imap::MailReport;
+use crate::imap::{FolderRole, MailReport, PassCost};
 use crate::mail::MailKind;
 use crate::merchant::Stage;
 use crate::schedule::StatusRow;
@@ -27,6 +27,8 @@ struct CountersInner {
     hecto_mails: BTreeMap<&'static str, u64>,
     stage_changes: u64,
     found_in_spam: u64,
+    /// By (account, folder, role): passes, their seconds, their round trips.
+    passes: BTreeMap<(String, String, &'static str), (u64, f64, u64)>,
 }
 
 impl Counters {
@@ -41,6 +43,17 @@ impl Counters {
             c.found_in_spam += u64::from(r.found_in_spam);
         }
     }
+
+    /// A watcher's pass over a folder ended, costing `cost`.
+    pub fn pass(&self, account: &str, folder: &str, role: FolderRole, cost: PassCost) {
+        if let Ok(mut c) = self.inner.lock() {
+            let key = (account.to_owned(), folder.to_owned(), crate::store::role_name(role));
+            let e = c.passes.entry(key).or_default();
+            e.0 += 1;
+            e.1 += cost.took.as_secs_f64();
+            e.2 += cost.round_trips;
+        }
+    }
 }
 
 /// Everything `/metrics` shows, read at one scrape.
@@ -49,6 +62,8 @@ pub struct Snapshot<'a> {
     pub status: &'a [StatusRow],
     pub outbox: &'a [OutboxEntry],
     pub counters: &'a Counters,
+    /// Every IMAP connection's cost so far ([`crate::imap::transport::RoundTrips::now`]).
+    pub round_trips: crate::imap::transport::RoundTrips,
 }
 
 /// The kinds of Hecto mail, each shown even at zero (a series that appears only with its first
@@ -179,6 +194,41 @@ pub fn render(s: &Snapshot<'_>) -> String {
     );
     o.sample("hecto_watch_found_in_spam_total", &[], counters.found_in_spam);
 
+    // What reading the folders costs the network and the server: a poll that finds nothing new
+    // is one round trip on the folder's held connection (SPEC §6).
+    o.family(
+        "hecto_watch_folder_pass_seconds",
+        "summary",
+        "Passes over the folder since the daemon started, and the seconds they took.",
+    );
+    for ((account, folder, role), (n, secs, _)) in &counters.passes {
+        let labels = [("account", account.as_str()), ("folder", folder.as_str()), ("role", role)];
+        o.sample("hecto_watch_folder_pass_seconds_sum", &labels, secs);
+        o.sample("hecto_watch_folder_pass_seconds_count", &labels, n);
+    }
+    o.family(
+        "hecto_watch_folder_pass_round_trips_total",
+        "counter",
+        "Round trips the passes over the folder waited for since the daemon started.",
+    );
+    for ((account, folder, role), (_, _, trips)) in &counters.passes {
+        let labels = [("account", account.as_str()), ("folder", folder.as_str()), ("role", role)];
+        o.sample("hecto_watch_folder_pass_round_trips_total", &labels, trips);
+    }
+    let net = s.round_trips;
+    o.family(
+        "hecto_watch_imap_connections_total",
+        "counter",
+        "IMAP connections logged in since the daemon started, reconnections included.",
+    );
+    o.sample("hecto_watch_imap_connections_total", &[], net.connections);
+    o.family(
+        "hecto_watch_imap_round_trips_total",
+        "counter",
+        "Round trips waited for on every IMAP connection since the daemon started, logging in included.",
+    );
+    o.sample("hecto_watch_imap_round_trips_total", &[], net.round_trips);
+
     // Notices from the outbox, which keeps every one: sent is a count that only grows.
     let mut by: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for kind in ["reminder", "spam_notice", "operator_notice"] {
@@ -251,7 +301,13 @@ mod tests {
     fn label_values_are_escaped_and_every_family_has_help_and_type() {
         assert_eq!(esc("a\"b\\c\nd 스팸"), "a\\\"b\\\\c\\nd 스팸");
         let counters = Counters::default();
-        let text = render(&Snapshot { health: &[], status: &[], outbox: &[], counters: &counters });
+        let text = render(&Snapshot {
+            health: &[],
+            status: &[],
+            outbox: &[],
+            counters: &counters,
+            round_trips: Default::default(),
+        });
         let mut families = 0;
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -264,5 +320,27 @@ mod tests {
         assert!(text.contains("hecto_watch_hecto_mails_total{kind=\"guidance\"} 0"), "{text}");
         assert!(text.contains("hecto_watch_merchants{stage=\"applied\"} 0"), "{text}");
         assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn folder_passes_add_up_their_seconds_and_round_trips_per_folder() {
+        let counters = Counters::default();
+        let cost = |ms, round_trips| PassCost { took: std::time::Duration::from_millis(ms), round_trips };
+        counters.pass("a", "Junk", FolderRole::Junk, cost(30, 1));
+        counters.pass("a", "Junk", FolderRole::Junk, cost(45, 1));
+        counters.pass("a", "Sent", FolderRole::Sent, cost(250, 7));
+        let round_trips = crate::imap::transport::RoundTrips { round_trips: 21, login_round_trips: 8, connections: 2 };
+        let text = render(&Snapshot { health: &[], status: &[], outbox: &[], counters: &counters, round_trips });
+        let junk = "{account=\"a\",folder=\"Junk\",role=\"junk\"}";
+        for want in [
+            format!("hecto_watch_folder_pass_seconds_sum{junk} 0.075"),
+            format!("hecto_watch_folder_pass_seconds_count{junk} 2"),
+            format!("hecto_watch_folder_pass_round_trips_total{junk} 2"),
+            "hecto_watch_folder_pass_round_trips_total{account=\"a\",folder=\"Sent\",role=\"sent\"} 7".to_owned(),
+            "hecto_watch_imap_connections_total 2".to_owned(),
+            "hecto_watch_imap_round_trips_total 21".to_owned(),
+        ] {
+            assert!(text.lines().any(|l| l == want), "{want} in\n{text}");
+        }
     }
 }

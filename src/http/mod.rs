@@ -170,6 +170,7 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
             status: &status,
             outbox: &outbox,
             counters: &counters,
+            round_trips: crate::imap::transport::RoundTrips::now(),
         }))
     })
     .await;

@@ -91,6 +91,9 @@ pub enum ImapEvent {
         folder: String,
         role: FolderRole,
         stats: SyncStats,
+        /// What the pass cost on the folder's own held connection: the daemon's watchers
+        /// measure it; `scan --once`, whose folders share connections, does not.
+        cost: Option<PassCost>,
     },
     /// A mail whose body was fetched went through the ingest.
     Mail(MailReport),
@@ -99,6 +102,13 @@ pub enum ImapEvent {
         folder: Option<String>,
         error: String,
     },
+}
+
+/// The time and the round trips one folder pass took (see [`ImapEvent::Synced`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassCost {
+    pub took: std::time::Duration,
+    pub round_trips: u64,
 }
 
 /// Optional observers of a scan or watch, and a test's knob.
@@ -342,6 +352,7 @@ async fn scan_account(account: &Account, ingest: &Ingest, cancel: &CancellationT
                     folder: folder.name.clone(),
                     role: folder.role,
                     stats,
+                    cost: None,
                 });
             }
             Err(SyncError::Cancelled) => summary.cancelled = true,

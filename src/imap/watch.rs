@@ -375,6 +375,7 @@ async fn serve(
     backoff: &mut Backoff,
 ) -> Result<(), SyncError> {
     loop {
+        let (started, trips_before) = (std::time::Instant::now(), conn.round_trips());
         let stats = match sync_folder(&mut conn, ctx).await {
             Ok(s) => s,
             Err(SyncError::Cancelled) => {
@@ -389,6 +390,7 @@ async fn serve(
             folder: ctx.folder.name.clone(),
             role: ctx.folder.role,
             stats,
+            cost: Some(super::PassCost { took: started.elapsed(), round_trips: conn.round_trips() - trips_before }),
         });
         // Mail that arrived while we synced was announced with EXISTS on the side: sync again
         // right away rather than idle past it.
