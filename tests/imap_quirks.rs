@@ -879,12 +879,7 @@ async fn an_emptied_folder_and_a_zero_byte_mail_are_read_not_errors() {
 async fn a_mail_longer_than_the_first_read_is_fetched_again_whole_and_alone() {
     use hecto_watch::imap::sync::BODY_FIRST_BYTES;
     let server = QuirkServer::start(INBOX_ONLY).await;
-    let long = |id: &str| {
-        let body = format!("{}\r\n사업자등록번호: 123-45-67891\r\n", "계약 안내 본문입니다. ".repeat(5_000));
-        let from = "\"헥토파이낸셜 계약팀\" <contract@hectofinancial.co.kr>";
-        mail(from, "ops@corp.example", "[헥토파이낸셜] 전자결제 서비스 계약 안내", &message_id(id), &[], &body)
-    };
-    // Past the cut by a good margin, yet within what classify reads of a text (256 KB).
+    let long = long_guidance;
     assert!(long("probe").len() > BODY_FIRST_BYTES as usize + 40_000);
     server.with(|s| {
         s.deliver_at("INBOX", guidance_mail("m1@corp.example", &message_id("short"), &[]), days_ago(3), &[]);
@@ -896,15 +891,7 @@ async fn a_mail_longer_than_the_first_read_is_fetched_again_whole_and_alone() {
     let config = config(dir.path(), &server.account_toml("l", "backfill_days = 60"));
     let (store, ingest) = ingest(&config);
     add_merchant(&store, "m1", "m1@corp.example");
-    let new = hecto_watch::ops::NewMerchant {
-        id: "m2".into(),
-        name: "m2 주식회사".into(),
-        contacts: vec!["m2@corp.example".into()],
-        business_no: Some("1234567891".into()),
-        applied_at: Some((chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339()),
-        ..Default::default()
-    };
-    hecto_watch::ops::merchant_add(&store, &new, chrono::Utc::now()).unwrap();
+    add_m2_by_business_number(&store);
 
     let s = scan_ok(&config, &ingest).await;
     assert_eq!((s.mails.mails_seen, s.mails.bodies_fetched, s.mails.stage_changes), (3, 2, 2), "{s:?}");
@@ -919,4 +906,84 @@ async fn a_mail_longer_than_the_first_read_is_fetched_again_whole_and_alone() {
         ],
         "one partial FETCH for all, the long mail in the window again whole"
     );
+}
+
+/// A guidance mail to a shared address, longer than the first body read, whose business number
+/// (m2's, 123-45-67891) stands at its end: it finds m2 only if it was read whole.
+fn long_guidance(id: &str) -> Vec<u8> {
+    let body = format!("{}\r\n사업자등록번호: 123-45-67891\r\n", "계약 안내 본문입니다. ".repeat(5_000));
+    let from = "\"헥토파이낸셜 계약팀\" <contract@hectofinancial.co.kr>";
+    mail(from, "ops@corp.example", "[헥토파이낸셜] 전자결제 서비스 계약 안내", &message_id(id), &[], &body)
+}
+
+fn add_m2_by_business_number(store: &Store) {
+    let new = hecto_watch::ops::NewMerchant {
+        id: "m2".into(),
+        name: "m2 주식회사".into(),
+        contacts: vec!["m2@corp.example".into()],
+        business_no: Some("1234567891".into()),
+        applied_at: Some((chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339()),
+        ..Default::default()
+    };
+    hecto_watch::ops::merchant_add(store, &new, chrono::Utc::now()).unwrap();
+}
+
+/// 20. A server that ignores the partial body read and sends whole bodies: every mail is read
+/// (the long one whole, not read twice), and once that shows, the bodies are fetched one per
+/// FETCH with one in flight, so what arrives unasked-for stays bounded.
+#[tokio::test]
+async fn a_server_ignoring_partial_reads_is_read_whole_one_mail_at_a_time() {
+    use hecto_watch::imap::sync::{BODY_BATCH, BODY_PIPELINE};
+    let server = QuirkServer::start(INBOX_ONLY).await;
+    let candidates = BODY_PIPELINE * BODY_BATCH + 11;
+    server.with(|s| {
+        s.quirks.ignore_partial = true;
+        s.deliver("INBOX", long_guidance("whole"));
+        for i in 1..candidates {
+            s.deliver("INBOX", guidance_mail("m1@corp.example", &message_id(&format!("w{i}")), &[]));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server.account_toml("w", ""));
+    let (store, ingest) = ingest(&config);
+    add_merchant(&store, "m1", "m1@corp.example");
+    add_m2_by_business_number(&store);
+
+    let s = scan_ok(&config, &ingest).await;
+    assert_eq!((s.mails.mails_seen, s.mails.bodies_fetched), (candidates as u64, candidates as u64), "{s:?}");
+    assert_eq!(stages(&store, "m2"), [Stage::GuidanceReceived], "the long mail read whole");
+    assert_eq!(stages(&store, "m1"), [Stage::GuidanceReceived]);
+    let sets: Vec<String> = server
+        .commands()
+        .into_iter()
+        .filter(|c| c.contains("BODY.PEEK[]"))
+        .map(|c| c.split(' ').nth(2).unwrap_or_default().to_owned())
+        .collect();
+    let first: Vec<String> =
+        (0..BODY_PIPELINE).map(|k| format!("{}:{}", k * BODY_BATCH + 1, (k + 1) * BODY_BATCH)).collect();
+    let one_by_one: Vec<String> = (BODY_PIPELINE * BODY_BATCH + 1..=candidates).map(|u| u.to_string()).collect();
+    assert_eq!(sets, [first, one_by_one].concat(), "the groups already in flight, then one mail per FETCH");
+}
+
+/// 21. A server whose partial read brings fewer bytes than asked although RFC822.SIZE says the
+/// mail is longer: the mail is read again whole, not applied cut short.
+#[tokio::test]
+async fn a_partial_read_shorter_than_the_mail_is_read_again_whole() {
+    let server = QuirkServer::start(INBOX_ONLY).await;
+    server.with(|s| {
+        s.quirks.short_partial = true;
+        s.deliver("INBOX", guidance_mail("m1@corp.example", &message_id("s1"), &[]));
+        s.deliver("INBOX", long_guidance("short"));
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server.account_toml("s", ""));
+    let (store, ingest) = ingest(&config);
+    add_merchant(&store, "m1", "m1@corp.example");
+    add_m2_by_business_number(&store);
+
+    let s = scan_ok(&config, &ingest).await;
+    assert_eq!((s.mails.bodies_fetched, s.mails.stage_changes, s.mails.unassigned), (2, 2, 0), "{s:?}");
+    assert_eq!(stages(&store, "m2"), [Stage::GuidanceReceived]);
+    let whole: Vec<String> = server.commands().into_iter().filter(|c| c.ends_with("BODY.PEEK[])")).collect();
+    assert_eq!(whole, ["UID FETCH 2 (UID RFC822.SIZE INTERNALDATE BODY.PEEK[])"], "only the long mail again");
 }

@@ -199,7 +199,7 @@ pub fn render(s: &Snapshot<'_>) -> String {
     o.family(
         "hecto_watch_folder_pass_seconds",
         "summary",
-        "Passes over the folder since the daemon started, and the seconds they took.",
+        "Successful passes over the folder since the daemon started, and the seconds they took.",
     );
     for ((account, folder, role), (n, secs, _)) in &counters.passes {
         let labels = [("account", account.as_str()), ("folder", folder.as_str()), ("role", role)];
@@ -209,7 +209,7 @@ pub fn render(s: &Snapshot<'_>) -> String {
     o.family(
         "hecto_watch_folder_pass_round_trips_total",
         "counter",
-        "Round trips the passes over the folder waited for since the daemon started.",
+        "Round trips those passes waited for on the folder's own connection (a big pass's second connection not included).",
     );
     for ((account, folder, role), (_, _, trips)) in &counters.passes {
         let labels = [("account", account.as_str()), ("folder", folder.as_str()), ("role", role)];

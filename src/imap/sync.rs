@@ -401,6 +401,7 @@ async fn sync_pass(
         window: None,
         cursor_at: 0,
         can_move: None,
+        whole_bodies: false,
     };
     let mut batches = Batches::Ranges(UidRanges::new(start, newest_uid));
     let since = ctx.ingest.clock().now() - chrono::Duration::days(i64::from(ctx.account.backfill_days));
@@ -773,6 +774,9 @@ struct Pass {
     window: Option<(chrono::NaiveDate, u32)>,
     /// Where this pass has moved the cursor to.
     cursor_at: u32,
+    /// The server answered a partial body read (`BODY.PEEK[]<0.N>`) with more than asked: it
+    /// ignores them, so bodies are fetched one at a time (see [`apply_batch`]).
+    whole_bodies: bool,
     /// `move_found_in_spam` on a server without MOVE and UIDPLUS: whether the folder held no
     /// other `\Deleted` mail when first asked (see [`move_to_inbox`]).
     can_move: Option<bool>,
@@ -892,33 +896,52 @@ async fn apply_batch(
     // `got` by UID, for whichever group in flight asked for it: at most the groups in flight
     // are held. A group whose answer lacks a mail, or cut one short, needs further commands, so
     // what is still in flight is read first and no answer is taken for another's.
-    let groups: Vec<&[u32]> = wanted.chunks(BODY_BATCH).collect();
+    // `bounds[k]..bounds[k + 1]` is group k of `wanted`, as sent.
+    let mut bounds = vec![0];
     let mut in_flight: std::collections::VecDeque<(usize, async_imap::imap_proto::RequestId)> = Default::default();
-    let mut sent = 0;
     let mut got = Bodies::new();
-    for (g, group) in groups.iter().enumerate() {
+    let mut g = 0;
+    while bounds[g] < wanted.len() {
         if ctx.cancel.is_cancelled() {
             return Err(SyncError::Cancelled);
         }
-        while sent < groups.len() && in_flight.len() < BODY_PIPELINE {
-            in_flight.push_back((sent, send_body_fetch(conn, ctx, groups[sent], Some(BODY_FIRST_BYTES)).await?));
-            sent += 1;
+        // A server that ignores the partial read sends whole bodies, which nothing bounds but
+        // their number: one mail per FETCH and one FETCH in flight from then on.
+        let (batch, depth) = if p.whole_bodies { (1, 1) } else { (BODY_BATCH, BODY_PIPELINE) };
+        while bounds.last().is_some_and(|&end| end < wanted.len()) && in_flight.len() < depth {
+            let start = bounds[bounds.len() - 1];
+            let end = (start + batch).min(wanted.len());
+            let tag = send_body_fetch(conn, ctx, &wanted[start..end], Some(BODY_FIRST_BYTES)).await?;
+            in_flight.push_back((bounds.len() - 1, tag));
+            bounds.push(end);
         }
-        let asked = &wanted[g * BODY_BATCH..(sent * BODY_BATCH).min(wanted.len())];
+        let asked = &wanted[bounds[g]..bounds[bounds.len() - 1]];
         while in_flight.front().is_some_and(|(h, _)| *h <= g) {
             let Some((_, tag)) = in_flight.pop_front() else { break };
             read_bodies(conn, ctx, &tag, asked, &mut got).await?;
         }
+        let group = &wanted[bounds[g]..bounds[g + 1]];
+        g += 1;
         let mut bodies: Bodies = group.iter().filter_map(|u| got.remove_entry(u)).collect();
-        // Outside the back-fill window: not applied, not read again.
-        let group: Vec<u32> =
-            group.iter().copied().filter(|u| bodies.get(u).is_none_or(|f| in_window(*u, f))).collect();
+        if bodies.values().any(|f| f.raw.as_ref().is_some_and(|b| b.len() > BODY_FIRST_BYTES as usize)) {
+            if !p.whole_bodies {
+                warn!(account = %account, folder = %folder, "The server ignores partial FETCH (BODY.PEEK[]<0.N>) and sends whole bodies: fetching them one at a time");
+            }
+            p.whole_bodies = true;
+        }
+        // Outside the back-fill window by the arrival the answer gave: not applied, not read
+        // again.
+        let outside = |bodies: &Bodies, uid: &u32| bodies.get(uid).is_some_and(|f| !in_window(*uid, f));
+        let mut group: Vec<u32> = group.iter().copied().filter(|u| !outside(&bodies, u)).collect();
         bodies.retain(|uid, f| in_window(*uid, f));
         if group.iter().any(|u| bodies.get(u).is_none_or(|f| f.unread() || f.cut_short())) {
             for (_, tag) in std::mem::take(&mut in_flight) {
                 read_bodies(conn, ctx, &tag, asked, &mut got).await?;
             }
             bodies = complete_bodies(conn, ctx, &group, bodies).await?;
+            // The window again, for a mail whose arrival came only with the second read.
+            group.retain(|u| !outside(&bodies, u));
+            bodies.retain(|uid, f| in_window(*uid, f));
         }
         for &uid in &group {
             // Safe point: the previous mail is committed; stop here if asked.
@@ -1243,16 +1266,22 @@ struct Fetched {
 impl Fetched {
     /// No body came. An empty body counts as none unless the mail's RFC822.SIZE is 0 too: a
     /// server that cannot render a mail may answer `BODY[] ""`, but a 0-byte message is a
-    /// 0-byte message.
+    /// 0-byte message. The size is asked in the same FETCH; an answer that leaves it out gets
+    /// no benefit of the doubt (the mail is asked again, then looked for).
     fn unread(&self) -> bool {
         self.raw.as_ref().is_none_or(|b| b.is_empty() && self.size != Some(0))
     }
 
     /// The partial first read ([`BODY_FIRST_BYTES`]) may have cut the mail short: it brought as
-    /// many bytes as asked. Judged by the bytes, not by RFC822.SIZE, which some servers count
-    /// differently from what they send; a mail of exactly that length is merely read twice.
+    /// many bytes as asked, or fewer while RFC822.SIZE says the mail is longer than that. Chiefly
+    /// by the bytes: some servers count RFC822.SIZE differently from what they send, and a mail
+    /// of exactly that length, or one whose size is overstated, is merely read twice. A body
+    /// longer than asked (a server that ignores the partial read) is whole.
     fn cut_short(&self) -> bool {
-        self.raw.as_ref().is_some_and(|b| b.len() as u64 == u64::from(BODY_FIRST_BYTES))
+        let first = BODY_FIRST_BYTES as usize;
+        self.raw.as_ref().is_some_and(|b| {
+            b.len() == first || (b.len() < first && self.size.is_some_and(|s| s > u64::from(BODY_FIRST_BYTES)))
+        })
     }
 }
 
@@ -1351,7 +1380,7 @@ async fn complete_bodies(
     let present = present_uids(conn, ctx, &uid_set(&still), |u| still.binary_search(&u).is_ok()).await?;
     if let Some(uid) = present.first() {
         return Err(SyncError::Imap(anyhow!(
-            "the server holds mail UID {uid} in {:?} but returned no body for it (UID FETCH {uid} BODY.PEEK[])",
+            "the server holds mail UID {uid} in {:?} but returned no body for it, asked for its first bytes and again whole (UID FETCH {uid} BODY.PEEK[])",
             ctx.folder.name
         )));
     }

@@ -108,6 +108,10 @@ pub struct Quirks {
     pub silent_header_fetch: bool,
     /// Broken: the body FETCH (`BODY.PEEK[]`) answers only its tagged OK.
     pub silent_body_fetch: bool,
+    /// Broken: a partial body FETCH (`BODY.PEEK[]<0.N>`) is answered with the whole body.
+    pub ignore_partial: bool,
+    /// Broken: a partial body FETCH brings only half the bytes asked (RFC822.SIZE stays true).
+    pub short_partial: bool,
     /// Broken: every `UID FETCH`, whatever it asks, answers only its tagged OK (a FETCH by
     /// sequence number still works).
     pub silent_uid_fetch: bool,
@@ -715,7 +719,12 @@ impl Session {
         }
         let drop_inside = header_pass && s.quirks.drop_header_fetches > 0;
         s.quirks.drop_header_fetches -= u32::from(drop_inside);
-        let style = Style { odd: s.quirks.odd_fetch, by_uid };
+        let style = Style {
+            odd: s.quirks.odd_fetch,
+            by_uid,
+            ignore_partial: s.quirks.ignore_partial,
+            short_partial: s.quirks.short_partial,
+        };
         let mut out = Out::default();
         for (k, uid) in targets.into_iter().enumerate() {
             let left_out = header_pass && s.quirks.header_left_out.contains(&uid);
@@ -1025,6 +1034,9 @@ struct Style {
     odd: bool,
     /// A UID FETCH: UID is always in the answer (RFC 3501 §6.4.8).
     by_uid: bool,
+    /// [`Quirks::ignore_partial`], [`Quirks::short_partial`].
+    ignore_partial: bool,
+    short_partial: bool,
 }
 
 /// `* seq FETCH (…)\r\n` for one mail (RFC 3501 §7.4.2).
@@ -1067,7 +1079,12 @@ fn fetch_response(seq: usize, mail: &Mail, items: &[Item], style: Style, leave_h
                 literal(&mut out, &name, &header_fields(&mail.raw, names));
             }
             Item::Body { partial: None, .. } => literal(&mut out, &keyword("BODY[]"), &mail.raw),
+            Item::Body { partial: Some(_), .. } if style.ignore_partial => {
+                literal(&mut out, &keyword("BODY[]"), &mail.raw)
+            }
             Item::Body { partial: Some((origin, length)), .. } => {
+                let length = if style.short_partial { length / 2 } else { *length };
+                let length = &length;
                 let from = (*origin).min(mail.raw.len());
                 let to = origin.saturating_add(*length).min(mail.raw.len());
                 literal(&mut out, &format!("{}<{origin}>", keyword("BODY[]")), &mail.raw[from..to])
