@@ -987,3 +987,30 @@ async fn a_partial_read_shorter_than_the_mail_is_read_again_whole() {
     let whole: Vec<String> = server.commands().into_iter().filter(|c| c.ends_with("BODY.PEEK[])")).collect();
     assert_eq!(whole, ["UID FETCH 2 (UID RFC822.SIZE INTERNALDATE BODY.PEEK[])"], "only the long mail again");
 }
+
+/// 22. A server that completes pipelined commands out of order (RFC 3501 §5.5 allows it when it
+/// runs them at once): EXAMINE completed after the FETCH sent with it, each body FETCH after
+/// the next. Every completion reaches its own command, and every mail is read once.
+#[tokio::test]
+async fn completions_out_of_order_each_reach_their_own_command() {
+    use hecto_watch::imap::sync::BODY_BATCH;
+    let server = QuirkServer::start(INBOX_ONLY).await;
+    let candidates = 3 * BODY_BATCH + 7;
+    server.with(|s| {
+        s.quirks.completions_out_of_order = true;
+        for i in 0..candidates {
+            s.deliver("INBOX", guidance_mail("m1@corp.example", &message_id(&format!("o{i}")), &[]));
+            s.deliver("INBOX", plain_mail(USER, &message_id(&format!("p{i}"))));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server.account_toml("q", ""));
+    let (store, ingest) = ingest(&config);
+    add_merchant(&store, "m1", "m1@corp.example");
+    let s = scan_ok(&config, &ingest).await;
+    assert_eq!((s.mails.mails_seen, s.mails.bodies_fetched), (2 * candidates as u64, candidates as u64), "{s:?}");
+    assert_eq!(store.seen_count(), candidates, "each Hecto mail recorded once");
+    assert_eq!(last_uid(&store, "q", "INBOX"), Some(2 * candidates as u32));
+    let again = scan_ok(&config, &ingest).await;
+    assert_eq!(again.mails.mails_seen, 0, "{again:?}");
+}

@@ -94,7 +94,35 @@ pub struct Connection {
     pub announced: bool,
     /// This connection's round trips so far ([`Counted`]).
     pub(crate) trips: Arc<AtomicU64>,
+    /// Completions of pipelined commands that came while another command's answer was read,
+    /// kept for their own [`Connection::finish`]: a server may run pipelined commands at once
+    /// and complete them in any order (RFC 3501 §5.5). Dovecot and Cyrus complete in order.
+    pub(crate) early: Vec<(String, Completed)>,
 }
+
+/// How a command ended (its tagged response), kept until its reader asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completed {
+    Ok(String),
+    No(String),
+    Bad(String),
+    Other(String),
+}
+
+impl Completed {
+    fn into_result(self) -> Result<(), async_imap::error::Error> {
+        use async_imap::error::Error;
+        match self {
+            Completed::Ok(_) => Ok(()),
+            Completed::No(text) => Err(Error::No(text)),
+            Completed::Bad(text) => Err(Error::Bad(text)),
+            Completed::Other(text) => Err(Error::Io(io::Error::other(text))),
+        }
+    }
+}
+
+/// Early completions kept at most: only the commands of one pipeline are ever in flight.
+const EARLY_KEPT: usize = 32;
 
 impl Connection {
     /// The round trips this connection has waited for so far.
@@ -129,6 +157,20 @@ impl Connection {
     ) -> Result<(), async_imap::error::Error> {
         let tag = self.send(command).await?;
         self.finish(&tag, each).await
+    }
+
+    /// The completion of `tag` if it came while another command's answer was read.
+    pub(crate) fn take_early(&mut self, tag: &str) -> Option<Completed> {
+        let i = self.early.iter().position(|(t, _)| t == tag)?;
+        Some(self.early.remove(i).1)
+    }
+
+    /// Keep the completion of `tag`, read before its own reader asked (see `early`).
+    pub(crate) fn keep_early(&mut self, tag: String, completed: Completed) {
+        if self.early.len() == EARLY_KEPT {
+            self.early.remove(0);
+        }
+        self.early.push((tag, completed));
     }
 
     /// Send `command` without waiting for its answer (pipelining, RFC 3501 §5.5: several
@@ -189,20 +231,28 @@ impl Connection {
         use async_imap::error::Error;
         use async_imap::imap_proto::MailboxDatum;
         let tag = tag.clone();
+        if let Some(done) = self.take_early(&tag.0) {
+            return done.into_result();
+        }
         loop {
             let Some(data) = self.session.read_response().await? else {
                 return Err(Error::ConnectionLost);
             };
             match data.parsed() {
-                Response::Done { tag: done, status, outcome } if *done == tag => {
+                Response::Done { tag: done, status, outcome } => {
                     let code = outcome.code.as_ref().map(|c| format!("[{c:?}] ")).unwrap_or_default();
                     let text = format!("{code}{}", outcome.information.as_deref().unwrap_or(""));
-                    return match status {
-                        Status::Ok => Ok(()),
-                        Status::No => Err(Error::No(text)),
-                        Status::Bad => Err(Error::Bad(text)),
-                        other => Err(Error::Io(io::Error::other(format!("{other:?} {text}")))),
+                    let completed = match status {
+                        Status::Ok => Completed::Ok(text),
+                        Status::No => Completed::No(text),
+                        Status::Bad => Completed::Bad(text),
+                        other => Completed::Other(format!("{other:?} {text}")),
                     };
+                    if *done == tag {
+                        return completed.into_result();
+                    }
+                    // A command sent after ours completed first: its reader will ask.
+                    self.keep_early(done.0.clone(), completed);
                 }
                 Response::MailboxData(MailboxDatum::Exists(_) | MailboxDatum::Recent(_)) if !selecting => {
                     self.announced = true
@@ -452,7 +502,7 @@ async fn connect_inner(account: &Account, endpoint: String) -> Result<Connection
         round_trips,
         "Logged in"
     );
-    Ok(Connection { session, caps, announced: false, trips })
+    Ok(Connection { session, caps, announced: false, trips, early: Vec::new() })
 }
 
 async fn tcp_connect(account: &Account, endpoint: &str) -> Result<Counted<TcpStream>, ConnectError> {

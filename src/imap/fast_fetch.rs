@@ -29,7 +29,7 @@ use async_imap::imap_proto::{self, AttributeValue, MessageSection, SectionPath};
 use tokio::io::AsyncReadExt;
 use tracing::warn;
 
-use super::connect::Connection;
+use super::connect::{Completed, Connection};
 
 /// One response bigger than this is refused: a header section of From, To and Cc never comes
 /// near it, and a server sending one must not make us buffer without bound.
@@ -66,6 +66,8 @@ pub enum Item<'a> {
     Warning(String),
     /// Our command's completion: `Ok` with the server's text, `Err` with its refusal.
     Done(Result<String, String>),
+    /// Another (pipelined) command's completion, come before ours (RFC 3501 §5.5).
+    OtherDone(String, Completed),
     /// `* BYE`: the server is closing the connection.
     Bye(String),
     /// Anything else (a FETCH of flags without a UID, other untagged data): nothing for us.
@@ -78,6 +80,7 @@ pub fn read_response<'a>(response: &'a [u8], tag: &str) -> Result<Item<'a>, Fast
     match response_kind(response, tag) {
         Kind::Tagged(true, text) => Ok(Item::Done(Ok(text))),
         Kind::Tagged(false, text) => Ok(Item::Done(Err(text))),
+        Kind::OtherTagged(tag, completed) => Ok(Item::OtherDone(tag, completed)),
         Kind::Announce => Ok(Item::Announce),
         Kind::Bye(text) => Ok(Item::Bye(text)),
         Kind::Fetch => {
@@ -167,13 +170,15 @@ pub struct Progress {
     pub announced: bool,
     /// An untagged NO/BAD came along: the answer may be incomplete.
     pub warning: Option<String>,
+    /// Other commands' completions that came before ours, for their own readers.
+    pub early: Vec<(String, Completed)>,
 }
 
 /// Take the complete responses at the start of `buf`, calling `each(uid, header)` for every
 /// FETCH that names a UID, until our command's completion, a failure or the end of the whole
 /// responses. Pure (but for logging alerts): the socket loop and the fuzz target share it.
 pub fn read_buffered(buf: &[u8], tag: &str, each: &mut impl FnMut(u32, Option<&[u8]>)) -> Progress {
-    let mut progress = Progress { consumed: 0, done: None, announced: false, warning: None };
+    let mut progress = Progress { consumed: 0, done: None, announced: false, warning: None, early: Vec::new() };
     while let Some(len) = response_len(&buf[progress.consumed..]) {
         let response = &buf[progress.consumed..progress.consumed + len];
         progress.consumed += len;
@@ -185,6 +190,7 @@ pub fn read_buffered(buf: &[u8], tag: &str, each: &mut impl FnMut(u32, Option<&[
             Ok(Item::Nothing) => {}
             Ok(Item::Done(Ok(text))) => progress.done = Some(Ok(text)),
             Ok(Item::Done(Err(text))) => progress.done = Some(Err(FastFetchError::Refused(text))),
+            Ok(Item::OtherDone(tag, completed)) => progress.early.push((tag, completed)),
             Ok(Item::Bye(text)) => progress.done = Some(Err(FastFetchError::Bye(text))),
             Err(e) => progress.done = Some(Err(e)),
         }
@@ -231,6 +237,13 @@ pub async fn read_header_fetch(
     mut each: impl FnMut(u32, Option<&[u8]>),
 ) -> Result<Completion, FastFetchError> {
     let tag = tag.to_owned();
+    match conn.take_early(&tag) {
+        Some(Completed::Ok(text)) => return Ok(Completion { text, warning: None }),
+        Some(Completed::No(text) | Completed::Bad(text) | Completed::Other(text)) => {
+            return Err(FastFetchError::Refused(text))
+        }
+        None => {}
+    }
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut announced = false;
     let mut warning = None;
@@ -238,6 +251,9 @@ pub async fn read_header_fetch(
         let progress = read_buffered(&buf, &tag, &mut each);
         announced |= progress.announced;
         warning = progress.warning.or(warning);
+        for (other, completed) in progress.early {
+            conn.keep_early(other, completed);
+        }
         if let Some(result) = progress.done {
             // Whatever followed our completion belongs to whoever reads next: async-imap.
             conn.session.get_mut().unread(&buf[progress.consumed..]);
@@ -311,11 +327,31 @@ fn parse_number(digits: &[u8]) -> Option<usize> {
 enum Kind {
     /// Our command's completion: OK or not, and the text after the tag.
     Tagged(bool, String),
+    /// Another command's completion.
+    OtherTagged(String, Completed),
     Fetch,
     /// `* n EXISTS` or `* n RECENT`: new mail.
     Announce,
     Bye(String),
     Other,
+}
+
+/// `tag OK|NO|BAD text` of another command (a tag is an atom, RFC 3501 §9: no `+`, no `*`).
+fn other_tagged(line: &[u8]) -> Option<Kind> {
+    let mut words = line.splitn(3, |b| *b == b' ');
+    let tag = words.next().filter(|t| !t.is_empty() && !t.iter().any(|b| b"+*(){% \"\\".contains(b)))?;
+    let status = words.next()?;
+    let text = String::from_utf8_lossy(words.next().unwrap_or_default()).into_owned();
+    let completed = if status.eq_ignore_ascii_case(b"OK") {
+        Completed::Ok(text)
+    } else if status.eq_ignore_ascii_case(b"NO") {
+        Completed::No(text)
+    } else if status.eq_ignore_ascii_case(b"BAD") {
+        Completed::Bad(text)
+    } else {
+        return None;
+    };
+    Some(Kind::OtherTagged(String::from_utf8_lossy(tag).into_owned(), completed))
 }
 
 fn response_kind(response: &[u8], tag: &str) -> Kind {
@@ -325,7 +361,7 @@ fn response_kind(response: &[u8], tag: &str) -> Kind {
         return Kind::Tagged(rest.len() >= 2 && rest[..2].eq_ignore_ascii_case(b"OK"), text);
     }
     let Some(rest) = line.strip_prefix(b"* ") else {
-        return Kind::Other; // a continuation request, or noise: nothing for this command
+        return other_tagged(line).unwrap_or(Kind::Other); // a continuation request, or noise
     };
     let mut words = rest.splitn(3, |b| *b == b' ');
     let first = words.next().unwrap_or_default();
@@ -552,6 +588,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn another_commands_completion_before_ours_is_kept_for_its_reader() {
+        let buf = b"A3 NO [UNAVAILABLE] later\r\n* 1 FETCH (UID 4 BODY[HEADER.FIELDS (FROM)] {9}\r\nFrom: a\r\n)\r\nA4 OK fine\r\n+ go on\r\nA2 OK done\r\n";
+        let mut uids = Vec::new();
+        let progress = read_buffered(buf, "A2", &mut |uid, _| uids.push(uid));
+        assert_eq!(uids, [4]);
+        assert_eq!(
+            progress.early,
+            [
+                ("A3".to_owned(), Completed::No("[UNAVAILABLE] later".into())),
+                ("A4".to_owned(), Completed::Ok("fine".into()))
+            ]
+        );
+        assert!(matches!(progress.done, Some(Ok(ref text)) if text == "OK done"), "{progress:?}");
+    }
+
+    #[test]
     fn a_response_ends_at_its_line_end_after_any_literals() {
         let one = b"* 1 FETCH (UID 7 BODY[HEADER.FIELDS (FROM)] {12}\r\nFrom: a\r\n\r\n)\r\n";
         let mut data = one.to_vec();
@@ -694,8 +746,12 @@ mod tests {
             response_kind(b"A0007 NO [SERVERBUG] x\r\n", "A0007"),
             Kind::Tagged(false, "NO [SERVERBUG] x".into())
         );
-        // Another tag that merely starts like ours is not our completion.
-        assert_eq!(response_kind(b"A00071 OK x\r\n", "A0007"), Kind::Other);
+        // Another tag that merely starts like ours is not our completion: another command's.
+        assert_eq!(
+            response_kind(b"A00071 OK x\r\n", "A0007"),
+            Kind::OtherTagged("A00071".into(), Completed::Ok("x".into()))
+        );
+        assert_eq!(response_kind(b"+ go ahead\r\n", "A1"), Kind::Other);
         assert_eq!(response_kind(b"* 12 FETCH (UID 1)\r\n", "A1"), Kind::Fetch);
         assert_eq!(response_kind(b"* 13 EXISTS\r\n", "A1"), Kind::Announce);
         assert_eq!(response_kind(b"* 2 RECENT\r\n", "A1"), Kind::Announce);

@@ -422,7 +422,7 @@ fn new_mail_announced(conn: &mut Connection) -> bool {
 
 /// One IDLE: until the server reports something, [`IDLE_REFRESH`] passes, or we are cancelled.
 async fn idle_once(conn: Connection, ctx: &FolderCtx<'_>) -> Result<Connection, SyncError> {
-    let Connection { session, caps, announced, trips } = conn;
+    let Connection { session, caps, announced, trips, early } = conn;
     let lost = |what: &str, e: String| SyncError::Imap(anyhow::anyhow!("{what} in {:?}: {e}", ctx.folder.name));
     let mut handle = session.idle();
     match tokio::time::timeout(IO_TIMEOUT, handle.init()).await {
@@ -454,7 +454,7 @@ async fn idle_once(conn: Connection, ctx: &FolderCtx<'_>) -> Result<Connection, 
         Err(_) if !cancelled => return Err(lost("DONE", format!("no answer within {} s", DONE_TIMEOUT.as_secs()))),
         _ => return Err(SyncError::Cancelled),
     };
-    let conn = Connection { session, caps, announced, trips };
+    let conn = Connection { session, caps, announced, trips, early };
     if cancelled {
         conn.logout().await;
         return Err(SyncError::Cancelled);

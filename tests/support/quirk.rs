@@ -108,6 +108,10 @@ pub struct Quirks {
     pub silent_header_fetch: bool,
     /// Broken: the body FETCH (`BODY.PEEK[]`) answers only its tagged OK.
     pub silent_body_fetch: bool,
+    /// A command pipelined before another (more input already waiting) is completed after
+    /// that one: its tagged response comes last, as RFC 3501 §5.5 allows a server that runs
+    /// pipelined commands at once.
+    pub completions_out_of_order: bool,
     /// Broken: a partial body FETCH (`BODY.PEEK[]<0.N>`) is answered with the whole body.
     pub ignore_partial: bool,
     /// Broken: a partial body FETCH brings only half the bytes asked (RFC822.SIZE stays true).
@@ -438,17 +442,37 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     if session.send(b"* OK [CAPABILITY IMAP4rev1] quirk server ready\r\n").await.is_err() {
         return;
     }
+    // A completion held back until the next command is answered (`completions_out_of_order`).
+    let mut held: Option<Vec<u8>> = None;
     while let Some(line) = input.line().await {
         trace("C", &line);
-        let reply = match line.split_once(' ') {
+        let mut reply = match line.split_once(' ') {
             Some((tag, command)) => session.dispatch(&mut input, tag, command).await,
             None => Out::one("* BAD a command is a tag, a space and the command"),
         };
         session.shared.bump();
+        let hold = held.is_none()
+            && !reply.close
+            && !input.reader.buffer().is_empty()
+            && session.shared.lock().quirks.completions_out_of_order;
+        let tail = if hold { split_completion(&mut reply.bytes) } else { None };
         if session.send(&reply.bytes).await.is_err() || reply.close {
             return;
         }
+        if let Some(earlier) = held.take() {
+            if session.send(&earlier).await.is_err() {
+                return;
+            }
+        }
+        held = tail;
     }
+}
+
+/// The tagged completion (the last line) cut off `bytes`, when there is one.
+fn split_completion(bytes: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let body = bytes.strip_suffix(b"\r\n")?;
+    let start = body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    (!bytes[start..].starts_with(b"* ")).then(|| bytes.split_off(start))
 }
 
 /// `QUIRK_TRACE=1` prints the transcript on stderr (`cargo test -- --nocapture` shows it).
