@@ -15,7 +15,8 @@ use hecto_watch::merchant::{Change, Stage};
 use hecto_watch::store::Store;
 use support::quirk::{kst, QuirkServer, INBOX_ONLY, PLAIN, USER};
 use support::{
-    add_merchant, config, guidance_mail, ingest, mail, message_id, plain_mail, start_watch, start_watch_relisting,
+    add_merchant, add_merchant_with_business_no, config, guidance_mail, ingest, mail, message_id, plain_mail,
+    start_watch, start_watch_relisting,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -917,15 +918,7 @@ fn long_guidance(id: &str) -> Vec<u8> {
 }
 
 fn add_m2_by_business_number(store: &Store) {
-    let new = hecto_watch::ops::NewMerchant {
-        id: "m2".into(),
-        name: "m2 주식회사".into(),
-        contacts: vec!["m2@corp.example".into()],
-        business_no: Some("1234567891".into()),
-        applied_at: Some((chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339()),
-        ..Default::default()
-    };
-    hecto_watch::ops::merchant_add(store, &new, chrono::Utc::now()).unwrap();
+    add_merchant_with_business_no(store, "m2", "m2@corp.example", Some("1234567891"));
 }
 
 /// 20. A server that ignores the partial body read and sends whole bodies: every mail is read

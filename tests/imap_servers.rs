@@ -250,15 +250,7 @@ async fn a_mail_longer_than_the_first_read_is_read_whole_and_stays_unread(server
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &server.account_toml("l", &user, Tls::Implicit, ""));
     let (store, ingest) = ingest(&config);
-    let new = hecto_watch::ops::NewMerchant {
-        id: "m-long".into(),
-        name: "긴메일 주식회사".into(),
-        contacts: vec!["someone-else@corp.example".into()],
-        business_no: Some("2208162517".into()),
-        applied_at: Some((chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339()),
-        ..Default::default()
-    };
-    hecto_watch::ops::merchant_add(&store, &new, chrono::Utc::now()).unwrap();
+    add_merchant_with_business_no(&store, "m-long", "someone-else@corp.example", Some("2208162517"));
     let s = scan(&config, &ingest).await;
     assert_eq!((s.mails.bodies_fetched, s.mails.stage_changes, s.mails.unassigned), (1, 1, 0), "{s:?}");
     assert_eq!(store.merchant("m-long").unwrap().unwrap().stage, Stage::GuidanceReceived);

@@ -185,12 +185,18 @@ pub fn ingest(config: &Config) -> (Store, Ingest) {
 
 /// Register a merchant whose contact is `contact`, applied two days ago.
 pub fn add_merchant(store: &Store, id: &str, contact: &str) {
+    add_merchant_with_business_no(store, id, contact, None);
+}
+
+/// [`add_merchant`] with a business number (ten digits), which a mail may name instead of the
+/// contact.
+pub fn add_merchant_with_business_no(store: &Store, id: &str, contact: &str, business_no: Option<&str>) {
     let now = chrono::Utc::now();
     let new = hecto_watch::ops::NewMerchant {
         id: id.to_owned(),
         name: format!("{id} 주식회사"),
         contacts: vec![contact.to_owned()],
-        business_no: None,
+        business_no: business_no.map(str::to_owned),
         mids: Vec::new(),
         applied_at: Some((now - chrono::Duration::days(2)).to_rfc3339()),
         ..Default::default()
