@@ -1001,6 +1001,9 @@ async fn completions_out_of_order_each_reach_their_own_command() {
     let (store, ingest) = ingest(&config);
     add_merchant(&store, "m1", "m1@corp.example");
     let s = scan_ok(&config, &ingest).await;
+    // EXAMINE before its FETCH 1,*, and body FETCHes before the next ones.
+    let swapped = server.with(|s| s.completed_out_of_order);
+    assert!(swapped >= 2, "completions sent out of order: {swapped}");
     assert_eq!((s.mails.mails_seen, s.mails.bodies_fetched), (2 * candidates as u64, candidates as u64), "{s:?}");
     assert_eq!(store.seen_count(), candidates, "each Hecto mail recorded once");
     assert_eq!(last_uid(&store, "q", "INBOX"), Some(2 * candidates as u32));

@@ -561,8 +561,7 @@ async fn sync_pass(
 }
 
 /// Apply the header batches `rx` brings, until it closes. Batches that queued up meanwhile go
-/// together: one size query and one flight of body fetches for all of them instead of one per
-/// batch.
+/// together: one flight of body fetches for all of them instead of one per batch.
 async fn apply_queued(
     conn: &mut Connection,
     ctx: &FolderCtx<'_>,

@@ -147,6 +147,8 @@ pub struct State {
     pub commands: Vec<String>,
     /// Successful LOGINs so far.
     pub logins: u32,
+    /// Completions sent after the next command's answer ([`Quirks::completions_out_of_order`]).
+    pub completed_out_of_order: u32,
 }
 
 impl State {
@@ -169,6 +171,7 @@ impl State {
             password: Some(PASSWORD.to_owned()),
             quirks: Quirks::default(),
             commands: Vec::new(),
+            completed_out_of_order: 0,
             logins: 0,
         }
     }
@@ -460,6 +463,7 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
             return;
         }
         if let Some(earlier) = held.take() {
+            session.shared.lock().completed_out_of_order += 1;
             if session.send(&earlier).await.is_err() {
                 return;
             }
